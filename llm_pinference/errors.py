@@ -1,0 +1,125 @@
+"""Typed API errors: every failure maps to one reason of a closed set."""
+
+from __future__ import annotations
+
+import email.utils
+import enum
+import math
+import time
+from collections.abc import Iterable
+
+
+class Reason(str, enum.Enum):
+    UNAUTHORIZED = "unauthorized"
+    PAYMENT_REQUIRED = "payment_required"
+    FORBIDDEN = "forbidden"
+    NOT_FOUND = "not_found"
+    RATE_LIMITED = "rate_limited"
+    CLIENT_ERROR = "client_error"
+    SERVER_ERROR = "server_error"
+    TIMEOUT = "timeout"
+    CONNECTION_ERROR = "connection_error"
+    INVALID_RESPONSE = "invalid_response"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+#: Every reason, in a stable order (metric label values, docs).
+REASONS: tuple[str, ...] = tuple(r.value for r in Reason)
+
+_STATUS_REASONS = {
+    401: Reason.UNAUTHORIZED,
+    402: Reason.PAYMENT_REQUIRED,
+    403: Reason.FORBIDDEN,
+    404: Reason.NOT_FOUND,
+    429: Reason.RATE_LIMITED,
+}
+
+REDACTED = "***"
+
+
+def reason_for_status(status: int) -> Reason:
+    """The reason for a non-2xx HTTP status."""
+    if status in _STATUS_REASONS:
+        return _STATUS_REASONS[status]
+    if 400 <= status < 500:
+        return Reason.CLIENT_ERROR
+    if status >= 500:
+        return Reason.SERVER_ERROR
+    # 1xx/3xx reaching us means the exchange did not produce an API answer.
+    return Reason.INVALID_RESPONSE
+
+
+def redact(text: str, secrets: Iterable[str | None]) -> str:
+    """Replace every occurrence of each (non-trivial) secret in text."""
+    for secret in secrets:
+        if secret and len(secret) >= 4:
+            text = text.replace(secret, REDACTED)
+    return text
+
+
+def one_line(text: str, limit: int = 300) -> str:
+    """Collapse whitespace so a message stays on one line, and bound its length."""
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 3] + "..."
+
+
+def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
+    """Retry-After as seconds: either delta-seconds or an HTTP date. None if absent/invalid."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        if when is None:
+            return None
+        seconds = when.timestamp() - (time.time() if now is None else now)
+    if not math.isfinite(seconds):
+        return None
+    return max(0.0, seconds)
+
+
+class PinferenceError(Exception):
+    """A failed API call. `str()` is one line and never contains the API key."""
+
+    def __init__(
+        self,
+        reason: Reason,
+        message: str,
+        *,
+        status: int | None = None,
+        api_message: str | None = None,
+        retry_after: float | None = None,
+        url: str | None = None,
+    ) -> None:
+        self.reason = Reason(reason)
+        self.status = status
+        self.api_message = api_message
+        self.retry_after = retry_after
+        self.url = url
+        self.message = message
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        parts = [self.reason.value]
+        if self.status is not None:
+            parts.append(f"(HTTP {self.status})")
+        text = " ".join(parts) + ": " + self.message
+        if self.api_message and self.api_message not in self.message:
+            text += f": {self.api_message}"
+        if self.retry_after is not None:
+            text += f" (retry after {self.retry_after:g}s)"
+        return text
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(reason={self.reason.value!r}, status={self.status!r}, "
+            f"message={self.message!r}, api_message={self.api_message!r}, "
+            f"retry_after={self.retry_after!r})"
+        )

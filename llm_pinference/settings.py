@@ -1,0 +1,110 @@
+"""Key, team and base URL, resolved the way the Prime ecosystem does it.
+
+Environment first (`PRIME_API_KEY`, `PRIME_TEAM_ID`, `PRIME_INFERENCE_URL`), then
+`~/.prime/config.json` (`api_key`, `team_id`, `inference_url`), then defaults. The config
+file belongs to the official `prime` CLI: it is only ever read here.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import REDACTED
+
+DEFAULT_BASE_URL = "https://api.pinference.ai/api/v1"
+ENV_KEY = "PRIME_API_KEY"
+ENV_TEAM = "PRIME_TEAM_ID"
+ENV_URL = "PRIME_INFERENCE_URL"
+TEAM_HEADER = "X-Prime-Team-ID"
+
+log = logging.getLogger("llm_pinference")
+_warned: set[str] = set()
+
+
+def _warn_once(message: str) -> None:
+    # Settings are resolved on every llm command (several times per command): say it once.
+    if message not in _warned:
+        _warned.add(message)
+        log.warning(message)
+
+
+@dataclass(frozen=True)
+class Settings:
+    api_key: str | None = None
+    team_id: str | None = None
+    base_url: str = DEFAULT_BASE_URL
+
+    def __repr__(self) -> str:
+        key = REDACTED if self.api_key else None
+        return f"Settings(api_key={key!r}, team_id={self.team_id!r}, base_url={self.base_url!r})"
+
+    def headers(self) -> dict[str, str]:
+        """Auth headers: Bearer when a key is set; the team header only with a key."""
+        headers: dict[str, str] = {}
+        if self.api_key:
+            headers["Authorization"] = f"Bearer {self.api_key}"
+            if self.team_id:
+                headers[TEAM_HEADER] = self.team_id
+        return headers
+
+    @property
+    def account(self) -> str:
+        """What decides which models are visible: base URL and team (only with a key)."""
+        team = self.team_id if self.api_key else None
+        return f"{self.base_url}|team={team or ''}"
+
+
+def prime_config_path() -> Path:
+    return Path.home() / ".prime" / "config.json"
+
+
+def load_prime_config(path: Path | None = None) -> dict[str, object]:
+    """The prime CLI's config as a dict; {} when missing. A bad file warns once, never raises."""
+    path = prime_config_path() if path is None else path
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return {}
+    except (OSError, UnicodeDecodeError) as exc:
+        _warn_once(f"llm-pinference: ignoring {path}: cannot read it ({type(exc).__name__})")
+        return {}
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        line = getattr(exc, "lineno", "?")
+        _warn_once(f"llm-pinference: ignoring {path}: not valid JSON (line {line})")
+        return {}
+    if not isinstance(data, dict):
+        _warn_once(f"llm-pinference: ignoring {path}: expected a JSON object")
+        return {}
+    return data
+
+
+def _text(value: object) -> str | None:
+    """A non-blank string setting, stripped; anything else counts as unset."""
+    if isinstance(value, str) and value.strip():
+        return value.strip()
+    return None
+
+
+def normalise_base_url(url: str) -> str:
+    return url.strip().rstrip("/")
+
+
+def resolve_settings(
+    env: Mapping[str, str] | None = None,
+    config: Mapping[str, object] | None = None,
+) -> Settings:
+    """Resolve key, team and base URL. `config` defaults to reading ~/.prime/config.json."""
+    env = os.environ if env is None else env
+    if config is None:
+        config = load_prime_config()
+    key = _text(env.get(ENV_KEY)) or _text(config.get("api_key"))
+    team = _text(env.get(ENV_TEAM)) or _text(config.get("team_id"))
+    url = _text(env.get(ENV_URL)) or _text(config.get("inference_url")) or DEFAULT_BASE_URL
+    return Settings(api_key=key, team_id=team, base_url=normalise_base_url(url))
