@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -176,9 +177,7 @@ def stream_events(model: str, body: dict[str, Any], reply: Reply) -> Iterator[by
     def chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
         event: dict[str, Any] = {
             **base,
-            "choices": [
-                {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
-            ],
+            "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}],
         }
         if include_usage:
             event["usage"] = None  # OpenAI sends null usage until the final chunk
@@ -229,40 +228,53 @@ def example_for_schema(schema: dict[str, Any], root: dict[str, Any] | None = Non
 def _example(schema: Any, root: dict[str, Any], name: str, depth: int) -> Any:
     if not isinstance(schema, dict) or depth > _MAX_SCHEMA_DEPTH:
         return None
-    if isinstance(schema.get("$ref"), str):
-        return _example(_resolve(schema["$ref"], root), root, name, depth + 1)
     if "const" in schema:
         return schema["const"]
     if isinstance(schema.get("enum"), list) and schema["enum"]:
         return schema["enum"][0]
     if "default" in schema:
         return schema["default"]
+    inner = _inner_schema(schema, root)
+    if inner is not None:
+        return _example(inner, root, name, depth + 1)
+    maker = _MAKERS.get(_schema_type(schema))
+    return maker(schema, root, name, depth) if maker else None
+
+
+def _inner_schema(schema: dict[str, Any], root: dict[str, Any]) -> Any:
+    """The schema to follow instead of this one: a ``$ref`` target or the first option."""
+    if isinstance(schema.get("$ref"), str):
+        return _resolve(schema["$ref"], root)
     for key in ("anyOf", "oneOf", "allOf"):
         options = schema.get(key)
         if isinstance(options, list) and options:
             usable = [o for o in options if not (isinstance(o, dict) and o.get("type") == "null")]
-            return _example((usable or options)[0], root, name, depth + 1)
-    kind = schema.get("type")
-    if isinstance(kind, list):
-        kind = next((k for k in kind if k != "null"), "null")
-    if kind is None:
-        kind = "object" if "properties" in schema else "array" if "items" in schema else None
-    if kind == "object":
-        props = schema.get("properties")
-        if not isinstance(props, dict):
-            return {}
-        return {key: _example(sub, root, key, depth + 1) for key, sub in props.items()}
-    if kind == "array":
-        count = schema.get("minItems", 1)
-        count = count if isinstance(count, int) and 0 <= count <= 100 else 1
-        return [_example(schema.get("items", {}), root, name, depth + 1) for _ in range(count)]
-    if kind == "string":
-        return _example_string(schema, name)
-    if kind in ("number", "integer"):
-        return _example_number(schema, kind == "integer")
-    if kind == "boolean":
-        return True
+            return (usable or options)[0]
     return None
+
+
+def _schema_type(schema: dict[str, Any]) -> str | None:
+    kind = schema.get("type")
+    if isinstance(kind, list):  # ["string", "null"]: prefer the non-null type
+        kind = next((k for k in kind if k != "null"), "null")
+    if kind is None and "properties" in schema:
+        return "object"
+    if kind is None and "items" in schema:
+        return "array"
+    return kind if isinstance(kind, str) else None
+
+
+def _example_object(schema: dict[str, Any], root: dict[str, Any], name: str, depth: int) -> Any:
+    props = schema.get("properties")
+    if not isinstance(props, dict):
+        return {}
+    return {key: _example(sub, root, key, depth + 1) for key, sub in props.items()}
+
+
+def _example_array(schema: dict[str, Any], root: dict[str, Any], name: str, depth: int) -> Any:
+    count = schema.get("minItems", 1)
+    count = count if isinstance(count, int) and 0 <= count <= 100 else 1
+    return [_example(schema.get("items", {}), root, name, depth + 1) for _ in range(count)]
 
 
 def _example_number(schema: dict[str, Any], integer: bool) -> int | float:
@@ -277,7 +289,7 @@ def _example_number(schema: dict[str, Any], integer: bool) -> int | float:
     if high is None and (x_high := bound("exclusiveMaximum")) is not None:
         high = x_high - 1
     value = low if low is not None else min(1.0, high) if high is not None else 1.0
-    return int(value) if integer else value
+    return math.ceil(value) if integer else value
 
 
 def _example_string(schema: dict[str, Any], name: str) -> str:
@@ -296,6 +308,18 @@ def _example_string(schema: dict[str, Any], name: str) -> str:
     if isinstance(max_length, int) and len(text) > max_length:
         text = text[:max_length]
     return text
+
+
+_Maker = Callable[[dict[str, Any], dict[str, Any], str, int], Any]
+_MAKERS: dict[str | None, _Maker] = {
+    "object": _example_object,
+    "array": _example_array,
+    "string": lambda schema, _root, name, _depth: _example_string(schema, name),
+    "number": lambda schema, _root, _name, _depth: _example_number(schema, False),
+    "integer": lambda schema, _root, _name, _depth: _example_number(schema, True),
+    "boolean": lambda _schema, _root, _name, _depth: True,
+    "null": lambda _schema, _root, _name, _depth: None,
+}
 
 
 def _resolve(ref: str, root: dict[str, Any]) -> Any:

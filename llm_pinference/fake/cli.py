@@ -1,0 +1,104 @@
+"""The ``pinference-fake`` command: serve the fake API until SIGINT or SIGTERM."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+from types import FrameType
+
+from .catalogue import default_catalogue, generate_catalogue, load_catalogue
+from .server import FakePinference, is_loopback
+
+KEY_ENV = "PINFERENCE_FAKE_REQUIRE_KEY"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="pinference-fake",
+        description="Serve a realistic fake Pinference API (OpenAI-compatible) for tests "
+        "and demos. Runtime control (faults, models, keys) under /_admin/ from loopback.",
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (loopback)")
+    parser.add_argument(
+        "--port", type=int, default=8099, help="port to bind; 0 picks a free one (default 8099)"
+    )
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--models", metavar="FILE", help="catalogue JSON: a list or {'data': []}")
+    source.add_argument("--generate", type=int, metavar="N", help="serve N generated models")
+    parser.add_argument(
+        "--require-key",
+        metavar="KEY",
+        default=os.environ.get(KEY_ENV) or None,
+        help=f"answer 401 unless 'Authorization: Bearer KEY' (env {KEY_ENV})",
+    )
+    parser.add_argument(
+        "--latency", type=float, default=0.0, metavar="SECONDS", help="delay every request"
+    )
+    parser.add_argument("--verbose", action="store_true", help="log one line per request")
+    parser.add_argument(
+        "--allow-remote", action="store_true", help="allow binding a non-loopback address"
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the server in the foreground; 0 on a clean stop, 1 if it cannot bind, 2 on usage."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    args.host = args.host.strip("[]")  # accept the URL spelling of IPv6 too
+    if not args.allow_remote and not _loopback_host(args.host):
+        parser.error(f"refusing to bind non-loopback --host {args.host} without --allow-remote")
+    if args.latency < 0 or (args.generate is not None and args.generate < 0):
+        parser.error("--latency and --generate must not be negative")
+    if not 0 <= args.port <= 65535:
+        parser.error("--port must be from 0 to 65535")
+    try:
+        if args.models:
+            models = load_catalogue(args.models)
+        elif args.generate is not None:
+            models = generate_catalogue(args.generate)
+        else:
+            models = default_catalogue()
+    except ValueError as exc:
+        print(f"pinference-fake: error: {exc}", file=sys.stderr)
+        return 2
+
+    fake = FakePinference(
+        models,
+        host=args.host,
+        port=args.port,
+        require_key=args.require_key,
+        latency=args.latency,
+        verbose=args.verbose,
+    )
+    stop = threading.Event()
+
+    def on_signal(_signum: int, _frame: FrameType | None) -> None:
+        stop.set()
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        try:
+            fake.start()
+        except OSError as exc:
+            print(
+                f"pinference-fake: error: cannot bind {args.host}:{args.port}: {exc}",
+                file=sys.stderr,
+            )
+            return 1
+        print(f"pinference-fake serving {fake.base_url} ({len(models)} models)", flush=True)
+        while not stop.wait(0.5):  # short waits keep signal delivery prompt everywhere
+            pass
+        return 0
+    finally:
+        fake.stop()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _loopback_host(host: str) -> bool:
+    return host.lower() == "localhost" or is_loopback(host)

@@ -1,0 +1,121 @@
+"""The client against the fake server over real loopback sockets: every reason, every rule."""
+
+import socket
+
+import pytest
+
+from llm_pinference.client import PinferenceClient
+from llm_pinference.errors import REASONS, PinferenceError, Reason
+from llm_pinference.fake import Fault, default_catalogue
+from llm_pinference.settings import Settings
+
+KEY = "pit_loopback_secret_456"
+
+
+def make_client(fake, key=KEY, team=None, **kwargs) -> PinferenceClient:
+    kwargs.setdefault("connect_timeout", 2)
+    kwargs.setdefault("read_timeout", 2)
+    return PinferenceClient(Settings(api_key=key, team_id=team, base_url=fake.base_url), **kwargs)
+
+
+def failure(call) -> PinferenceError:
+    with pytest.raises(PinferenceError) as info:
+        call()
+    return info.value
+
+
+def test_list_and_get_every_catalogue_id(fake):
+    client = make_client(fake)
+    listed = client.list_models()
+    expected = [m["id"] for m in default_catalogue()]
+    assert [m.id for m in listed.models] == expected and listed.skipped == 0
+    for model_id in expected:  # slashes, colons, dots, upper case, no slash
+        assert client.get_model(model_id).id == model_id
+
+
+FAULTS = [
+    (Fault(status=401), Reason.UNAUTHORIZED, 401),
+    (Fault(status=402), Reason.PAYMENT_REQUIRED, 402),
+    (Fault(status=403), Reason.FORBIDDEN, 403),
+    (Fault(status=404), Reason.NOT_FOUND, 404),
+    (Fault(status=429, retry_after="3"), Reason.RATE_LIMITED, 429),
+    (Fault(status=418), Reason.CLIENT_ERROR, 418),
+    (Fault(status=500), Reason.SERVER_ERROR, 500),
+    (Fault(status=503, html=True), Reason.SERVER_ERROR, 503),
+    (Fault(delay=3), Reason.TIMEOUT, None),
+    (Fault(mode="hang"), Reason.TIMEOUT, None),
+    (Fault(mode="drop"), Reason.CONNECTION_ERROR, None),
+    (Fault(mode="truncated"), Reason.CONNECTION_ERROR, None),
+    (Fault(mode="malformed"), Reason.INVALID_RESPONSE, 200),
+    (Fault(mode="wrong_shape"), Reason.INVALID_RESPONSE, 200),
+    (Fault(mode="huge", huge_bytes=300_000), Reason.INVALID_RESPONSE, 200),
+]
+
+
+@pytest.mark.parametrize("endpoint", ["list", "get"])
+@pytest.mark.parametrize("fault, reason, status", FAULTS, ids=[r for _, r, _ in FAULTS])
+def test_fault_gives_reason(fake, endpoint, fault, reason, status):
+    fake.set_fault(endpoint, fault)
+    client = make_client(fake, read_timeout=1, max_bytes=100_000)
+    call = client.list_models if endpoint == "list" else lambda: client.get_model("deepseek-chat")
+    err = failure(call)
+    assert err.reason is reason
+    assert err.status == status
+    assert KEY not in str(err) and KEY not in repr(err)
+    if reason is Reason.RATE_LIMITED:
+        assert err.retry_after == 3
+    if status and status >= 400 and not fault.html:
+        assert err.api_message  # the fake's OpenAI-style message is surfaced
+
+
+def test_every_reason_is_reachable_over_loopback(fake):
+    seen = {r.value for _, r, _ in FAULTS}
+    with socket.socket() as sock:  # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        closed_port = sock.getsockname()[1]
+    client = PinferenceClient(Settings(base_url=f"http://127.0.0.1:{closed_port}/api/v1"))
+    seen.add(failure(client.list_models).reason.value)
+    assert seen == set(REASONS)
+
+
+def test_unknown_model_is_not_found_with_api_message(fake):
+    err = failure(lambda: make_client(fake).get_model("nobody/nothing"))
+    assert err.reason is Reason.NOT_FOUND and "nobody/nothing" in (err.api_message or "")
+
+
+def test_empty_list_is_a_success(fake):
+    fake.set_fault("list", Fault(mode="empty"))
+    assert make_client(fake).list_models().models == []
+
+
+def test_required_key(fake):
+    fake.require_key = KEY
+    assert failure(make_client(fake, key=None).list_models).reason is Reason.UNAUTHORIZED
+    assert failure(make_client(fake, key="wrong-key").list_models).reason is Reason.UNAUTHORIZED
+    assert len(make_client(fake).list_models().models) == len(default_catalogue())
+
+
+def test_team_private_models_need_key_and_team(fake):
+    fake.add_private_model("team-7", {"id": "team7/secret-model:v1", "object": "model"})
+    ids = lambda client: {m.id for m in client.list_models().models}  # noqa: E731
+    assert "team7/secret-model:v1" not in ids(make_client(fake, key=None, team="team-7"))
+    assert "team7/secret-model:v1" not in ids(make_client(fake, team=None))
+    assert "team7/secret-model:v1" in ids(make_client(fake, team="team-7"))
+    assert make_client(fake, team="team-7").get_model("team7/secret-model:v1").owned_by == "team7"
+
+
+def test_headers_seen_by_the_server(fake):
+    make_client(fake, team="team-7").list_models()
+    make_client(fake, key=None, team="team-7").list_models()
+    with_key, without_key = fake.requests_for("list")
+    assert with_key.header("authorization") == f"Bearer {KEY}"
+    assert with_key.header("x-prime-team-id") == "team-7"
+    assert without_key.header("authorization") is None
+    assert without_key.header("x-prime-team-id") is None
+
+
+def test_fault_expires_after_times(fake):
+    fake.set_fault("list", Fault(status=500, times=1))
+    client = make_client(fake)
+    assert failure(client.list_models).reason is Reason.SERVER_ERROR
+    assert client.list_models().models  # recovered
