@@ -1,0 +1,19 @@
+"""The Pinference Prometheus exporter (console script: pinference-exporter).
+
+It imports the core (`llm_pinference.settings`, `.client`, `.models`) and never `llm`.
+
+    from exporter import Exporter, ExporterConfig
+    from llm_pinference.settings import Settings
+
+    config = ExporterConfig(settings=Settings(base_url=url), listen_address="127.0.0.1:0",
+                            probe_interval=1.0)
+    with Exporter(config) as exporter:
+        print(exporter.metrics_url)
+"""
+
+from llm_pinference import __version__
+
+from .app import Exporter
+from .config import ConfigError, ExporterConfig, parse_duration
+
+__all__ = ["ConfigError", "Exporter", "ExporterConfig", "__version__", "parse_duration"]

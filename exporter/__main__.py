@@ -1,0 +1,7 @@
+"""`python -m exporter`: the same as the pinference-exporter command."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())

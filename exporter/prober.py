@@ -1,0 +1,293 @@
+"""The probe loop: one list probe, then the get probes, every interval (jittered).
+
+Cycles never overlap (one thread runs them, under a lock that `run_cycle()` shares). Get
+probes run on a fixed set of daemon worker threads, each with its own API client (a
+`requests.Session` is not thread-safe), so an in-flight request never delays shutdown.
+A 429 with Retry-After pauses all probing until then (capped at 10 intervals); nothing is
+counted while paused.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import random
+import threading
+import time
+from collections.abc import Callable
+
+from llm_pinference.client import PinferenceClient
+from llm_pinference.errors import PinferenceError, Reason
+from llm_pinference.settings import Settings
+
+from .config import ExporterConfig, format_duration, redact_url
+from .logs import kv
+from .state import ProbeState
+
+log = logging.getLogger("exporter.prober")
+
+MAX_PAUSE_INTERVALS = 10
+MAX_CONNECT_TIMEOUT = 3.05
+
+
+def client_timeouts(timeout: float) -> tuple[float, float]:
+    """(connect, read) timeouts for the client from the probe timeout.
+
+    The wait for the answer gets the whole probe timeout, so an answer within it counts as
+    a success; connecting gets at most min(3.05s, half of it) more. The client also bounds
+    a body that trickles in to connect + read in total.
+    """
+    return min(MAX_CONNECT_TIMEOUT, timeout / 2), timeout
+
+
+class _Workers:
+    """A fixed pool of daemon threads (unlike ThreadPoolExecutor's, which exit waits for)."""
+
+    def __init__(self, size: int, name: str) -> None:
+        self._tasks: queue.SimpleQueue[tuple[Callable[[], None], queue.SimpleQueue[None]] | None]
+        self._tasks = queue.SimpleQueue()
+        self._threads = [
+            threading.Thread(target=self._work, name=f"{name}-{i}", daemon=True)
+            for i in range(size)
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    def _work(self) -> None:
+        while (task := self._tasks.get()) is not None:
+            job, done = task
+            try:
+                job()
+            except Exception:  # a bug in one probe must not kill the worker
+                log.exception("get probe crashed")
+            finally:
+                done.put(None)
+
+    def run_all(self, jobs: list[Callable[[], None]], stop: threading.Event) -> None:
+        """Run the jobs and wait for them all, or until `stop` is set."""
+        done: queue.SimpleQueue[None] = queue.SimpleQueue()
+        for job in jobs:
+            self._tasks.put((job, done))
+        for _ in jobs:
+            while True:
+                try:
+                    done.get(timeout=0.1)
+                    break
+                except queue.Empty:
+                    if stop.is_set():
+                        return
+
+    def close(self) -> None:
+        for _ in self._threads:
+            self._tasks.put(None)
+
+
+class Prober:
+    def __init__(
+        self,
+        config: ExporterConfig,
+        settings: Settings,
+        state: ProbeState,
+        *,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.config = config
+        self.settings = settings
+        self.state = state
+        self._rng = rng or random.Random()  # noqa: S311 -- jitter, not secrets
+        self._stop = threading.Event()
+        self._cycle_lock = threading.Lock()
+        self._local = threading.local()
+        self._clients: list[PinferenceClient] = []
+        self._clients_lock = threading.Lock()
+        self._workers: _Workers | None = None
+        self._thread: threading.Thread | None = None
+        self._cursor = 0
+        self._pause_deadline = 0.0  # time.monotonic() until which probing is paused
+        self._last_reason: dict[str, str | None] = {}
+        self._watched = frozenset(config.probe_models)
+        self._target = redact_url(settings.base_url)
+
+    # lifecycle
+
+    def start(self) -> Prober:
+        if self._thread is None:
+            self._thread = threading.Thread(
+                target=self._loop, name="pinference-prober", daemon=True
+            )
+            self._thread.start()
+        return self
+
+    def stop(self, timeout: float = 1.0) -> None:
+        """Stop probing; waits at most `timeout` for a cycle in flight (daemon threads)."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+        if self._workers is not None:
+            self._workers.close()
+        with self._clients_lock:
+            clients, self._clients = self._clients, []
+        for client in clients:
+            client.close()
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def pause_remaining(self) -> float:
+        return max(0.0, self._pause_deadline - time.monotonic())
+
+    # the loop
+
+    def _loop(self) -> None:
+        interval = self.config.probe_interval
+        next_due = time.monotonic()  # the first cycle runs at once: readiness comes quickly
+        while not self._stop.is_set():
+            delay = max(next_due - time.monotonic(), self.pause_remaining())
+            if delay > 0 and self._stop.wait(delay):
+                return
+            if self.pause_remaining() > 0:  # a 429 arrived while we waited
+                continue
+            started = time.monotonic()
+            try:
+                self.run_cycle()
+            except Exception:  # keep probing whatever happened
+                log.exception("probe cycle crashed")
+            elapsed = time.monotonic() - started
+            if elapsed > interval:
+                log.warning(
+                    "probe cycle took longer than the interval",
+                    extra=kv(took=round(elapsed, 3), interval=format_duration(interval)),
+                )
+            next_due = started + interval + self._rng.uniform(0, self.config.jitter * interval)
+
+    def run_cycle(self) -> bool:
+        """One list probe and the get probes, synchronously; False if paused by a 429."""
+        with self._cycle_lock:
+            if self.pause_remaining() > 0 or self._stop.is_set():
+                return False
+            self._probe_list()
+            targets = self._targets()
+            if targets and self.pause_remaining() == 0:
+                jobs = [self._get_job(model, watched) for model, watched in targets]
+                if len(jobs) == 1:
+                    jobs[0]()
+                else:
+                    self._get_workers().run_all(jobs, self._stop)
+            self.state.count_cycle()
+            return True
+
+    def _targets(self) -> list[tuple[str, bool]]:
+        """Watched models, or else a rotating sample of the last listed catalogue."""
+        if self._watched:
+            return [(model, True) for model in self.config.probe_models]
+        ids = self.state.catalog_ids()
+        size = min(self.config.sample_size, len(ids))
+        if not size:
+            return []
+        start = self._cursor % len(ids)
+        self._cursor = start + size
+        return [(ids[(start + i) % len(ids)], False) for i in range(size)]
+
+    def _get_workers(self) -> _Workers:
+        if self._workers is None:
+            self._workers = _Workers(self.config.concurrency, "pinference-get")
+        return self._workers
+
+    # probes
+
+    def _client(self) -> PinferenceClient:
+        client: PinferenceClient | None = getattr(self._local, "client", None)
+        if client is None:
+            connect, read = client_timeouts(self.config.timeout)
+            client = PinferenceClient(
+                self.settings,
+                connect_timeout=connect,
+                read_timeout=read,
+                max_bytes=self.config.max_response_bytes,
+            )
+            self._local.client = client
+            with self._clients_lock:
+                self._clients.append(client)
+        return client
+
+    def _probe_list(self) -> None:
+        started = time.monotonic()
+        try:
+            result = self._client().list_models()
+        except Exception as exc:
+            self._failed("list", started, exc)
+            return
+        finished = time.time()
+        duration = time.monotonic() - started
+        added, removed = self.state.record_catalog(result.models, finished)
+        self.state.record("list", duration, finished, status=result.status)
+        self._succeeded("list", duration, models=len(result.models), skipped=result.skipped)
+        if added or removed:
+            log.info("catalogue changed", extra=kv(added=added, removed=removed))
+
+    def _get_job(self, model: str, watched: bool) -> Callable[[], None]:
+        def job() -> None:
+            # Skip what a 429 from a sibling probe, or shutdown, has made pointless.
+            if self._stop.is_set() or self.pause_remaining() > 0:
+                return
+            self._probe_get(model, watched)
+
+        return job
+
+    def _probe_get(self, model: str, watched: bool) -> None:
+        started = time.monotonic()
+        try:
+            self._client().get_model(model)
+        except Exception as exc:
+            if watched and isinstance(exc, PinferenceError) and exc.reason is Reason.NOT_FOUND:
+                self.state.set_available(model, 0)
+            self._failed("get", started, exc, model=model)
+            return
+        duration = time.monotonic() - started
+        if watched:
+            self.state.set_available(model, 1)
+        self.state.record("get", duration, time.time(), status=200)
+        self._succeeded("get", duration, model=model)
+
+    def _succeeded(self, endpoint: str, duration: float, **fields: object) -> None:
+        recovered = self._last_reason.get(endpoint) is not None
+        self._last_reason[endpoint] = None
+        log.log(
+            logging.INFO if recovered else logging.DEBUG,
+            "probe recovered" if recovered else "probe succeeded",
+            extra=kv(endpoint=endpoint, duration=round(duration, 4), **fields),
+        )
+
+    def _failed(self, endpoint: str, started: float, exc: BaseException, **fields: object) -> None:
+        duration = time.monotonic() - started
+        if isinstance(exc, PinferenceError):
+            reason, status = exc.reason.value, exc.status or 0
+            # Messages name the base URL: show it without any user info it may carry.
+            message = str(exc).replace(self.settings.base_url, self._target)
+        else:  # a bug, not an API answer: counted so it shows, logged with its type
+            reason, status = Reason.INVALID_RESPONSE.value, 0
+            message = f"unexpected {type(exc).__name__} while probing"
+            log.error(message, exc_info=exc, extra=kv(endpoint=endpoint))
+        self.state.record(
+            endpoint, duration, time.time(), status=status, reason=reason, error=message
+        )
+        # Warn when the failure starts or changes reason; repeats go to debug.
+        level = logging.DEBUG if self._last_reason.get(endpoint) == reason else logging.WARNING
+        self._last_reason[endpoint] = reason
+        log.log(level, "probe failed", extra=kv(endpoint=endpoint, reason=reason,
+                                                 duration=round(duration, 4), err=message,
+                                                 **fields))  # fmt: skip
+        retry_after = getattr(exc, "retry_after", None)
+        if reason == Reason.RATE_LIMITED.value and retry_after:
+            self._pause(retry_after)
+
+    def _pause(self, retry_after: float) -> None:
+        wait = min(retry_after, MAX_PAUSE_INTERVALS * self.config.probe_interval)
+        self._pause_deadline = max(self._pause_deadline, time.monotonic() + wait)
+        until = time.time() + self.pause_remaining()
+        self.state.set_paused_until(until)
+        log.warning(
+            "rate limited: probes paused until Retry-After",
+            extra=kv(retry_after=round(retry_after, 3), wait=round(wait, 3)),
+        )

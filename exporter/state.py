@@ -1,0 +1,184 @@
+"""Probe outcomes, recorded by the prober and read by scrapes through immutable snapshots.
+
+One lock guards everything; it is held only to update a few numbers or to copy them, so a
+scrape never waits for a probe. Catalogue data is built outside the lock and swapped in
+whole (replaced, never mutated), so a snapshot can share it without copying.
+"""
+
+from __future__ import annotations
+
+import bisect
+import threading
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+from llm_pinference.errors import REASONS
+from llm_pinference.models import ModelInfo
+
+ENDPOINTS = ("list", "get")
+CHANGES = ("added", "removed")
+# The contract's histogram buckets (docs/metrics.md); +Inf is implied.
+BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+OTHER_OWNERS = "(other)"  # pinference_models label for owners beyond the series cap
+
+
+@dataclass(frozen=True)
+class EndpointStats:
+    """What a scrape needs for one endpoint."""
+
+    probes: int = 0
+    failures: Mapping[str, int] = field(default_factory=lambda: dict.fromkeys(REASONS, 0))
+    buckets: tuple[int, ...] = (0,) * (len(BUCKETS) + 1)  # per bucket, +Inf last; not cumulative
+    duration_sum: float = 0.0
+    success: bool | None = None  # None before the first probe
+    status_code: int = 0
+    last_success: float | None = None
+    last_probe: float | None = None
+    last_error: str | None = None  # one line, key-free (PinferenceError's str)
+    last_reason: str | None = None
+
+    def recorded(
+        self, duration: float, finished: float, status: int, reason: str | None, error: str | None
+    ) -> EndpointStats:
+        buckets = list(self.buckets)
+        buckets[bisect.bisect_left(BUCKETS, duration)] += 1
+        failures = self.failures
+        if reason is not None:
+            failures = {**failures, reason: failures[reason] + 1}
+        return EndpointStats(
+            probes=self.probes + 1,
+            failures=failures,
+            buckets=tuple(buckets),
+            duration_sum=self.duration_sum + duration,
+            success=reason is None,
+            status_code=status,
+            last_success=finished if reason is None else self.last_success,
+            last_probe=finished,
+            last_error=error if reason is not None else self.last_error,
+            last_reason=reason,
+        )
+
+
+@dataclass(frozen=True)
+class Catalog:
+    """The last successful list, already shaped (and capped) for the metrics."""
+
+    total: int
+    owners: tuple[tuple[str, int], ...]  # (owned_by, count), capped; sums to total
+    info: tuple[tuple[str, str, str, str], ...]  # (model, owned_by, display_name, serving)
+    dropped: int
+    ids: tuple[str, ...]  # sorted: the rotating get sample walks through it
+    finished: float
+
+    @classmethod
+    def build(cls, models: Iterable[ModelInfo], max_series: int, finished: float) -> Catalog:
+        ordered = sorted(models, key=lambda m: m.id)  # a stable choice of which series survive
+        counts = Counter(m.owned_by for m in ordered).most_common()
+        owners = sorted(counts[:max_series])
+        if len(counts) > max_series:
+            owners.append((OTHER_OWNERS, sum(n for _, n in counts[max_series:])))
+        info = tuple(
+            (m.id, m.owned_by, m.display_name or "", m.serving or "") for m in ordered[:max_series]
+        )
+        return cls(
+            total=len(ordered),
+            owners=tuple(owners),
+            info=info,
+            dropped=max(0, len(ordered) - max_series),
+            ids=tuple(m.id for m in ordered),
+            finished=finished,
+        )
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    endpoints: Mapping[str, EndpointStats]
+    catalog: Catalog | None  # None before the first successful list
+    changes: Mapping[str, int]
+    available: Mapping[str, int]  # watched model -> 1/0, once known
+    list_done: bool  # a list probe has finished (success or failure): ready
+    paused_until: float | None  # wall time until which 429 Retry-After pauses probing
+    cycles: int
+
+
+class ProbeState:
+    """Thread-safe record of every probe outcome."""
+
+    def __init__(self, max_series: int = 1000) -> None:
+        self.max_series = max_series
+        self._lock = threading.Lock()
+        self._endpoints = {endpoint: EndpointStats() for endpoint in ENDPOINTS}
+        self._catalog: Catalog | None = None
+        self._changes = dict.fromkeys(CHANGES, 0)
+        self._available: dict[str, int] = {}
+        self._list_done = False
+        self._paused_until: float | None = None
+        self._cycles = 0
+
+    def record(
+        self,
+        endpoint: str,
+        duration: float,
+        finished: float,
+        *,
+        status: int = 0,
+        reason: str | None = None,
+        error: str | None = None,
+    ) -> EndpointStats:
+        """Count one probe; `reason=None` is a success. Returns the previous stats."""
+        if reason is not None and reason not in REASONS:
+            raise ValueError(f"unknown reason {reason!r}")
+        with self._lock:
+            previous = self._endpoints[endpoint]
+            self._endpoints[endpoint] = previous.recorded(duration, finished, status, reason, error)
+            if endpoint == "list":
+                self._list_done = True
+        return previous
+
+    def record_catalog(self, models: Iterable[ModelInfo], finished: float) -> tuple[int, int]:
+        """Store a successful list; returns (added, removed) since the previous one."""
+        catalog = Catalog.build(models, self.max_series, finished)
+        with self._lock:
+            previous = self._catalog
+        added = removed = 0
+        if previous is not None:  # the first list is a baseline, not a change
+            now, before = set(catalog.ids), set(previous.ids)
+            added, removed = len(now - before), len(before - now)
+        # Only the prober records, one cycle at a time: `previous` is still current here.
+        with self._lock:
+            self._catalog = catalog
+            self._changes["added"] += added
+            self._changes["removed"] += removed
+        return added, removed
+
+    def set_available(self, model: str, value: int) -> None:
+        with self._lock:
+            self._available[model] = value
+
+    def set_paused_until(self, until: float | None) -> None:
+        """Wall time until which probing waits for a 429's Retry-After (for display)."""
+        with self._lock:
+            self._paused_until = until
+
+    def count_cycle(self) -> None:
+        with self._lock:
+            self._cycles += 1
+
+    def catalog_ids(self) -> tuple[str, ...]:
+        with self._lock:
+            catalog = self._catalog
+        return catalog.ids if catalog else ()
+
+    def snapshot(self) -> Snapshot:
+        with self._lock:
+            return Snapshot(
+                endpoints=MappingProxyType(dict(self._endpoints)),
+                catalog=self._catalog,
+                changes=MappingProxyType(dict(self._changes)),
+                available=MappingProxyType(dict(self._available)),
+                list_done=self._list_done,
+                paused_until=self._paused_until,
+                cycles=self._cycles,
+            )

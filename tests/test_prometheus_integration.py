@@ -1,0 +1,377 @@
+"""The shipped scrape config, alert rules and dashboard against a real Prometheus.
+
+On 127.0.0.1 only: the fake Pinference server (in this process), the exporter (a
+subprocess probing the fake every second) and Prometheus (Debian's `prometheus`), which
+runs a copy of the shipped prometheus/prometheus.yml and prometheus/pinference.rules.yml,
+rewritten programmatically: the target and intervals of the config; the `for:` durations
+and range windows of the rules, so that alerts can be seen within seconds.
+
+Checks: the target is up; every dashboard query and every alert expression evaluates
+without error; the dashboard queries show what the fake serves; a healthy exporter raises
+no alert; a 401 from the API raises PinferenceAuthFailing and a 404 of the watched model
+raises PinferenceWatchedModelMissing. Skipped only when `prometheus` is not installed
+(a failure in CI).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import os
+import re
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+import yaml
+from promhelpers import (
+    JOB,
+    PROM_CONFIG,
+    ROOT,
+    RULES,
+    Process,
+    alert_rules,
+    dashboard_queries,
+    free_port,
+    iter_panels,
+    load_dashboard,
+    load_yaml,
+    prom_alerts,
+    prom_get,
+    prom_query,
+    prom_values,
+    require_tool,
+    substitute,
+    wait_until,
+)
+
+pytestmark = pytest.mark.integration
+
+WATCHED = "meta-llama/llama-3.1-70b-instruct"
+API_KEY = "pinference-integration-test-key"  # the fake requires it; not a real key
+TEST_FOR = "2s"  # every rule's `for:` in the copy Prometheus runs
+STARTUP_TIMEOUT = 30.0
+DATA_TIMEOUT = 60.0
+ALERT_TIMEOUT = 60.0
+
+
+# ------------------------------------------------------------------ config and rules rewrite
+
+
+def rewrite_config(shipped: dict[str, Any], target: str, rules_file: Path) -> dict[str, Any]:
+    """The shipped config with only the target, the intervals and the rule path changed."""
+    config = copy.deepcopy(shipped)
+    config.setdefault("global", {}).update(scrape_interval="1s", evaluation_interval="1s")
+    config["rule_files"] = [str(rules_file)]
+    jobs = [job for job in config["scrape_configs"] if job["job_name"] == JOB]
+    assert len(jobs) == 1, f"the shipped config must have one job {JOB!r}"
+    job = jobs[0]
+    job.update(scrape_interval="1s", scrape_timeout="1s", static_configs=[{"targets": [target]}])
+    config.pop("alerting", None)  # no Alertmanager here; /api/v1/alerts is enough
+    return config
+
+
+def shorten_window(match: re.Match[str]) -> str:
+    seconds = int(match.group(1)) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[match.group(2)]
+    return f"[{max(30, seconds // 10)}s]"
+
+
+def rewrite_rules(shipped: dict[str, Any]) -> dict[str, Any]:
+    """The shipped rules with `for:` set to TEST_FOR and range windows a tenth as long
+    (at least 30s), so that a fault shows within seconds whatever ran before it."""
+    rules = copy.deepcopy(shipped)
+    for group in rules["groups"]:
+        for rule in group["rules"]:
+            if "for" in rule:
+                rule["for"] = TEST_FOR
+            rule["expr"] = re.sub(r"\[(\d+)([smhd])\]", shorten_window, rule["expr"])
+    return rules
+
+
+# ------------------------------------------------------------------ the stack
+
+
+@dataclass
+class Stack:
+    fake: Any
+    exporter: Process
+    prometheus: Process
+    exporter_url: str
+    prom_url: str
+    target: str
+
+    @property
+    def processes(self) -> tuple[Process, ...]:
+        return (self.exporter, self.prometheus)
+
+    def query(self, expr: str) -> dict[tuple[tuple[str, str], ...], float]:
+        return prom_values(self.prom_url, expr)
+
+
+def _exporter_env(fake_base_url: str, home: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PRIME_")}
+    env.update(PRIME_INFERENCE_URL=fake_base_url, PRIME_API_KEY=API_KEY, HOME=str(home))
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p)
+    return env
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    prometheus_bin = require_tool("prometheus")
+    from llm_pinference.fake import FakePinference
+
+    tmp = tmp_path_factory.mktemp("prometheus-stack")
+    (tmp / "home").mkdir()
+    fake = FakePinference(require_key=API_KEY).start()
+    processes: list[Process] = []
+    try:
+        exporter_port = free_port()
+        target = f"127.0.0.1:{exporter_port}"
+        exporter = Process(
+            "exporter",
+            [
+                sys.executable, "-m", "exporter",
+                f"--web.listen-address={target}",
+                "--probe.interval=1s",
+                "--probe.timeout=500ms",  # must be shorter than the interval
+                f"--probe.models={WATCHED}",
+            ],
+            tmp / "exporter.log",
+            env=_exporter_env(fake.base_url, tmp / "home"),
+            cwd=ROOT,
+        )  # fmt: skip
+        processes.append(exporter)
+        exporter_url = f"http://{target}"
+        wait_until(
+            lambda: re.search(
+                r"^pinference_up 1(\.0)?$",
+                requests.get(f"{exporter_url}/metrics", timeout=5).text,
+                flags=re.M,
+            ),
+            timeout=STARTUP_TIMEOUT, what="the exporter's first successful list probe",
+            alive=[exporter],
+        )  # fmt: skip
+
+        rules_file = tmp / "pinference.rules.yml"
+        rules_file.write_text(yaml.safe_dump(rewrite_rules(load_yaml(RULES)), sort_keys=False))
+        config_file = tmp / "prometheus.yml"
+        config = rewrite_config(load_yaml(PROM_CONFIG), target, rules_file)
+        config_file.write_text(yaml.safe_dump(config, sort_keys=False))
+        prom_port = free_port()
+        prometheus = Process(
+            "prometheus",
+            [
+                prometheus_bin,
+                f"--config.file={config_file}",
+                f"--web.listen-address=127.0.0.1:{prom_port}",
+                f"--storage.tsdb.path={tmp / 'tsdb'}",
+                "--log.level=warn",
+            ],
+            tmp / "prometheus.log",
+            cwd=tmp,
+        )
+        processes.append(prometheus)
+        prom_url = f"http://127.0.0.1:{prom_port}"
+        wait_until(
+            lambda: requests.get(f"{prom_url}/-/ready", timeout=5).status_code == 200,
+            timeout=STARTUP_TIMEOUT, what="Prometheus to be ready", alive=[prometheus],
+        )  # fmt: skip
+        yield Stack(fake, exporter, prometheus, exporter_url, prom_url, target)
+    finally:
+        for process in reversed(processes):
+            process.stop()
+        fake.stop()
+
+
+def wait_for_data(stack: Stack, expr: str, what: str) -> dict[tuple[tuple[str, str], ...], float]:
+    return wait_until(
+        lambda: stack.query(expr), timeout=DATA_TIMEOUT, what=what, alive=stack.processes
+    )
+
+
+def panel_exprs(title: str) -> dict[str, str]:
+    """{refId: substituted PromQL} of the dashboard panel with this title."""
+    (panel,) = [p for p in iter_panels(load_dashboard()["panels"]) if p.get("title") == title]
+    return {t["refId"]: substitute(t["expr"]) for t in panel["targets"]}
+
+
+def only_value(values: dict[Any, float]) -> float:
+    assert len(values) == 1, values
+    return next(iter(values.values()))
+
+
+def active_alerts(stack: Stack, name: str | None = None) -> list[dict[str, Any]]:
+    alerts = prom_alerts(stack.prom_url)
+    return [a for a in alerts if name is None or a["labels"]["alertname"] == name]
+
+
+# ------------------------------------------------------------------ rewrite (no processes)
+
+
+def test_rewrites_keep_the_shipped_content(tmp_path: Path) -> None:
+    shipped = load_yaml(PROM_CONFIG)
+    config = rewrite_config(shipped, "127.0.0.1:1234", tmp_path / "r.yml")
+    (job,) = config["scrape_configs"]
+    assert job["static_configs"] == [{"targets": ["127.0.0.1:1234"]}]
+    assert job["metrics_path"] == shipped["scrape_configs"][0]["metrics_path"]
+    assert config["global"]["evaluation_interval"] == "1s"
+    assert shipped["scrape_configs"][0]["static_configs"][0]["targets"] == ["localhost:8795"]
+
+    rules = rewrite_rules(load_yaml(RULES))
+    rewritten = {r["alert"]: r for g in rules["groups"] for r in g["rules"]}
+    for original in alert_rules():
+        copy_ = rewritten[original["alert"]]
+        assert copy_["for"] == TEST_FOR
+        assert copy_["labels"] == original["labels"]
+        assert copy_["annotations"] == original["annotations"]
+        assert copy_["expr"].replace(" ", "") != "" and "[5m]" not in copy_["expr"]
+    assert "[30s]" in rewritten["PinferenceAuthFailing"]["expr"]
+    assert "[360s]" in rewritten["PinferenceCatalogShrunk"]["expr"]
+
+
+# ------------------------------------------------------------------ with Prometheus
+
+
+def test_exporter_target_is_up(stack: Stack) -> None:
+    values = wait_for_data(stack, f'up{{job="{JOB}"}} == 1', "the exporter target to be up")
+    assert values == {(("__name__", "up"), ("instance", stack.target), ("job", JOB)): 1.0}
+
+
+def test_prometheus_loaded_every_rule(stack: Stack) -> None:
+    def loaded() -> list[dict[str, Any]]:
+        data = prom_get(stack.prom_url, "/api/v1/rules", {"type": "alert"})
+        rules = [rule for group in data["groups"] for rule in group["rules"]]
+        # health is "unknown" until a rule's first evaluation
+        return rules if rules and all(r["health"] == "ok" for r in rules) else []
+
+    rules = wait_until(loaded, timeout=STARTUP_TIMEOUT, what="the rules to be evaluated")
+    assert sorted(r["name"] for r in rules) == sorted(r["alert"] for r in alert_rules())
+    assert {r["duration"] for r in rules} == {2.0}
+
+
+def test_every_dashboard_query_evaluates(stack: Stack) -> None:
+    wait_for_data(stack, f'up{{job="{JOB}"}} == 1', "the exporter target to be up")
+    queries = dashboard_queries(load_dashboard())
+    assert len(queries) >= 25
+    errors = []
+    for where, expr in queries:
+        try:
+            prom_query(stack.prom_url, substitute(expr))
+        except ValueError as exc:
+            errors.append(f"{where}: {exc}")
+    assert not errors, "\n".join(errors)
+
+
+def test_every_alert_expression_evaluates(stack: Stack) -> None:
+    errors = []
+    for rule in alert_rules():  # the shipped expressions, not the shortened copies
+        try:
+            prom_query(stack.prom_url, rule["expr"])
+        except ValueError as exc:
+            errors.append(f"{rule['alert']}: {exc}")
+    assert not errors, "\n".join(errors)
+
+
+def test_dashboard_shows_what_the_fake_serves(stack: Stack) -> None:
+    catalogue = {model["id"] for model in stack.fake.models}
+    assert WATCHED in catalogue
+
+    def check() -> bool:
+        problems = []
+
+        def expect(title: str, condition: bool, detail: object) -> None:
+            if not condition:
+                problems.append(f"{title}: {detail}")
+
+        for title in ("API up now", "Exporter up", "Auth OK"):
+            values = stack.query(panel_exprs(title)["A"])
+            expect(title, list(values.values()) == [1.0], values)
+        values = stack.query(panel_exprs("Models listed now")["A"])
+        expect("Models listed now", list(values.values()) == [float(len(catalogue))], values)
+        values = stack.query(panel_exprs("Catalogue")["A"])
+        models = {dict(labels)["model"] for labels in values}
+        expect("Catalogue", models == catalogue, sorted(models ^ catalogue))
+        values = stack.query(panel_exprs("Watched models now")["A"])
+        expect("Watched models now", {dict(k)["model"]: v for k, v in values.items()}
+               == {WATCHED: 1.0}, values)  # fmt: skip
+        for ref, expr in panel_exprs("Probe latency percentiles").items():
+            values = stack.query(expr)
+            endpoints = {dict(k)["endpoint"] for k, v in values.items() if math.isfinite(v)}
+            expect(f"latency {ref}", endpoints == {"list", "get"}, values)
+        values = stack.query(panel_exprs("Probes per second")["A"])
+        expect("Probes per second", len(values) == 2 and min(values.values()) > 0, values)
+        values = stack.query(panel_exprs("Last successful list")["A"])
+        expect("Last successful list", 0 <= only_value(values) < 30, values)
+        values = stack.query(panel_exprs("Probe interval")["A"])
+        expect("Probe interval", list(values.values()) == [1.0], values)
+        values = stack.query(panel_exprs("Exporter version")["A"])
+        expect("Exporter version", all(dict(k).get("version") for k in values) and values, values)
+        values = stack.query(panel_exprs("List success ratio (24h)")["A"])
+        expect("List success ratio (24h)", list(values.values()) == [1.0], values)
+        if problems:
+            raise AssertionError("; ".join(problems))
+        return True
+
+    wait_until(check, timeout=DATA_TIMEOUT, what="the dashboard's data", alive=stack.processes)
+
+
+def test_healthy_exporter_raises_no_alert(stack: Stack) -> None:
+    wait_for_data(stack, f'rate(pinference_probes_total{{job="{JOB}"}}[30s]) > 0', "probes")
+    time.sleep(3)  # a few evaluations with data: a false positive would be pending by now
+    for _ in range(3):
+        alerts = active_alerts(stack)
+        assert not alerts, [(a["labels"], a["state"]) for a in alerts]
+        time.sleep(1)
+
+
+def test_unauthorized_raises_the_auth_alert(stack: Stack) -> None:
+    from llm_pinference.fake import Fault
+
+    wait_for_data(stack, f'pinference_up{{job="{JOB}"}} == 1', "a healthy exporter first")
+    stack.fake.set_fault("list", Fault(status=401))
+    stack.fake.set_fault("get", Fault(status=401))
+    try:
+        alerts = wait_until(
+            lambda: [a for a in active_alerts(stack, "PinferenceAuthFailing")
+                     if a["state"] in ("pending", "firing")],
+            timeout=ALERT_TIMEOUT, what="PinferenceAuthFailing", alive=stack.processes,
+        )  # fmt: skip
+        for alert in alerts:
+            assert alert["labels"]["job"] == JOB
+            assert alert["labels"]["instance"] == stack.target
+            assert alert["labels"]["severity"] == "critical"
+            assert alert["labels"]["endpoint"] in ("list", "get")
+            assert "401 Unauthorized" in alert["annotations"]["description"]
+            assert alert["annotations"]["runbook_url"].endswith("#pinferenceauthfailing")
+        auth_ok = panel_exprs("Auth OK")["A"]
+        wait_until(
+            lambda: list(stack.query(auth_ok).values()) == [0.0],
+            timeout=DATA_TIMEOUT, what="the Auth OK panel to show REJECTED",
+        )  # fmt: skip
+        assert not active_alerts(stack, "PinferenceRateLimited")
+        assert not active_alerts(stack, "PinferenceServerErrors")
+    finally:
+        stack.fake.clear_faults()
+
+
+def test_missing_watched_model_raises_its_alert(stack: Stack) -> None:
+    from llm_pinference.fake import Fault
+
+    wait_for_data(stack, f'pinference_up{{job="{JOB}"}} == 1', "a healthy exporter first")
+    stack.fake.set_fault("get", Fault(status=404))
+    try:
+        (alert,) = wait_until(
+            lambda: active_alerts(stack, "PinferenceWatchedModelMissing"),
+            timeout=ALERT_TIMEOUT, what="PinferenceWatchedModelMissing", alive=stack.processes,
+        )  # fmt: skip
+        assert alert["labels"]["model"] == WATCHED
+        assert alert["annotations"]["summary"] == (
+            f"Watched model {WATCHED} is missing from Pinference"
+        )
+    finally:
+        stack.fake.clear_faults()
