@@ -8,6 +8,7 @@ listing the metric names a PromQL expression reads.
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import re
@@ -173,6 +174,40 @@ def wait_until(
             detail = f": last error: {last_error!r}" if last_error else ""
             raise AssertionError(f"timed out after {timeout:g}s waiting for {what}{detail}")
         time.sleep(interval)
+
+
+# ------------------------------------------------------------------ config and rules rewrite
+# Shared by the integration test and the demo (scripts/demo.py).
+
+
+def rewrite_config(shipped: dict[str, Any], target: str, rules_file: Path) -> dict[str, Any]:
+    """The shipped config with only the target, the intervals and the rule path changed."""
+    config = copy.deepcopy(shipped)
+    config.setdefault("global", {}).update(scrape_interval="1s", evaluation_interval="1s")
+    config["rule_files"] = [str(rules_file)]
+    jobs = [job for job in config["scrape_configs"] if job["job_name"] == JOB]
+    assert len(jobs) == 1, f"the shipped config must have one job {JOB!r}"
+    job = jobs[0]
+    job.update(scrape_interval="1s", scrape_timeout="1s", static_configs=[{"targets": [target]}])
+    config.pop("alerting", None)  # no Alertmanager here; /api/v1/alerts is enough
+    return config
+
+
+def shorten_window(match: re.Match[str]) -> str:
+    seconds = int(match.group(1)) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[match.group(2)]
+    return f"[{max(30, seconds // 10)}s]"
+
+
+def rewrite_rules(shipped: dict[str, Any], for_: str = "2s") -> dict[str, Any]:
+    """The shipped rules with `for:` set to `for_` and range windows a tenth as long
+    (at least 30s), so that a fault shows within seconds whatever ran before it."""
+    rules = copy.deepcopy(shipped)
+    for group in rules["groups"]:
+        for rule in group["rules"]:
+            if "for" in rule:
+                rule["for"] = for_
+            rule["expr"] = re.sub(r"\[(\d+)([smhd])\]", shorten_window, rule["expr"])
+    return rules
 
 
 # ------------------------------------------------------------------ Prometheus HTTP API

@@ -15,7 +15,6 @@ raises PinferenceWatchedModelMissing. Skipped only when `prometheus` is not inst
 
 from __future__ import annotations
 
-import copy
 import math
 import os
 import re
@@ -46,6 +45,8 @@ from promhelpers import (
     prom_query,
     prom_values,
     require_tool,
+    rewrite_config,
+    rewrite_rules,
     substitute,
     wait_until,
 )
@@ -58,39 +59,6 @@ TEST_FOR = "2s"  # every rule's `for:` in the copy Prometheus runs
 STARTUP_TIMEOUT = 30.0
 DATA_TIMEOUT = 60.0
 ALERT_TIMEOUT = 60.0
-
-
-# ------------------------------------------------------------------ config and rules rewrite
-
-
-def rewrite_config(shipped: dict[str, Any], target: str, rules_file: Path) -> dict[str, Any]:
-    """The shipped config with only the target, the intervals and the rule path changed."""
-    config = copy.deepcopy(shipped)
-    config.setdefault("global", {}).update(scrape_interval="1s", evaluation_interval="1s")
-    config["rule_files"] = [str(rules_file)]
-    jobs = [job for job in config["scrape_configs"] if job["job_name"] == JOB]
-    assert len(jobs) == 1, f"the shipped config must have one job {JOB!r}"
-    job = jobs[0]
-    job.update(scrape_interval="1s", scrape_timeout="1s", static_configs=[{"targets": [target]}])
-    config.pop("alerting", None)  # no Alertmanager here; /api/v1/alerts is enough
-    return config
-
-
-def shorten_window(match: re.Match[str]) -> str:
-    seconds = int(match.group(1)) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[match.group(2)]
-    return f"[{max(30, seconds // 10)}s]"
-
-
-def rewrite_rules(shipped: dict[str, Any]) -> dict[str, Any]:
-    """The shipped rules with `for:` set to TEST_FOR and range windows a tenth as long
-    (at least 30s), so that a fault shows within seconds whatever ran before it."""
-    rules = copy.deepcopy(shipped)
-    for group in rules["groups"]:
-        for rule in group["rules"]:
-            if "for" in rule:
-                rule["for"] = TEST_FOR
-            rule["expr"] = re.sub(r"\[(\d+)([smhd])\]", shorten_window, rule["expr"])
-    return rules
 
 
 # ------------------------------------------------------------------ the stack
@@ -158,7 +126,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         )  # fmt: skip
 
         rules_file = tmp / "pinference.rules.yml"
-        rules_file.write_text(yaml.safe_dump(rewrite_rules(load_yaml(RULES)), sort_keys=False))
+        rules_file.write_text(
+            yaml.safe_dump(rewrite_rules(load_yaml(RULES), TEST_FOR), sort_keys=False)
+        )
         config_file = tmp / "prometheus.yml"
         config = rewrite_config(load_yaml(PROM_CONFIG), target, rules_file)
         config_file.write_text(yaml.safe_dump(config, sort_keys=False))
@@ -222,7 +192,7 @@ def test_rewrites_keep_the_shipped_content(tmp_path: Path) -> None:
     assert config["global"]["evaluation_interval"] == "1s"
     assert shipped["scrape_configs"][0]["static_configs"][0]["targets"] == ["localhost:8795"]
 
-    rules = rewrite_rules(load_yaml(RULES))
+    rules = rewrite_rules(load_yaml(RULES), TEST_FOR)
     rewritten = {r["alert"]: r for g in rules["groups"] for r in g["rules"]}
     for original in alert_rules():
         copy_ = rewritten[original["alert"]]

@@ -73,12 +73,18 @@ def test_account_separates_urls_and_teams():
     assert a.account != Settings(api_key="k", team_id="t2", base_url="http://a").account
     assert a.account != Settings(api_key="k", team_id="t1", base_url="http://b").account
     # Without a key the team header is not sent, so the team does not change what is visible.
-    assert Settings(team_id="t1", base_url="http://a").account == Settings(base_url="http://a").account
+    assert (
+        Settings(team_id="t1", base_url="http://a").account == Settings(base_url="http://a").account
+    )
 
 
 @pytest.mark.parametrize(
     "content, expected",
-    [("{not json", "not valid JSON"), ("[1, 2]", "expected a JSON object"), (b"\xff\xfe", "cannot read")],
+    [
+        ("{not json", "not valid JSON"),
+        ("[1, 2]", "expected a JSON object"),
+        (b"\xff\xfe", "cannot read"),
+    ],
 )
 def test_malformed_config_warns_once_and_is_ignored(isolated_env, caplog, content, expected):
     path = isolated_env / ".prime" / "config.json"
