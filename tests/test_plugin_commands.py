@@ -1,0 +1,223 @@
+"""`llm pinference models | model | refresh` through llm's CLI, including every error path."""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+from collections.abc import Iterator
+
+import pytest
+from plugin_support import KEY, closed_port, invoke, read_cache, reset_state, set_cache_times
+
+from llm_pinference import catalog, commands
+from llm_pinference.fake import FakePinference, Fault, default_catalogue
+
+
+@pytest.fixture(autouse=True)
+def _plugin(fake: FakePinference, monkeypatch: pytest.MonkeyPatch) -> None:
+    reset_state()
+    monkeypatch.setenv("PRIME_INFERENCE_URL", fake.base_url)
+
+
+def one_line_error(result, *parts: str) -> None:  # type: ignore[no-untyped-def]
+    assert result.exit_code == 1, result.output
+    assert isinstance(result.exception, SystemExit)  # a ClickException, not a crash
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: Pinference "), result.stderr
+    for part in parts:
+        assert part in lines[0]
+    assert "Traceback" not in result.output
+
+
+# models
+
+
+def test_models_table() -> None:
+    result = invoke(["pinference", "models"])
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert lines[0].split() == ["id", "name", "context", "input", "$/M", "output", "$/M"]
+    assert len(lines) == 1 + len(default_catalogue())
+    sonnet = next(line for line in lines if "claude-sonnet-4.5" in line)
+    assert sonnet.split() == [
+        "pinference/anthropic/claude-sonnet-4.5",
+        "Claude",
+        "Sonnet",
+        "4.5",
+        "200k",
+        "$3",
+        "$15",
+    ]
+
+
+def test_models_query_is_case_insensitive_and_repeatable_as_and() -> None:
+    result = invoke(["pinference", "models", "-q", "QWEN", "-q", "instruct"])
+    ids = [line.split()[0] for line in result.stdout.splitlines()[1:]]
+    assert ids == [
+        "pinference/qwen/qwen3-30b-a3b-instruct-2507",
+        "pinference/Qwen/Qwen3-235B-A22B-Instruct-2507",
+    ]
+    result = invoke(["pinference", "models", "-q", "qwen", "-q", "no-such-thing"])
+    assert result.exit_code == 0 and result.stdout == ""
+    assert "No models found matching the query" in result.stderr
+
+
+def test_models_json() -> None:
+    result = invoke(["pinference", "models", "--json", "-q", "gemini"])
+    (model,) = json.loads(result.stdout)
+    assert model["id"] == "google/gemini-2.5-flash"
+    assert model["llm_model_id"] == "pinference/google/gemini-2.5-flash"
+    assert model["context_window"] == 1048576
+    assert model["pricing_usd_per_mtok"]["input"] == 0.3
+    assert model["supports_vision"] is True and model["supports_reasoning"] is True
+
+
+def test_models_uses_the_warm_cache(fake: FakePinference) -> None:
+    invoke(["models"])
+    invoke(["pinference", "models"])
+    assert len(fake.requests_for("list")) == 1
+
+
+def test_models_shows_the_stale_list_when_the_fetch_fails(fake: FakePinference) -> None:
+    invoke(["pinference", "refresh"])
+    set_cache_times(fetched_at=time.time() - 7200)
+    fake.set_fault("list", Fault(status=503))
+    result = invoke(["pinference", "models"])
+    assert result.exit_code == 0
+    assert len(result.stdout.splitlines()) == 1 + len(default_catalogue())
+    assert result.stderr.startswith(
+        "llm-pinference: showing the cached list: Pinference server_error"
+    )
+    assert len(fake.requests_for("list")) == 2
+
+
+# model
+
+
+def test_model_details(fake: FakePinference) -> None:
+    result = invoke(["pinference", "model", "pinference/anthropic/claude-sonnet-4.5"])
+    assert result.exit_code == 0, result.output
+    assert "name:" in result.stdout and "Claude Sonnet 4.5" in result.stdout
+    assert "context:           200,000 tokens" in result.stdout
+    assert "vision:            yes" in result.stdout
+    (request,) = fake.requests_for("get")
+    assert request.path == "/api/v1/models/anthropic/claude-sonnet-4.5"
+
+
+def test_model_json() -> None:
+    result = invoke(["pinference", "model", "deepseek-chat", "--json"])
+    data = json.loads(result.stdout)
+    assert data["id"] == "deepseek-chat" and data["context_window"] == 65536
+
+
+def test_model_not_found_is_one_line() -> None:
+    result = invoke(["pinference", "model", "nobody/nothing"])
+    one_line_error(result, "not_found (HTTP 404) for 'nobody/nothing'", "llm pinference models")
+
+
+# refresh
+
+
+def test_refresh_counts_added_removed_unchanged(fake: FakePinference) -> None:
+    models = default_catalogue()
+    fake.set_models(models[:5])
+    result = invoke(["pinference", "refresh"])
+    assert result.stdout.strip().splitlines()[-1] == (
+        "5 added, 0 removed, 0 unchanged (no previous list); 5 models in total"
+    )
+    fake.set_models(models[2:8])  # drop 2, add 3, keep 3
+    result = invoke(["pinference", "refresh"])
+    lines = result.stdout.strip().splitlines()
+    assert lines[0] == "Added 3: " + ", ".join("pinference/" + m["id"] for m in models[5:8])
+    assert lines[1] == "Removed 2: " + ", ".join("pinference/" + m["id"] for m in models[:2])
+    assert lines[2] == "3 added, 2 removed, 3 unchanged; 6 models in total"
+
+
+def test_refresh_reports_additions_only(fake: FakePinference) -> None:
+    # llm-openrouter says "No changes" here; this must not.
+    models = default_catalogue()
+    fake.set_models(models[:3])
+    invoke(["pinference", "refresh"])
+    fake.set_models(models[:4])
+    lines = invoke(["pinference", "refresh"]).stdout.strip().splitlines()
+    assert lines == [
+        f"Added 1: pinference/{models[3]['id']}",
+        "1 added, 0 removed, 3 unchanged; 4 models in total",
+    ]
+
+
+def test_refresh_ignores_ttl_and_backoff(fake: FakePinference) -> None:
+    fake.set_fault("list", Fault(status=503, times=1))
+    invoke(["models"])  # fails, starts the back-off
+    invoke(["models"])  # backing off: no request
+    assert len(fake.requests_for("list")) == 1
+    assert invoke(["pinference", "refresh"]).exit_code == 0
+    assert len(fake.requests_for("list")) == 2
+    entry = next(iter(read_cache()["accounts"].values()))
+    assert entry["error"] is None and entry["retry_at"] is None
+
+
+# Every error path: one line, what to do, non-zero exit, no traceback
+
+ERRORS = [
+    (Fault(status=401), "unauthorized (HTTP 401)", "llm keys set pinference` or set PRIME_API_KEY"),
+    (Fault(status=402), "payment_required (HTTP 402)", "out of credit"),
+    (Fault(status=403), "forbidden (HTTP 403)", "Inference permission"),
+    (Fault(status=404), "not_found (HTTP 404)", ""),
+    (Fault(status=429, retry_after="17"), "rate_limited (HTTP 429)", "wait 17s and try again"),
+    (Fault(status=500), "server_error (HTTP 500)", "try again later"),
+    (Fault(status=503, html=True), "server_error (HTTP 503)", "try again later"),
+    (Fault(mode="malformed"), "invalid_response", "check PRIME_INFERENCE_URL"),
+    (Fault(mode="drop"), "connection_error", "check your network or PRIME_INFERENCE_URL"),
+]
+
+
+@pytest.mark.parametrize("fault, reason, advice", ERRORS, ids=lambda v: getattr(v, "status", v))
+@pytest.mark.parametrize("command", ["models", "refresh", "model"])
+def test_command_errors(
+    fake: FakePinference, fault: Fault, reason: str, advice: str, command: str
+) -> None:
+    fake.set_fault("*", fault)
+    args = ["pinference", command] + (["deepseek-chat"] if command == "model" else [])
+    result = invoke([*args, "--key", KEY])
+    if command == "model" and reason.startswith("not_found"):
+        advice = "no such model"
+    elif reason.startswith("not_found"):
+        advice = "check PRIME_INFERENCE_URL"
+    one_line_error(result, reason, advice)
+    assert KEY not in result.output
+
+
+def test_connection_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    url = f"http://127.0.0.1:{closed_port()}/api/v1"
+    monkeypatch.setenv("PRIME_INFERENCE_URL", url)
+    for args in (["models"], ["refresh"], ["model", "x/y"]):
+        result = invoke(["pinference", *args])
+        one_line_error(result, "connection_error", f"cannot reach {url}")
+
+
+@pytest.fixture
+def silent_port() -> Iterator[int]:
+    """A loopback socket that listens but never accepts or answers."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(8)
+        yield int(sock.getsockname()[1])
+
+
+def test_timeout(silent_port: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PRIME_INFERENCE_URL", f"http://127.0.0.1:{silent_port}/api/v1")
+    monkeypatch.setattr(catalog, "READ_TIMEOUT", 0.5)
+    monkeypatch.setattr(commands, "COMMAND_TIMEOUTS", (0.5, 0.5))
+    for args in (["models"], ["refresh"], ["model", "x/y"]):
+        result = invoke(["pinference", *args])
+        one_line_error(result, "timeout", "no answer from http://127.0.0.1:")
+
+
+def test_backoff_does_not_stop_an_explicit_models_command(fake: FakePinference) -> None:
+    fake.set_fault("list", Fault(status=503, times=1))
+    invoke(["models"])
+    result = invoke(["pinference", "models"])
+    assert result.exit_code == 0 and "claude-sonnet-4.5" in result.stdout
+    assert len(fake.requests_for("list")) == 2
