@@ -25,7 +25,7 @@ from llm_pinference.fake import (
     generate_catalogue,
     load_catalogue,
 )
-from llm_pinference.fake import server as server_module
+from llm_pinference.fake import handler as handler_module
 from llm_pinference.fake.cli import main as cli_main
 from llm_pinference.fake.server import is_loopback
 
@@ -657,7 +657,7 @@ def test_is_loopback(host: str, expected: bool) -> None:
 def test_admin_refuses_non_loopback_clients(
     srv: FakePinference, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(server_module, "is_loopback", lambda host: False)
+    monkeypatch.setattr(handler_module, "is_loopback", lambda host: False)
     response = admin(srv, "POST", "reset")
     assert response.status_code == 403
     assert response.json()["error"]["type"] == "permission_error"

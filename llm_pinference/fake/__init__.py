@@ -8,7 +8,9 @@ Used by the demo, the integration tests and the benchmarks::
 """
 
 from .catalogue import default_catalogue, generate_catalogue, load_catalogue
-from .server import FakePinference, Fault, RecordedRequest
+from .faults import Fault
+from .recording import RecordedRequest
+from .server import FakePinference
 
 __all__ = [
     "FakePinference",

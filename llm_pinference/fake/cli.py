@@ -10,8 +10,9 @@ import threading
 from collections.abc import Sequence
 from types import FrameType
 
+from .admin import is_loopback
 from .catalogue import default_catalogue, generate_catalogue, load_catalogue
-from .server import FakePinference, is_loopback
+from .server import FakePinference
 
 KEY_ENV = "PINFERENCE_FAKE_REQUIRE_KEY"
 

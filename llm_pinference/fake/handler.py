@@ -1,0 +1,414 @@
+"""The HTTP side of the fake: the request handler and the threading server.
+
+The handler routes, authenticates, applies faults and records; the state lives in the
+``FakePinference`` it reaches as ``self.server.app``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hmac
+import json
+import select
+import socket
+import sys
+import threading
+import time
+import traceback
+from collections.abc import Callable, Mapping
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from . import chat
+from .admin import _admin_action, is_loopback
+from .faults import Fault, _mode_response, _model_hint
+from .recording import RecordedRequest
+from .responses import _HTML, _JSON, _dumps, _error, _Response, html_page
+from .routing import ADMIN_PREFIX, route
+
+if TYPE_CHECKING:
+    from .server import FakePinference
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    request_queue_size = 128
+
+    def __init__(self, address: tuple[str, int], app: FakePinference) -> None:
+        self.app = app
+        self.stopping = threading.Event()
+        self.connections: set[socket.socket] = set()
+        self._connections_lock = threading.Lock()
+        if ":" in address[0]:
+            self.address_family = socket.AF_INET6
+        super().__init__(address, _Handler)
+
+    def track(self, conn: socket.socket, add: bool) -> None:
+        with self._connections_lock:
+            if add:
+                self.connections.add(conn)
+            else:
+                self.connections.discard(conn)
+
+    def close_connections(self) -> None:
+        """Wake handler threads blocked on idle keep-alive sockets."""
+        with self._connections_lock:
+            conns = list(self.connections)
+        for conn in conns:
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        if not isinstance(sys.exc_info()[1], OSError):  # disconnects are not news
+            super().handle_error(request, client_address)
+
+
+class _ClientGone(Exception):
+    """The client closed the connection mid-request."""
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _Server
+    protocol_version = "HTTP/1.1"  # keep-alive, chunked SSE, real Content-Length faults
+    server_version = "pinference-fake/1.0"
+    timeout = 120  # idle keep-alive connections do not hold a thread forever
+    # Headers and body go out in separate writes: without TCP_NODELAY, Nagle's algorithm
+    # and the client's delayed ACK add ~40 ms to every response on a reused connection.
+    disable_nagle_algorithm = True
+
+    _status: int | None = None
+
+    def version_string(self) -> str:
+        return self.server_version
+
+    def setup(self) -> None:
+        super().setup()
+        self.server.track(self.connection, True)
+
+    def finish(self) -> None:
+        try:
+            super().finish()
+        except OSError:
+            pass
+        finally:
+            self.server.track(self.connection, False)
+
+    def handle(self) -> None:
+        try:
+            super().handle()
+        except (OSError, _ClientGone):  # broken pipe, reset, closed by stop()
+            self.close_connection = True
+
+    def do_GET(self) -> None:
+        self._dispatch()
+
+    do_POST = do_PUT = do_DELETE = do_PATCH = do_GET
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass  # quiet by default; _log writes one line per request when verbose
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """Answer protocol-level errors (bad request line, 501...) in the API's style."""
+        self.close_connection = True
+        with contextlib.suppress(OSError):
+            self._send(_error(code, message))
+
+    # dispatch
+
+    def _dispatch(self) -> None:
+        started = time.monotonic()
+        self._status = None
+        try:
+            split = urlsplit(self.path)
+            path = unquote(split.path)
+            query = parse_qs(split.query, keep_blank_values=True)
+            if path.startswith(ADMIN_PREFIX):
+                self._admin(path[len(ADMIN_PREFIX) :], query)
+            else:
+                self._api(path, query)
+        except (OSError, _ClientGone):
+            raise
+        except Exception:  # a bug here must not kill the connection thread silently
+            traceback.print_exc()
+            self.close_connection = True
+            if self._status is None:
+                self._send(_error(500))
+        finally:
+            self._log(started)
+
+    def _api(self, path: str, query: dict[str, list[str]]) -> None:
+        app = self.server.app
+        endpoint, model_id, method = route(path)
+        body = self._read_body()
+        headers = self._header_dict()
+        app._record(
+            RecordedRequest(
+                method=self.command,
+                path=path,
+                raw_path=self.path,
+                query=query,
+                headers=headers,
+                body=body if isinstance(body, bytes) else b"",
+                client=(str(self.client_address[0]), int(self.client_address[1])),
+                time=time.time(),
+                endpoint=endpoint,
+            )
+        )
+        fault = app._take_fault(endpoint)
+        delay = app._latency_for(endpoint) + (fault.delay if fault else 0.0)
+        if delay and self.server.stopping.wait(delay):
+            self.close_connection = True
+            return
+
+        def normal() -> _Response:
+            if not isinstance(body, bytes):
+                return body
+            return self._normal(endpoint, model_id, method, body, headers)
+
+        response = self._apply_fault(fault, endpoint, model_id, body, normal) if fault else normal()
+        if response is None:
+            self.close_connection = True
+            return
+        self._send(response)
+
+    def _normal(
+        self,
+        endpoint: str | None,
+        model_id: str | None,
+        method: str | None,
+        body: bytes,
+        headers: dict[str, str],
+    ) -> _Response:
+        app = self.server.app
+        key = _bearer(headers)
+        rejection = self._reject(endpoint, method, key)
+        if rejection is not None:
+            return rejection
+        team = headers.get("x-prime-team-id", "").strip() if key else ""
+        if endpoint == "list":
+            return _Response(200, app._list_body(team or None))
+        if endpoint == "get":
+            model = app._find_model(model_id or "", team or None)
+            if model is None:
+                return _error(404, model=model_id or "")
+            return _Response(200, _dumps(model))
+        return self._chat(body, team or None)
+
+    def _reject(self, endpoint: str | None, method: str | None, key: str) -> _Response | None:
+        """404 for unknown routes, 401 for a wrong key, 405 for a wrong method."""
+        if endpoint is None:
+            return _error(404, f"Not found: {self.command} {urlsplit(self.path).path}")
+        expected = self.server.app.require_key
+        if expected is not None and not hmac.compare_digest(
+            key.encode("utf-8", "replace"), expected.encode("utf-8", "replace")
+        ):
+            return _error(401)
+        if self.command != method:
+            response = _error(405, f"Method {self.command} not allowed here")
+            response.headers["Allow"] = str(method)
+            return response
+        return None
+
+    def _chat(self, raw: bytes, team: str | None) -> _Response:
+        try:
+            body = json.loads(raw)
+        except ValueError as exc:
+            return _error(400, f"We could not parse the JSON body of your request: {exc}")
+        try:
+            model_id = chat.requested_model(body)
+        except chat.ChatRequestError as exc:
+            return _error(400, str(exc))
+        if self.server.app._find_model(model_id, team) is None:
+            return _error(404, model=model_id)
+        reply = chat.build_reply(model_id, body)
+        if body.get("stream") is True:
+            return _Response(
+                200,
+                chat.stream_events(model_id, body, reply),
+                content_type="text/event-stream; charset=utf-8",
+                headers={"Cache-Control": "no-cache"},
+            )
+        return _Response(200, _dumps(chat.completion(model_id, body, reply)))
+
+    def _apply_fault(
+        self,
+        fault: Fault,
+        endpoint: str | None,
+        model_id: str | None,
+        body: bytes | _Response,
+        normal: Callable[[], _Response],
+    ) -> _Response | None:
+        """The faulty response, or None when the connection should just close."""
+        if fault.mode == "drop":
+            return None
+        if fault.mode == "hang":
+            self._hang()
+            return None
+        if fault.mode is not None:
+            response = _mode_response(fault, endpoint, normal)
+        elif fault.body is not None:
+            raw = fault.body.encode() if isinstance(fault.body, str) else fault.body
+            response = _Response(fault.status or 200, raw, _HTML if fault.html else _JSON)
+        elif fault.html:
+            status = fault.status or 502
+            response = _Response(status, html_page(status), _HTML)
+        elif fault.status is not None and fault.status >= 400:
+            if endpoint == "chat" and isinstance(body, bytes):
+                model_id = _model_hint(body)
+            response = _error(fault.status, model=model_id)
+        else:
+            response = normal()
+        if fault.status is not None:
+            response.status = fault.status
+        if fault.retry_after is not None:
+            response.headers["Retry-After"] = fault.retry_after
+        return response
+
+    def _hang(self) -> None:
+        """Never answer: wait for stop() or for the client to go away."""
+        sock = self.connection
+        stopping = self.server.stopping
+        while not stopping.is_set():
+            try:
+                readable, _, _ = select.select([sock], [], [], 0.1)
+                if readable and not sock.recv(1, socket.MSG_PEEK):
+                    return  # orderly close from the client
+            except (OSError, ValueError):
+                return
+            if readable:
+                stopping.wait(0.1)  # pipelined bytes: keep hanging without spinning
+
+    # admin
+
+    def _admin(self, name: str, query: dict[str, list[str]]) -> None:
+        if not is_loopback(str(self.client_address[0])):
+            self.close_connection = True
+            self._send(_error(403, "The admin routes only answer loopback clients"))
+            return
+        body = self._read_body()
+        if not isinstance(body, bytes):
+            self._send(body)
+            return
+        try:
+            data = json.loads(body) if body.strip() else None
+        except ValueError:
+            self._send(_error(400, "The admin request body is not valid JSON"))
+            return
+        try:
+            result = _admin_action(self.server.app, self.command, name, query, data)
+        except ValueError as exc:
+            self._send(_error(400, str(exc)))
+            return
+        if result is None:
+            self._send(_error(404, f"Unknown admin route: {self.command} /_admin/{name}"))
+        else:
+            self._send(_Response(200, _dumps(result)))
+
+    # I/O helpers
+
+    def _header_dict(self) -> dict[str, str]:
+        headers: dict[str, str] = {}
+        for name, value in self.headers.items():
+            key = name.lower()
+            headers[key] = f"{headers[key]}, {value}" if key in headers else value
+        return headers
+
+    def _read_body(self) -> bytes | _Response:
+        """The request body, or an error response (the connection then closes)."""
+        limit = self.server.app.max_body_bytes
+        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+            return self._read_chunked(limit)
+        raw = self.headers.get("Content-Length")
+        if raw is None:
+            return b""
+        try:
+            length = int(raw)
+            if length < 0:
+                raise ValueError(raw)
+        except ValueError:
+            self.close_connection = True
+            return _error(400, "Invalid Content-Length header")
+        if length > limit:
+            self.close_connection = True
+            return _error(413, f"Request body too large (limit {limit} bytes)")
+        data = self.rfile.read(length)
+        if len(data) < length:
+            raise _ClientGone
+        return data
+
+    def _read_chunked(self, limit: int) -> bytes | _Response:
+        parts: list[bytes] = []
+        total = 0
+        while True:
+            line = self.rfile.readline(1024)
+            if not line:
+                raise _ClientGone
+            try:
+                size = int(line.split(b";", 1)[0].strip(), 16)
+            except ValueError:
+                self.close_connection = True
+                return _error(400, "Invalid chunked request body")
+            if size == 0:
+                while self.rfile.readline(1024).strip():  # trailers
+                    pass
+                return b"".join(parts)
+            total += size
+            if total > limit:
+                self.close_connection = True
+                return _error(413, f"Request body too large (limit {limit} bytes)")
+            data = self.rfile.read(size)
+            if len(data) < size:
+                raise _ClientGone
+            parts.append(data)
+            self.rfile.readline(3)
+
+    def _send(self, response: _Response) -> None:
+        self._status = response.status
+        body = response.body
+        no_body = response.status in (204, 304)
+        chunked = False
+        if response.truncate and not isinstance(body, bytes):
+            body = b"".join(body)
+        self.send_response(response.status)
+        self.send_header("Content-Type", response.content_type)
+        for name, value in response.headers.items():
+            self.send_header(name, value)
+        if isinstance(body, bytes) or response.length is not None:
+            length = len(body) if isinstance(body, bytes) else response.length
+            self.send_header("Content-Length", "0" if no_body else str(length))
+        elif self.request_version == "HTTP/1.1":
+            chunked = True
+            self.send_header("Transfer-Encoding", "chunked")
+        else:
+            self.close_connection = True  # HTTP/1.0: the end of the stream is the close
+        if response.truncate or (self.close_connection and not no_body):
+            self.send_header("Connection", "close")
+        self.end_headers()
+        if no_body:
+            return
+        if isinstance(body, bytes):
+            self.wfile.write(body[: len(body) // 2] if response.truncate else body)
+            return
+        for piece in body:
+            if piece:
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece) if chunked else piece)
+        if chunked:
+            self.wfile.write(b"0\r\n\r\n")
+
+    def _log(self, started: float) -> None:
+        if not self.server.app.verbose:
+            return
+        status = self._status if self._status is not None else "-"
+        elapsed = (time.monotonic() - started) * 1000
+        path = urlsplit(self.path).path
+        sys.stderr.write(
+            f'{self.client_address[0]} "{self.command} {path}" {status} {elapsed:.1f}ms\n'
+        )
+        sys.stderr.flush()
+
+
+def _bearer(headers: Mapping[str, str]) -> str:
+    scheme, _, token = headers.get("authorization", "").partition(" ")
+    return token.strip() if scheme.lower() == "bearer" else ""
