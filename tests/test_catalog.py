@@ -8,6 +8,7 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -55,16 +56,16 @@ def path(tmp_path: Path) -> Path:
     return tmp_path / "llm" / catalog.CACHE_FILENAME
 
 
-def make(path: Path, fetch: Fetcher, clock: Clock, **kwargs) -> Catalog:  # type: ignore[no-untyped-def]
+def make(path: Path, fetch: Fetcher, clock: Clock, **kwargs: Any) -> Catalog:
     settings = kwargs.pop("settings", Settings(base_url=BASE))
     return Catalog(path, settings, fetch=fetch, clock=clock, ttl=kwargs.pop("ttl", 3600), **kwargs)
 
 
-def ids(lookup) -> list[str]:  # type: ignore[no-untyped-def]
+def ids(lookup: catalog.Lookup) -> list[str]:
     return [m.id for m in lookup.models]
 
 
-def error(reason: Reason = Reason.CONNECTION_ERROR, **kwargs) -> PinferenceError:  # type: ignore[no-untyped-def]
+def error(reason: Reason = Reason.CONNECTION_ERROR, **kwargs: Any) -> PinferenceError:
     return PinferenceError(reason, "cannot connect to the API", url=BASE, **kwargs)
 
 

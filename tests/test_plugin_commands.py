@@ -8,6 +8,7 @@ import time
 from collections.abc import Iterator
 
 import pytest
+from click.testing import Result
 from plugin_support import KEY, closed_port, invoke, read_cache, reset_state, set_cache_times
 
 from llm_pinference import catalog, commands
@@ -20,7 +21,7 @@ def _plugin(fake: FakePinference, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PRIME_INFERENCE_URL", fake.base_url)
 
 
-def one_line_error(result, *parts: str) -> None:  # type: ignore[no-untyped-def]
+def one_line_error(result: Result, *parts: str) -> None:
     assert result.exit_code == 1, result.output
     assert isinstance(result.exception, SystemExit)  # a ClickException, not a crash
     lines = result.stderr.strip().splitlines()

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 import llm
 import openai
@@ -208,8 +211,29 @@ def test_rate_limit_error_mentions_retry_after(fake: FakePinference) -> None:
     assert "wait 30s and try again" in str(info.value)
 
 
-def _no_retry(get_client):  # type: ignore[no-untyped-def]
-    def wrapped(key, *, async_=False):  # type: ignore[no-untyped-def]
+def _no_retry(get_client: Callable[..., Any]) -> Callable[..., Any]:
+    def wrapped(key: str | None, *, async_: bool = False) -> Any:
         return get_client(key, async_=async_).with_options(max_retries=0)
 
     return wrapped
+
+
+PNG = bytes.fromhex(
+    "89504e470d0a1a0a0000000d4948445200000001000000010806000000"
+    "1f15c4890000000d49444154789c63f80f00000101000518d84e0000000049454e44ae426082"
+)
+
+
+def test_images_go_to_vision_models_only(fake: FakePinference, tmp_path: Path) -> None:
+    image = tmp_path / "pixel.png"
+    image.write_bytes(PNG)
+    result = invoke(["-m", "pinference/google/gemini-2.5-flash", "-a", str(image), "describe"])
+    assert result.exit_code == 0, result.output
+    (body,) = chat_bodies(fake)
+    parts = body["messages"][-1]["content"]
+    assert [p["type"] for p in parts] == ["text", "image_url"]
+    assert parts[1]["image_url"]["url"].startswith("data:image/png;base64,")
+
+    result = invoke(["-m", "pinference/" + CHAT, "-a", str(image), "describe"])
+    assert result.exit_code != 0 and "does not support attachments" in result.output
+    assert len(chat_bodies(fake)) == 1

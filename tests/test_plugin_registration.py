@@ -25,7 +25,8 @@ from plugin_support import (
 
 from llm_pinference import catalog, plugin
 from llm_pinference.fake import FakePinference, default_catalogue
-from llm_pinference.settings import TEAM_HEADER
+from llm_pinference.models import ModelInfo
+from llm_pinference.settings import TEAM_HEADER, Settings
 
 CHAT_MODEL = "qwen/qwen3-30b-a3b-instruct-2507"
 
@@ -238,7 +239,7 @@ def test_a_corrupt_keys_file_still_lists_models(fake: FakePinference) -> None:
 def test_one_unusable_model_does_not_hide_the_others(monkeypatch: pytest.MonkeyPatch) -> None:
     real = plugin.build_models
 
-    def build(info, settings):  # type: ignore[no-untyped-def]
+    def build(info: ModelInfo, settings: Settings) -> tuple[object, object]:
         if info.id == CHAT_MODEL:
             raise ValueError("odd model")
         return real(info, settings)
