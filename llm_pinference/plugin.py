@@ -85,6 +85,14 @@ class _PinferenceModel:
     team_id: str | None = None
     headers: dict[str, str] | None
     api_base: str | None
+    vision: bool
+
+    def __init__(self, info: ModelInfo, *, team_id: str | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)  # llm's Chat / AsyncChat
+        self.info = info
+        self.team_id = team_id
+        if self.vision:
+            self.attachment_types = set(IMAGE_TYPES)
 
     def get_key(self, explicit_key: str | None = None) -> str | None:
         try:
@@ -125,13 +133,6 @@ class _PinferenceModel:
 
 
 class PinferenceChat(_PinferenceModel, Chat):
-    def __init__(self, info: ModelInfo, *, team_id: str | None = None, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.info = info
-        self.team_id = team_id
-        if self.vision:
-            self.attachment_types = set(IMAGE_TYPES)
-
     def execute(
         self,
         prompt: llm.Prompt,
@@ -148,13 +149,6 @@ class PinferenceChat(_PinferenceModel, Chat):
 
 
 class PinferenceAsyncChat(_PinferenceModel, AsyncChat):
-    def __init__(self, info: ModelInfo, *, team_id: str | None = None, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.info = info
-        self.team_id = team_id
-        if self.vision:
-            self.attachment_types = set(IMAGE_TYPES)
-
     async def execute(
         self,
         prompt: llm.Prompt,
