@@ -13,7 +13,15 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from . import __version__
-from .errors import PinferenceError, Reason, one_line, parse_retry_after, reason_for_status, redact
+from .errors import (
+    PinferenceError,
+    Reason,
+    error_body_message,
+    one_line,
+    parse_retry_after,
+    reason_for_status,
+    redact,
+)
 from .models import ModelInfo, extract_model_list, parse_models
 from .settings import Settings, resolve_settings
 
@@ -196,23 +204,11 @@ class PinferenceClient:
 
 
 def api_error_message(body: bytes) -> str | None:
-    """The API's own message from an OpenAI-style (or similar) JSON error body, if any."""
+    """The API's own message from a JSON error body, if any."""
     try:
-        data = json.loads(body)
+        return error_body_message(json.loads(body))
     except ValueError:
         return None
-    if not isinstance(data, dict):
-        return None
-    error = data.get("error")
-    candidates = [
-        error.get("message") if isinstance(error, dict) else error,
-        data.get("message"),
-        data.get("detail"),
-    ]
-    for candidate in candidates:
-        if isinstance(candidate, str) and candidate.strip():
-            return candidate
-    return None
 
 
 def _describe(exc: Exception) -> str:

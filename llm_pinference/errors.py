@@ -65,6 +65,25 @@ def one_line(text: str, limit: int = 300) -> str:
     return flat if len(flat) <= limit else flat[: limit - 3] + "..."
 
 
+def error_body_message(data: object) -> str | None:
+    """The API's own message from a decoded error body: OpenAI-style `{"error": {"message"}}`,
+    the inner error object (as the openai library keeps it), `{"error": "..."}`,
+    `{"message"}`, FastAPI's `{"detail"}`, or a bare string."""
+    if isinstance(data, str):
+        return data if data.strip() else None
+    if not isinstance(data, dict):
+        return None
+    error = data.get("error")
+    for candidate in (
+        error.get("message") if isinstance(error, dict) else error,
+        data.get("message"),
+        data.get("detail"),
+    ):
+        if isinstance(candidate, str) and candidate.strip():
+            return candidate
+    return None
+
+
 def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
     """Retry-After as seconds: either delta-seconds or an HTTP date. None if absent/invalid."""
     if not value:

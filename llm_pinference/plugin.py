@@ -19,7 +19,14 @@ from llm.default_plugins.openai_models import AsyncChat, Chat
 
 from .commands import KEY_ALIAS, MODEL_PREFIX, Hooks, build_group, describe_error, format_context
 from .commands import warn as _echo_warning
-from .errors import PinferenceError, Reason, parse_retry_after, reason_for_status, redact
+from .errors import (
+    PinferenceError,
+    Reason,
+    error_body_message,
+    parse_retry_after,
+    reason_for_status,
+    redact,
+)
 from .settings import ENV_KEY, TEAM_HEADER, Settings, load_prime_config, resolve_settings
 
 if TYPE_CHECKING:  # imported when models are registered, not for `llm --help`
@@ -210,19 +217,11 @@ def prompt_error_message(
         reason,
         f"HTTP {status}" if status is not None else exc.message,
         status=status,
-        api_message=_api_message(exc.body),
+        api_message=error_body_message(exc.body),
         retry_after=retry_after,
         url=base_url,
     )
     return describe_error(error, model_id=model_id if reason is Reason.NOT_FOUND else None)
-
-
-def _api_message(body: object) -> str | None:
-    if isinstance(body, dict):
-        error = body.get("error", body)
-        message = error.get("message") if isinstance(error, dict) else error
-        return message if isinstance(message, str) and message.strip() else None
-    return body if isinstance(body, str) and body.strip() else None
 
 
 # Hooks

@@ -223,3 +223,22 @@ def test_reasons_are_the_closed_set():
         "connection_error",
         "invalid_response",
     )
+
+
+@pytest.mark.parametrize(
+    "data, expected",
+    [
+        ({"error": {"message": "outer"}}, "outer"),
+        ({"message": "inner", "type": "x"}, "inner"),  # the openai library keeps the inner object
+        ({"error": "flat"}, "flat"),
+        ({"detail": "fastapi"}, "fastapi"),
+        ("bare", "bare"),
+        ({"error": {"message": "  "}}, None),
+        ([1, 2], None),
+        (None, None),
+    ],
+)
+def test_error_body_message_shapes(data, expected):
+    from llm_pinference.errors import error_body_message
+
+    assert error_body_message(data) == expected
