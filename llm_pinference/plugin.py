@@ -54,8 +54,8 @@ def warn_once(message: str) -> None:
 
 
 def prime_config_key(config: Mapping[str, object] | None = None) -> str | None:
-    value = (load_prime_config() if config is None else config).get("api_key")
-    return value.strip() if isinstance(value, str) and value.strip() else None
+    # The config file alone (env={}): llm's own lookup has already covered PRIME_API_KEY.
+    return resolve_settings(env={}, config=config).api_key
 
 
 def find_key(
