@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -33,8 +32,3 @@ def fake() -> Iterator[object]:
         yield server
     finally:
         server.stop()
-
-
-def require_integration_tools() -> bool:
-    """In CI a missing tool (prometheus, promtool) is a failure, not a skip."""
-    return os.environ.get("CI", "").lower() in ("1", "true", "yes")

@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
+from support import in_ci
 
 from exporter import Exporter, ExporterConfig
 from llm_pinference.settings import Settings
@@ -76,11 +77,6 @@ def scrape(exporter: Exporter, **kwargs: Any) -> Scrape:
     return Scrape(text, {f.name: f for f in text_string_to_metric_families(text)})
 
 
-def require_integration_tools() -> bool:
-    """In CI a missing tool is a failure, not a skip (as in conftest.py)."""
-    return os.environ.get("CI", "").lower() in ("1", "true", "yes")
-
-
 def promtool_path() -> str | None:
     return shutil.which("promtool")
 
@@ -89,7 +85,7 @@ def promtool_check(text: str) -> None:
     """`promtool check metrics` must find nothing (skipped locally when not installed)."""
     tool = promtool_path()
     if tool is None:
-        if require_integration_tools():
+        if in_ci():
             pytest.fail("promtool is not installed (apt-get install prometheus)")
         return
     result = subprocess.run(
@@ -113,15 +109,6 @@ def wait_for(predicate: Callable[[], Any], timeout: float = 15.0, what: str = "c
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what}")
         time.sleep(0.02)
-
-
-def closed_port() -> int:
-    """A loopback port nothing listens on (bound, then released)."""
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 # --- the real CLI in a subprocess ----------------------------------------------------

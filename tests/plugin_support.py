@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import sys
 from pathlib import Path
 from typing import Any
@@ -89,13 +88,6 @@ def pinference_ids(output: str) -> list[str]:
         if line.startswith("Pinference: pinference/"):
             ids.append(line.split()[1].removeprefix("pinference/"))
     return ids
-
-
-def closed_port() -> int:
-    """A loopback port nothing listens on (connection refused)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def set_key(key: str) -> None:

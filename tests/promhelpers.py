@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 import re
 import shutil
-import socket
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -23,6 +21,7 @@ from typing import Any, TypeVar
 import pytest
 import requests
 import yaml
+from support import in_ci
 
 ROOT = Path(__file__).resolve().parent.parent
 PROMETHEUS_DIR = ROOT / "prometheus"
@@ -58,11 +57,6 @@ T = TypeVar("T")
 # ------------------------------------------------------------------ tools and processes
 
 
-def in_ci() -> bool:
-    """In CI a missing tool is a failure, not a skip (same rule as tests/conftest.py)."""
-    return os.environ.get("CI", "").lower() in ("1", "true", "yes")
-
-
 def require_tool(name: str) -> str:
     """Path of an executable; skip the test (fail in CI) when it is not installed."""
     path = shutil.which(name)
@@ -82,13 +76,6 @@ def run(argv: list[str], timeout: float = 60, **kwargs: Any) -> subprocess.Compl
 
 def promtool(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
     return run([require_tool("promtool"), *args], timeout=timeout)
-
-
-def free_port() -> int:
-    """A TCP port free on 127.0.0.1 right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class Process:

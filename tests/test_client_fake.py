@@ -1,8 +1,7 @@
 """The client against the fake server over real loopback sockets: every reason, every rule."""
 
-import socket
-
 import pytest
+from support import free_port
 
 from llm_pinference.client import PinferenceClient
 from llm_pinference.errors import REASONS, PinferenceError, Reason
@@ -70,9 +69,7 @@ def test_fault_gives_reason(fake, endpoint, fault, reason, status):
 
 def test_every_reason_is_reachable_over_loopback(fake):
     seen = {r.value for _, r, _ in FAULTS}
-    with socket.socket() as sock:  # a port nobody listens on
-        sock.bind(("127.0.0.1", 0))
-        closed_port = sock.getsockname()[1]
+    closed_port = free_port()  # nobody listens there
     client = PinferenceClient(Settings(base_url=f"http://127.0.0.1:{closed_port}/api/v1"))
     seen.add(failure(client.list_models).reason.value)
     assert seen == set(REASONS)

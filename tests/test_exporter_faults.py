@@ -7,7 +7,8 @@ scrape helper also runs `promtool check metrics` on every output.
 from __future__ import annotations
 
 import pytest
-from exporter_helpers import Scrape, closed_port, make_exporter, scrape, wait_for
+from exporter_helpers import Scrape, make_exporter, scrape, wait_for
+from support import free_port as closed_port
 
 from exporter import Exporter
 from llm_pinference.errors import REASONS

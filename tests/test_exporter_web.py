@@ -13,10 +13,11 @@ from pathlib import Path
 
 import pytest
 import requests
-from exporter_helpers import PW_HASH, SECRET, closed_port, make_exporter, scrape, wait_for
+from exporter_helpers import PW_HASH, SECRET, make_exporter, scrape, wait_for
 from prometheus_client.openmetrics.parser import (
     text_string_to_metric_families as openmetrics_families,
 )
+from support import free_port as closed_port
 
 from exporter import Exporter, ExporterConfig
 from exporter.webconfig import load_web_config

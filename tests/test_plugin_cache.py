@@ -15,7 +15,6 @@ from plugin_support import (
     PRIVATE_MODEL,
     TEAM,
     cache_file,
-    closed_port,
     invoke,
     pinference_ids,
     read_cache,
@@ -23,6 +22,7 @@ from plugin_support import (
     set_cache_times,
     user_dir,
 )
+from support import free_port as closed_port
 
 from llm_pinference import catalog
 from llm_pinference.fake import FakePinference, Fault, default_catalogue, generate_catalogue

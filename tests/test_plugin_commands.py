@@ -9,7 +9,8 @@ from collections.abc import Iterator
 
 import pytest
 from click.testing import Result
-from plugin_support import KEY, closed_port, invoke, read_cache, reset_state, set_cache_times
+from plugin_support import KEY, invoke, read_cache, reset_state, set_cache_times
+from support import free_port as closed_port
 
 from llm_pinference import catalog, commands
 from llm_pinference.fake import FakePinference, Fault, default_catalogue

@@ -13,11 +13,11 @@ import openai
 import pytest
 from plugin_support import (
     KEY,
-    closed_port,
     errors_as_users_see_them,
     invoke,
     reset_state,
 )
+from support import free_port as closed_port
 
 from llm_pinference.fake import FakePinference, Fault
 

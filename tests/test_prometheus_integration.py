@@ -36,7 +36,6 @@ from promhelpers import (
     Process,
     alert_rules,
     dashboard_queries,
-    free_port,
     iter_panels,
     load_dashboard,
     load_yaml,
@@ -50,6 +49,7 @@ from promhelpers import (
     substitute,
     wait_until,
 )
+from support import free_port
 
 pytestmark = pytest.mark.integration
 
