@@ -213,19 +213,9 @@ def _entry(raw: Mapping[str, Any]) -> Entry:
 
 
 def _api_object(model: ModelInfo) -> dict[str, Any]:
-    """What is stored for a model: the API's own object, so a later parser sees it all."""
-    if model.raw.get("id") == model.id:
-        return dict(model.raw)
-    obj: dict[str, Any] = {"id": model.id, "owned_by": model.owned_by}
-    if model.display_name:
-        obj["display_name"] = model.display_name
-    if model.context_window is not None:
-        obj["context_window"] = model.context_window
-    if model.supported_parameters:
-        obj["supported_parameters"] = list(model.supported_parameters)
-    if model.input_modalities:
-        obj["modalities"] = {"input": list(model.input_modalities)}
-    return obj
+    """What is stored for a model: the API's own object (kept by ModelInfo.from_api), so a
+    later parser sees every field."""
+    return dict(model.raw) or {"id": model.id, "owned_by": model.owned_by}
 
 
 class Catalog:

@@ -331,12 +331,15 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             return _error(400, "Invalid Content-Length header")
         if length > limit:
-            self.close_connection = True
-            return _error(413, f"Request body too large (limit {limit} bytes)")
+            return self._too_large(limit)
         data = self.rfile.read(length)
         if len(data) < length:
             raise _ClientGone
         return data
+
+    def _too_large(self, limit: int) -> _Response:
+        self.close_connection = True  # the rest of the body is still on the wire
+        return _error(413, f"Request body too large (limit {limit} bytes)")
 
     def _read_chunked(self, limit: int) -> bytes | _Response:
         parts: list[bytes] = []
@@ -356,8 +359,7 @@ class _Handler(BaseHTTPRequestHandler):
                 return b"".join(parts)
             total += size
             if total > limit:
-                self.close_connection = True
-                return _error(413, f"Request body too large (limit {limit} bytes)")
+                return self._too_large(limit)
             data = self.rfile.read(size)
             if len(data) < size:
                 raise _ClientGone
