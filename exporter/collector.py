@@ -19,6 +19,8 @@ from llm_pinference.errors import REASONS
 from .state import BUCKETS, CHANGES, ENDPOINTS, ProbeState, Snapshot
 
 # Said once in every HELP text that depends on it: scrapes do not trigger probes.
+# Bucket labels as exposed ("0.05", ..., "+Inf"): formatted once, not on every scrape.
+_BOUNDS = (*map(floatToGoString, BUCKETS), "+Inf")
 ON_INTERVAL = "Probed on the exporter's own interval (--probe.interval), not per scrape."
 
 
@@ -95,9 +97,7 @@ class PinferenceCollector(Collector):
             for reason in REASONS:
                 failures.add_metric([endpoint, reason], stats.failures[reason])
             cumulative, buckets = 0, []
-            for bound, count in zip(
-                (*map(floatToGoString, BUCKETS), "+Inf"), stats.buckets, strict=True
-            ):
+            for bound, count in zip(_BOUNDS, stats.buckets, strict=True):
                 cumulative += count
                 buckets.append((bound, cumulative))
             duration.add_metric([endpoint], buckets, stats.duration_sum)
