@@ -18,9 +18,9 @@ from llm_pinference.errors import REASONS
 
 from .state import BUCKETS, CHANGES, ENDPOINTS, ProbeState, Snapshot
 
-# Said once in every HELP text that depends on it: scrapes do not trigger probes.
 # Bucket labels as exposed ("0.05", ..., "+Inf"): formatted once, not on every scrape.
 _BOUNDS = (*map(floatToGoString, BUCKETS), "+Inf")
+# Said once in every HELP text that depends on it: scrapes do not trigger probes.
 ON_INTERVAL = "Probed on the exporter's own interval (--probe.interval), not per scrape."
 
 
