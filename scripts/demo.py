@@ -16,6 +16,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import requests
 import yaml
@@ -27,9 +28,11 @@ from llm_pinference.settings import Settings
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 import promhelpers  # noqa: E402  (the shipped config/rules rewrite, shared with the tests)
+from support import free_port  # noqa: E402
 
 BIN = Path(sys.executable).parent
 MODEL = "meta-llama/llama-3.1-70b-instruct"
+T = TypeVar("T")
 DEMO_KEY = "demo-key-not-secret"  # the fake accepts any key; llm wants one to prompt
 
 
@@ -58,17 +61,12 @@ def run(argv: list[str], env: dict[str, str], keep: Callable[[str], bool] | None
     return text
 
 
-def wait_for(check: Callable[[], object], what: str, timeout: float = 60) -> object:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            result = check()
-        except (requests.RequestException, KeyError, ValueError):
-            result = None
-        if result:
-            return result
-        time.sleep(0.3)
-    raise SystemExit(f"demo: timed out after {timeout:g}s waiting for {what}")
+def wait_for(check: Callable[[], T | None], what: str, timeout: float = 60) -> T:
+    """The tests' wait_until, ending the demo with one line instead of a traceback."""
+    try:
+        return promhelpers.wait_until(check, timeout=timeout, what=what, interval=0.3)
+    except AssertionError as exc:
+        raise SystemExit(f"demo: {exc}") from None
 
 
 def demo_client(fake: FakePinference) -> None:
@@ -115,7 +113,7 @@ def start_prometheus(work: Path, exporter_target: str) -> tuple[promhelpers.Proc
         promhelpers.load_yaml(promhelpers.PROM_CONFIG), exporter_target, rules
     )
     (work / "prometheus.yml").write_text(yaml.safe_dump(config))
-    port = promhelpers.free_port()
+    port = free_port()
     argv = [
         binary,
         f"--config.file={work / 'prometheus.yml'}",
@@ -139,7 +137,7 @@ def start_prometheus(work: Path, exporter_target: str) -> tuple[promhelpers.Proc
 
 def demo_exporter(fake: FakePinference, env: dict[str, str], work: Path) -> None:
     step("pinference-exporter probes the API and serves metrics")
-    port = promhelpers.free_port()
+    port = free_port()
     argv = [
         str(BIN / "pinference-exporter"),
         f"--web.listen-address=127.0.0.1:{port}",
@@ -200,7 +198,7 @@ def demo_exporter(fake: FakePinference, env: dict[str, str], work: Path) -> None
                 timeout=90,
             )
             print(f"$ curl -s {url}/api/v1/alerts")
-            for alert in alerts:  # type: ignore[attr-defined]
+            for alert in alerts:
                 labels = alert["labels"]
                 print(
                     f"  {labels['alertname']} [{alert['state']}] severity={labels['severity']} "
