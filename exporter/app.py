@@ -18,9 +18,10 @@ from prometheus_client import ProcessCollector, generate_latest
 from prometheus_client.registry import CollectorRegistry
 
 from llm_pinference.settings import Settings, resolve_settings
+from llm_pinference.text import redact_url
 
 from .collector import PinferenceCollector
-from .config import ExporterConfig, redact_url
+from .config import ExporterConfig
 from .prober import Prober
 from .state import ProbeState, Snapshot
 from .web import ExporterApp, ExporterServer, PageInfo

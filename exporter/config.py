@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from llm_pinference.client import DEFAULT_MAX_BYTES
 from llm_pinference.settings import Settings, normalise_base_url
+from llm_pinference.text import DURATION_UNITS, format_duration, os_reason, redact_url
 
 if TYPE_CHECKING:
     from .webconfig import WebConfig
@@ -41,10 +42,8 @@ class ConfigError(ValueError):
 
 # --- value parsers ------------------------------------------------------------------
 
-_DURATION_UNITS = (("y", 365 * 86400), ("w", 7 * 86400), ("d", 86400), ("h", 3600),
-                   ("m", 60), ("s", 1), ("ms", 0.001))  # fmt: skip
 # Prometheus' own duration syntax: integer amounts, units in this order, each at most once.
-_DURATION_RE = re.compile("^" + "".join(rf"(?:(?P<{u}>\d+){u})?" for u, _ in _DURATION_UNITS) + "$")
+_DURATION_RE = re.compile("^" + "".join(rf"(?:(?P<{u}>\d+){u})?" for u, _ in DURATION_UNITS) + "$")
 
 
 def parse_duration(text: object) -> float:
@@ -57,21 +56,7 @@ def parse_duration(text: object) -> float:
     match = _DURATION_RE.match(text)
     if match is None:
         raise ConfigError(f"{text!r} is not a duration (use e.g. 500ms, 30s, 1m30s)")
-    return sum(int(match[u]) * scale for u, scale in _DURATION_UNITS if match[u])
-
-
-def format_duration(seconds: float) -> str:
-    """The inverse for messages and the landing page: 90 -> `1m30s`, 0.5 -> `500ms`."""
-    millis = round(seconds * 1000)
-    if millis == 0:
-        return "0s"
-    parts = []
-    for unit, scale in _DURATION_UNITS:
-        step = round(scale * 1000)
-        if millis >= step:
-            parts.append(f"{millis // step}{unit}")
-            millis %= step
-    return "".join(parts)
+    return sum(int(match[u]) * scale for u, scale in DURATION_UNITS if match[u])
 
 
 @dataclass(frozen=True)
@@ -149,12 +134,6 @@ def _base_url(value: object) -> str:
     if not re.match(r"^https?://[^/\s]+", url):
         raise ConfigError(f"{redact_url(url)!r} is not an http:// or https:// URL")
     return url
-
-
-def redact_url(url: str) -> str:
-    """The URL without user info, query or fragment: safe to show and log."""
-    match = re.match(r"^(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?:[^@/?#]*@)?(?P<rest>[^?#]*)", url)
-    return match["scheme"] + match["rest"] if match else url.split("?", 1)[0].split("#", 1)[0]
 
 
 # --- the option table: flags and config-file keys ----------------------------------
@@ -276,10 +255,6 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
                 parsed = str(path.parent / Path(parsed).expanduser())
             values[key] = parsed
     return values
-
-
-def os_reason(exc: BaseException) -> str:
-    return getattr(exc, "strerror", None) or type(exc).__name__
 
 
 def read_key_file(path: str) -> str:

@@ -16,7 +16,7 @@ import time
 from collections.abc import Iterable
 from typing import Any, TextIO
 
-from llm_pinference.errors import redact
+from llm_pinference.text import redact
 
 LEVELS = {
     "debug": logging.DEBUG,

@@ -19,8 +19,9 @@ from collections.abc import Callable
 from llm_pinference.client import PinferenceClient
 from llm_pinference.errors import PinferenceError, Reason
 from llm_pinference.settings import Settings
+from llm_pinference.text import format_duration, redact_url
 
-from .config import ExporterConfig, format_duration, redact_url
+from .config import ExporterConfig
 from .logs import kv
 from .state import ProbeState
 

@@ -23,8 +23,9 @@ from prometheus_client import make_wsgi_app
 from prometheus_client.registry import CollectorRegistry
 
 from llm_pinference import __version__
+from llm_pinference.text import format_duration
 
-from .config import ListenAddress, format_duration
+from .config import ListenAddress
 from .state import ENDPOINTS, Snapshot
 from .webconfig import BasicAuth
 

@@ -27,7 +27,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .config import ConfigError, os_reason
+from llm_pinference.text import os_reason
+
+from .config import ConfigError
 
 TLS_VERSIONS = {
     "TLS10": ssl.TLSVersion.TLSv1,

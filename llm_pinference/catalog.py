@@ -29,9 +29,10 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from .errors import PinferenceError, one_line, redact
+from .errors import PinferenceError
 from .models import ModelInfo, parse_models
 from .settings import Settings
+from .text import one_line, redact
 
 CACHE_FILENAME = "pinference_models.json"
 FORMAT = "llm-pinference/models-cache"

@@ -17,13 +17,12 @@ from .errors import (
     PinferenceError,
     Reason,
     error_body_message,
-    one_line,
     parse_retry_after,
     reason_for_status,
-    redact,
 )
 from .models import ModelInfo, extract_model_list, parse_models
 from .settings import Settings, resolve_settings
+from .text import one_line, redact
 
 if TYPE_CHECKING:
     import requests

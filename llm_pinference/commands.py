@@ -13,8 +13,9 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 import click
 
-from .errors import PinferenceError, Reason, redact
+from .errors import PinferenceError, Reason
 from .settings import ENV_KEY, Settings
+from .text import redact
 
 if TYPE_CHECKING:  # the models module is only needed once models are listed
     from .catalog import Catalog

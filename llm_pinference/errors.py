@@ -6,7 +6,6 @@ import email.utils
 import enum
 import math
 import time
-from collections.abc import Iterable
 
 
 class Reason(str, enum.Enum):
@@ -36,8 +35,6 @@ _STATUS_REASONS = {
     429: Reason.RATE_LIMITED,
 }
 
-REDACTED = "***"
-
 
 def reason_for_status(status: int) -> Reason:
     """The reason for a non-2xx HTTP status."""
@@ -49,20 +46,6 @@ def reason_for_status(status: int) -> Reason:
         return Reason.SERVER_ERROR
     # 1xx/3xx reaching us means the exchange did not produce an API answer.
     return Reason.INVALID_RESPONSE
-
-
-def redact(text: str, secrets: Iterable[str | None]) -> str:
-    """Replace every occurrence of each (non-trivial) secret in text."""
-    for secret in secrets:
-        if secret and len(secret) >= 4:
-            text = text.replace(secret, REDACTED)
-    return text
-
-
-def one_line(text: str, limit: int = 300) -> str:
-    """Collapse whitespace so a message stays on one line, and bound its length."""
-    flat = " ".join(text.split())
-    return flat if len(flat) <= limit else flat[: limit - 3] + "..."
 
 
 def error_body_message(data: object) -> str | None:

@@ -25,9 +25,9 @@ from .errors import (
     error_body_message,
     parse_retry_after,
     reason_for_status,
-    redact,
 )
 from .settings import ENV_KEY, TEAM_HEADER, Settings, load_prime_config, resolve_settings
+from .text import format_age, redact
 
 if TYPE_CHECKING:  # imported when models are registered, not for `llm --help`
     from .catalog import Catalog, Lookup
@@ -227,24 +227,14 @@ def prompt_error_message(
 # Hooks
 
 
-def _age(seconds: float) -> str:
-    if seconds < 120:
-        return f"{seconds:.0f}s"
-    if seconds < 7200:
-        return f"{seconds / 60:.0f} min"
-    if seconds < 172800:
-        return f"{seconds / 3600:.0f} h"
-    return f"{seconds / 86400:.0f} days"
-
-
 def _warn_failed_fetch(lookup: Lookup) -> None:
     assert lookup.error is not None
     now = time.time()
     if lookup.source == "stale" and lookup.fetched_at is not None:
-        fallback = f"Using the list cached {_age(max(0.0, now - lookup.fetched_at))} ago"
+        fallback = f"Using the list cached {format_age(max(0.0, now - lookup.fetched_at))} ago"
     else:
         fallback = "No Pinference models until then"
-    retry = f"in {_age(lookup.retry_at - now)}" if lookup.retry_at else "later"
+    retry = f"in {format_age(lookup.retry_at - now)}" if lookup.retry_at else "later"
     warn_once(
         f"llm-pinference: could not refresh the model list: {describe_error(lookup.error)}. "
         f"{fallback}; next try {retry} (or run `llm pinference refresh`)."

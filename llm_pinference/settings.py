@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import REDACTED
+from .text import REDACTED
 
 DEFAULT_BASE_URL = "https://api.pinference.ai/api/v1"
 ENV_KEY = "PRIME_API_KEY"

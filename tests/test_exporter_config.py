@@ -12,14 +12,13 @@ from exporter.config import (
     ConfigError,
     ExporterConfig,
     ListenAddress,
-    format_duration,
     parse_duration,
     parse_listen_address,
-    redact_url,
 )
 from llm_pinference import __version__
 from llm_pinference.client import DEFAULT_MAX_BYTES
 from llm_pinference.settings import DEFAULT_BASE_URL
+from llm_pinference.text import format_duration, redact_url
 
 
 def config_from(argv: list[str]) -> ExporterConfig:

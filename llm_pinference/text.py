@@ -1,0 +1,99 @@
+"""Text rules shared by the core and both front ends: redaction, one-line messages,
+terminal-safe strings and durations as people read them.
+
+Standard library only, cheap to import: llm imports the plugin (and so this) on every command.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+REDACTED = "***"
+#: Secrets shorter than this are not searched for: replacing "ab" everywhere would mangle
+#: messages and hide nothing (such a key is not a real one).
+MIN_SECRET_LENGTH = 4
+
+_URL_USERINFO = re.compile(r"^(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<userinfo>[^@/?#]*@)")
+# C0 and C1 controls, DEL, and the escape introducer: what a terminal or log reader would act on.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+# Units of Prometheus' duration syntax, largest first.
+DURATION_UNITS: tuple[tuple[str, float], ...] = (
+    ("y", 365 * 86400),
+    ("w", 7 * 86400),
+    ("d", 86400),
+    ("h", 3600),
+    ("m", 60),
+    ("s", 1),
+    ("ms", 0.001),
+)
+
+
+def redact(text: str, secrets: Iterable[str | None]) -> str:
+    """Replace every occurrence of each (non-trivial) secret in text."""
+    for secret in secrets:
+        if secret and len(secret) >= MIN_SECRET_LENGTH:
+            text = text.replace(secret, REDACTED)
+    return text
+
+
+def url_secrets(url: str | None) -> tuple[str, ...]:
+    """The credentials embedded in a URL (`https://user:pass@host/`), to redact elsewhere."""
+    if not url:
+        return ()
+    match = _URL_USERINFO.match(url)
+    if match is None:
+        return ()
+    userinfo = match["userinfo"][:-1]
+    user, _, password = userinfo.partition(":")
+    return tuple(part for part in (userinfo, password, user) if part)
+
+
+def redact_url(url: str) -> str:
+    """The URL without user info, query or fragment: safe to show, log and use as a key."""
+    match = re.match(r"^(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?:[^@/?#]*@)?(?P<rest>[^?#]*)", url)
+    return match["scheme"] + match["rest"] if match else url.split("?", 1)[0].split("#", 1)[0]
+
+
+def one_line(text: str, limit: int = 300) -> str:
+    """Collapse whitespace so a message stays on one line, and bound its length."""
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 3] + "..."
+
+
+def printable(text: str) -> str:
+    """`text` with control characters (ANSI escapes included) shown as `\\xNN` escapes:
+    data from the API must not drive the user's terminal or forge log lines."""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+
+
+def format_duration(seconds: float) -> str:
+    """Seconds in Prometheus' duration syntax: 90 -> `1m30s`, 0.5 -> `500ms`, 0 -> `0s`."""
+    millis = round(seconds * 1000)
+    if millis <= 0:
+        return "0s"
+    parts = []
+    for unit, scale in DURATION_UNITS:
+        step = round(scale * 1000)
+        if millis >= step:
+            parts.append(f"{millis // step}{unit}")
+            millis %= step
+    return "".join(parts)
+
+
+def format_age(seconds: float) -> str:
+    """A rough age for people: `45s`, `12 min`, `3 h`, `2 days`."""
+    seconds = max(0.0, seconds)
+    if seconds < 120:
+        return f"{seconds:.0f}s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 172800:
+        return f"{seconds / 3600:.0f} h"
+    return f"{seconds / 86400:.0f} days"
+
+
+def os_reason(exc: BaseException) -> str:
+    """A short reason for an OS-level failure (`No such file or directory`), no paths."""
+    return getattr(exc, "strerror", None) or type(exc).__name__
