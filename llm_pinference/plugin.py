@@ -26,6 +26,7 @@ from .errors import (
     parse_retry_after,
     reason_for_status,
 )
+from .notices import first_time
 from .settings import ENV_KEY, TEAM_HEADER, Settings, load_prime_config, resolve_settings
 from .text import format_age, redact
 
@@ -40,13 +41,9 @@ NO_KEY_MESSAGE = (
     "environment variable, or put api_key in ~/.prime/config.json"
 )
 
-_warned: set[str] = set()
-
 
 def warn_once(message: str) -> None:
-    """Hooks run several times per command (and per process): say each thing once."""
-    if message not in _warned:
-        _warned.add(message)
+    if first_time(message):
         _echo_warning(message)
 
 

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from .notices import first_time
 from .text import REDACTED
 
 DEFAULT_BASE_URL = "https://api.pinference.ai/api/v1"
@@ -23,13 +24,10 @@ ENV_URL = "PRIME_INFERENCE_URL"
 TEAM_HEADER = "X-Prime-Team-ID"
 
 log = logging.getLogger("llm_pinference")
-_warned: set[str] = set()
 
 
 def _warn_once(message: str) -> None:
-    # Settings are resolved on every llm command (several times per command): say it once.
-    if message not in _warned:
-        _warned.add(message)
+    if first_time(message):
         log.warning(message)
 
 

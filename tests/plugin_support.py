@@ -21,7 +21,7 @@ import llm.cli  # noqa: E402
 from click.testing import CliRunner, Result  # noqa: E402
 from llm.plugins import pm  # noqa: E402
 
-from llm_pinference import catalog, plugin  # noqa: E402
+from llm_pinference import catalog, notices, plugin  # noqa: E402
 
 KEY = "pit_test_key_4f9c2a7d1e"
 TEAM = "team-1234"
@@ -46,7 +46,7 @@ def ensure_registered() -> None:
 def reset_state() -> None:
     """Forget what the plugin remembers per process (memo, back-off, warnings)."""
     catalog.reset_process_state()
-    plugin._warned.clear()
+    notices.forget()
 
 
 def invoke(args: list[str], input: str | None = None) -> Result:

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from llm_pinference import settings as settings_mod
+from llm_pinference import notices
 from llm_pinference.settings import (
     DEFAULT_BASE_URL,
     Settings,
@@ -22,7 +22,7 @@ def write_config(home: Path, data: object) -> Path:
 
 @pytest.fixture(autouse=True)
 def fresh_warnings():
-    settings_mod._warned.clear()
+    notices.forget()
 
 
 def test_defaults_when_nothing_is_set():
