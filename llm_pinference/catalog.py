@@ -45,9 +45,11 @@ DEFAULT_BACKOFF = 300.0
 MAX_BACKOFF = 3600.0
 #: Accounts kept in the file; the least recently used beyond this are dropped.
 MAX_ACCOUNTS = 8
-#: The plugin's fetch timeouts: a user is waiting for `llm` to start.
+#: The plugin's fetch: a user is waiting for `llm` to start. At most 2 s to connect and
+#: 5 s for the whole exchange, however slowly the server sends.
 CONNECT_TIMEOUT = 2.0
 READ_TIMEOUT = 5.0
+TOTAL_TIMEOUT = 5.0
 
 Fetcher = Callable[[Settings], list[ModelInfo]]
 
@@ -73,7 +75,10 @@ def fetch_models(settings: Settings) -> list[ModelInfo]:
     from .client import PinferenceClient
 
     with PinferenceClient(
-        settings, connect_timeout=CONNECT_TIMEOUT, read_timeout=READ_TIMEOUT
+        settings,
+        connect_timeout=CONNECT_TIMEOUT,
+        read_timeout=READ_TIMEOUT,
+        total_timeout=TOTAL_TIMEOUT,
     ) as client:
         return client.list_models().models
 

@@ -7,6 +7,7 @@ and most commands never make a request.
 from __future__ import annotations
 
 import json
+import socket
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -61,14 +62,25 @@ class PinferenceClient:
         *,
         connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
         read_timeout: float = DEFAULT_READ_TIMEOUT,
+        total_timeout: float | None = None,
         max_bytes: int = DEFAULT_MAX_BYTES,
         session: requests.Session | None = None,
     ) -> None:
+        """`connect_timeout` bounds the connect, `read_timeout` each wait for data, and
+        `total_timeout` (default: connect + read) the whole exchange. A `session` given here
+        gets the deadline-aware adapter mounted for http and https."""
         self.settings = resolve_settings() if settings is None else settings
         self.connect_timeout = connect_timeout
         self.read_timeout = read_timeout
+        self.total_timeout = (
+            connect_timeout + read_timeout if total_timeout is None else total_timeout
+        )
         self.max_bytes = max_bytes
         self._session = session
+        if session is not None:
+            from .transport import mount
+
+            mount(session)
 
     def __repr__(self) -> str:
         return f"PinferenceClient({self.settings!r})"
@@ -84,7 +96,9 @@ class PinferenceClient:
         if self._session is None:
             import requests
 
-            self._session = requests.Session()
+            from .transport import mount
+
+            self._session = mount(requests.Session())
             self._session.headers["User-Agent"] = USER_AGENT
         return self._session
 
@@ -122,39 +136,57 @@ class PinferenceClient:
         return f"{self.settings.base_url}/{path}"
 
     def request_json(self, path: str) -> tuple[int, Any]:
-        """GET base_url/path; returns (status, decoded JSON) or raises PinferenceError."""
+        """GET base_url/path; returns (status, decoded JSON) or raises PinferenceError.
+
+        The whole exchange (connect, status line and headers, body) ends within
+        `total_timeout`, however slowly the server sends; see `transport`.
+        """
         import requests
 
-        url = self.url(path)
+        from .transport import deadline
+
         headers = {"Accept": "application/json", **self.settings.headers()}
-        deadline = time.monotonic() + self.connect_timeout + self.read_timeout
-        try:
-            with self.session.get(
-                url,
-                headers=headers,
-                timeout=(self.connect_timeout, self.read_timeout),
-                stream=True,
-            ) as response:
-                body = self._read_capped(response, deadline)
-                status = response.status_code
-                if not 200 <= status < 300:
-                    raise self._http_error(response, body)
-        except PinferenceError:
-            raise
-        except (requests.Timeout, TimeoutError):
-            raise self._error(
-                Reason.TIMEOUT, f"no answer within {self.connect_timeout:g}s/{self.read_timeout:g}s"
-            ) from None
-        except requests.RequestException as exc:
-            raise self._error(Reason.CONNECTION_ERROR, _describe(exc)) from None
+        connect = min(self.connect_timeout, self.total_timeout)
+        with deadline(self.total_timeout) as watch:
+            try:
+                with self.session.get(
+                    self.url(path),
+                    headers=headers,
+                    timeout=(connect, self.read_timeout),
+                    stream=True,
+                ) as response:
+                    body = self._read_capped(response, watch.at)
+                    status = response.status_code
+                    failure = None if 200 <= status < 300 else self._http_error(response, body)
+            except PinferenceError as exc:
+                failure = exc
+            except (requests.RequestException, OSError) as exc:
+                failure = self._error(*self._transport_failure(exc, connect))
+        if watch.expired:  # whatever the read returned, it was cut at the deadline
+            failure = self._error(Reason.TIMEOUT, self._total_timeout_message())
+        if failure is not None:
+            raise failure
         try:
             return status, json.loads(body)
-        except ValueError:
+        except (ValueError, RecursionError) as exc:
+            what = "nested too deeply" if isinstance(exc, RecursionError) else "not JSON"
             raise self._error(
-                Reason.INVALID_RESPONSE, "response is not JSON", status=status
+                Reason.INVALID_RESPONSE, f"response is {what}", status=status
             ) from None
 
-    def _read_capped(self, response: requests.Response, deadline: float) -> bytes:
+    def _total_timeout_message(self) -> str:
+        return f"no complete answer within {self.total_timeout:g}s (total deadline)"
+
+    def _transport_failure(self, exc: Exception, connect: float) -> tuple[Reason, str]:
+        import requests
+
+        if isinstance(exc, requests.ConnectTimeout):
+            return Reason.TIMEOUT, f"cannot connect within {connect:g}s (connect timeout)"
+        if isinstance(exc, (requests.Timeout, TimeoutError)):
+            return Reason.TIMEOUT, f"no data for {self.read_timeout:g}s (read timeout)"
+        return _describe(exc)
+
+    def _read_capped(self, response: requests.Response, deadline_at: float) -> bytes:
         declared = response.headers.get("Content-Length", "")
         if declared.isdigit() and int(declared) > self.max_bytes:
             raise self._too_large(response.status_code)
@@ -164,9 +196,10 @@ class PinferenceClient:
             size += len(chunk)
             if size > self.max_bytes:
                 raise self._too_large(response.status_code)
-            # The read timeout bounds each socket read; this bounds a slow drip as a whole.
-            if time.monotonic() > deadline:
-                raise self._error(Reason.TIMEOUT, "response took too long to arrive")
+            # The transport's watchdog ends a slow exchange; this check is for sessions
+            # that do not have it (a SOCKS proxy).
+            if time.monotonic() > deadline_at:
+                raise self._error(Reason.TIMEOUT, self._total_timeout_message())
             chunks.append(chunk)
         return b"".join(chunks)
 
@@ -210,23 +243,76 @@ def api_error_message(body: bytes) -> str | None:
         return None
 
 
-def _describe(exc: Exception) -> str:
-    """A short, key-free description of a requests exception (no nested reprs)."""
-    import requests
+_LOST = "connection closed before the response was complete"
 
-    if isinstance(exc, requests.exceptions.SSLError):
-        return "TLS error talking to the API"
-    if isinstance(
-        exc,
+
+def _describe(exc: Exception) -> tuple[Reason, str]:
+    """The reason and a short, key-free description of a transport failure (no nested
+    reprs): whether the connection was never made, or was lost or garbled after it was.
+    The first matching rule wins."""
+    import http.client
+
+    import requests
+    from requests import exceptions as rex
+    from urllib3.exceptions import NameResolutionError, NewConnectionError, ProxyError
+
+    causes = _causes(exc)
+
+    def wraps(*types: type[BaseException]) -> bool:
+        return any(isinstance(c, types) for c in causes)
+
+    refused = " (connection refused)" if wraps(ConnectionRefusedError) else ""
+    rules: list[tuple[bool, Reason, str]] = [
+        (isinstance(exc, rex.SSLError), Reason.CONNECTION_ERROR, "TLS error talking to the API"),
         (
-            requests.exceptions.InvalidURL,
-            requests.exceptions.MissingSchema,
-            requests.exceptions.InvalidSchema,
+            isinstance(exc, (rex.InvalidURL, rex.MissingSchema, rex.InvalidSchema)),
+            Reason.CONNECTION_ERROR,
+            "invalid base URL (check PRIME_INFERENCE_URL)",
         ),
-    ):
-        return "invalid base URL (check PRIME_INFERENCE_URL)"
-    if isinstance(exc, requests.exceptions.ChunkedEncodingError):
-        return "connection closed before the response was complete"
-    if isinstance(exc, requests.exceptions.ConnectionError):
-        return "cannot connect to the API"
-    return f"request failed ({type(exc).__name__})"
+        (
+            isinstance(exc, rex.ContentDecodingError),
+            Reason.INVALID_RESPONSE,
+            "the response body cannot be decoded",
+        ),
+        (
+            wraps(NameResolutionError, socket.gaierror),
+            Reason.CONNECTION_ERROR,
+            "cannot connect to the API (host name not resolved)",
+        ),
+        (
+            isinstance(exc, rex.ProxyError) or wraps(ProxyError),
+            Reason.CONNECTION_ERROR,
+            "cannot connect to the API through the proxy",
+        ),
+        (wraps(NewConnectionError), Reason.CONNECTION_ERROR, f"cannot connect to the API{refused}"),
+        (
+            wraps(http.client.RemoteDisconnected, http.client.IncompleteRead),
+            Reason.CONNECTION_ERROR,
+            _LOST,
+        ),
+        (wraps(http.client.HTTPException), Reason.INVALID_RESPONSE, "the answer is not valid HTTP"),
+        # Connected, then the peer closed or reset before the answer was whole.
+        (
+            isinstance(exc, (requests.ConnectionError, rex.ChunkedEncodingError, OSError)),
+            Reason.CONNECTION_ERROR,
+            _LOST,
+        ),
+    ]
+    for matched, reason, message in rules:
+        if matched:
+            return reason, message
+    return Reason.CONNECTION_ERROR, f"request failed ({type(exc).__name__})"
+
+
+def _causes(exc: BaseException) -> list[BaseException]:
+    """`exc` and what it wraps: requests and urllib3 nest the socket error in args, in
+    `reason` and in the exception chain."""
+    found: list[BaseException] = []
+    todo: list[object] = [exc]
+    while todo and len(found) < 32:
+        item = todo.pop()
+        if not isinstance(item, BaseException) or any(item is f for f in found):
+            continue
+        found.append(item)
+        todo += [*item.args, getattr(item, "reason", None), item.__cause__, item.__context__]
+    return found

@@ -48,6 +48,9 @@ FAULTS = [
     (Fault(mode="malformed"), Reason.INVALID_RESPONSE, 200),
     (Fault(mode="wrong_shape"), Reason.INVALID_RESPONSE, 200),
     (Fault(mode="huge", huge_bytes=300_000), Reason.INVALID_RESPONSE, 200),
+    (Fault(mode="nested"), Reason.INVALID_RESPONSE, 200),
+    (Fault(mode="reset"), Reason.CONNECTION_ERROR, None),
+    (Fault(mode="drip", drip_interval=0.3), Reason.TIMEOUT, None),
 ]
 
 
@@ -55,7 +58,7 @@ FAULTS = [
 @pytest.mark.parametrize("fault, reason, status", FAULTS, ids=[r for _, r, _ in FAULTS])
 def test_fault_gives_reason(fake, endpoint, fault, reason, status):
     fake.set_fault(endpoint, fault)
-    client = make_client(fake, read_timeout=1, max_bytes=100_000)
+    client = make_client(fake, read_timeout=1, total_timeout=1.5, max_bytes=100_000)
     call = client.list_models if endpoint == "list" else lambda: client.get_model("deepseek-chat")
     err = failure(call)
     assert err.reason is reason
@@ -68,11 +71,40 @@ def test_fault_gives_reason(fake, endpoint, fault, reason, status):
 
 
 def test_every_reason_is_reachable_over_loopback(fake):
-    seen = {r.value for _, r, _ in FAULTS}
+    # What the client actually reported, fault by fault (not the table's expectations).
+    client = make_client(fake, read_timeout=1, total_timeout=1.5, max_bytes=100_000)
+    seen = set()
+    for fault, _, _ in FAULTS:
+        fake.set_fault("list", fault)
+        seen.add(failure(client.list_models).reason.value)
     closed_port = free_port()  # nobody listens there
-    client = PinferenceClient(Settings(base_url=f"http://127.0.0.1:{closed_port}/api/v1"))
-    seen.add(failure(client.list_models).reason.value)
+    refused = PinferenceClient(Settings(base_url=f"http://127.0.0.1:{closed_port}/api/v1"))
+    seen.add(failure(refused.list_models).reason.value)
     assert seen == set(REASONS)
+
+
+@pytest.mark.parametrize(
+    "fault, message",
+    [
+        (Fault(mode="drop"), "connection closed before the response was complete"),
+        (Fault(mode="truncated"), "connection closed before the response was complete"),
+        (Fault(mode="reset"), "connection closed before the response was complete"),
+        (Fault(mode="hang"), "no data for 1s (read timeout)"),
+        (Fault(mode="drip", drip_part="head", drip_interval=0.2), "within 1.5s (total deadline)"),
+    ],
+    ids=["drop", "truncated", "reset", "hang", "drip"],
+)
+def test_transport_failures_say_what_happened(fake, fault, message):
+    fake.set_fault("list", fault)
+    err = failure(make_client(fake, read_timeout=1, total_timeout=1.5).list_models)
+    assert message in str(err) and "cannot connect" not in str(err)
+
+
+def test_a_refused_connection_is_cannot_connect():
+    client = PinferenceClient(Settings(base_url=f"http://127.0.0.1:{free_port()}/api/v1"))
+    err = failure(client.list_models)
+    assert err.reason is Reason.CONNECTION_ERROR
+    assert str(err) == "connection_error: cannot connect to the API (connection refused)"
 
 
 def test_unknown_model_is_not_found_with_api_message(fake):

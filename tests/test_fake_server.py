@@ -407,6 +407,88 @@ def test_drop_fault_closes_without_a_response(srv: FakePinference) -> None:
         get(srv, "/models")
 
 
+def raw_exchange(
+    fake: FakePinference, path: str
+) -> tuple[socket.socket, list[tuple[float, bytes]]]:
+    """Send one GET on a raw socket; read until the peer closes: (socket, [(time, bytes)])."""
+    sock = socket.create_connection((fake.host, fake.port), timeout=TIMEOUT)
+    sock.sendall(f"GET /api/v1{path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+    pieces: list[tuple[float, bytes]] = []
+    while True:
+        data = sock.recv(65536)
+        if not data:
+            return sock, pieces
+        pieces.append((time.monotonic(), data))
+
+
+def test_drip_fault_sends_the_head_slowly_then_the_body(srv: FakePinference) -> None:
+    srv.set_fault(
+        "list",
+        Fault(
+            mode="drip", body='{"data": []}', drip_bytes=10, drip_interval=0.05, drip_part="head"
+        ),
+    )
+    started = time.monotonic()
+    sock, pieces = raw_exchange(srv, "/models")
+    sock.close()
+    raw = b"".join(p for _, p in pieces)
+    head, _, body = raw.partition(b"\r\n\r\n")
+    assert raw.startswith(b"HTTP/1.1 200 ") and body == b'{"data": []}'
+    assert max(len(p) for _, p in pieces[:-1]) <= 10  # the head came in small pieces
+    assert pieces[-1][0] - started >= (len(head) // 10 - 1) * 0.05
+
+
+def test_drip_fault_set_through_the_admin_route_drips_the_body(srv: FakePinference) -> None:
+    spec = {
+        "endpoint": "get",
+        "mode": "drip",
+        "drip_bytes": 4,
+        "drip_interval": 0.05,
+        "drip_part": "body",
+    }
+    assert admin(srv, "POST", "fault", json=spec).status_code == 200
+    assert admin(srv, "GET", "faults").json()["get"]["drip_bytes"] == 4
+    started = time.monotonic()
+    response = get(srv, "/models/deepseek-chat")
+    elapsed = time.monotonic() - started
+    assert response.json()["id"] == "deepseek-chat"
+    assert elapsed >= (len(response.content) // 4 - 1) * 0.05
+    bad = admin(srv, "POST", "fault", json={"endpoint": "get", "mode": "drip", "drip_part": "x"})
+    assert bad.status_code == 400 and "drip_part" in bad.json()["error"]["message"]
+
+
+def test_reset_fault_resets_the_connection_mid_body(srv: FakePinference) -> None:
+    srv.set_fault("list", Fault(mode="reset"))
+    sock = socket.create_connection((srv.host, srv.port), timeout=TIMEOUT)
+    sock.sendall(b"GET /api/v1/models HTTP/1.1\r\nHost: x\r\n\r\n")
+    received = b""
+    with pytest.raises(ConnectionResetError):  # RST, not an orderly end of stream
+        while True:
+            data = sock.recv(65536)
+            assert data, "the connection ended with FIN, not RST"
+            received += data
+    sock.close()
+    head, _, body = received.partition(b"\r\n\r\n")
+    length = int(
+        next(
+            line.split(b":")[1]
+            for line in head.split(b"\r\n")
+            if line.startswith(b"Content-Length")
+        )
+    )
+    assert 0 < len(body) < length
+
+
+def test_nested_fault_is_json_too_deep_to_decode(srv: FakePinference) -> None:
+    srv.set_fault("get", Fault(mode="nested", nested_depth=50_000))
+    response = get(srv, "/models/deepseek-chat")
+    assert response.status_code == 200 and len(response.content) == 100_000
+    assert response.content == b"[" * 50_000 + b"]" * 50_000
+    with pytest.raises(RecursionError):
+        json.loads(response.content)
+    assert Fault(mode="nested").nested_depth == 100_000
+
+
 def test_empty_fault_lists_no_models(srv: FakePinference) -> None:
     srv.set_fault("list", Fault(mode="empty"))
     assert get(srv, "/models").json() == {"object": "list", "data": []}

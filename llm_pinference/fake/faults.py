@@ -9,8 +9,24 @@ from typing import Any
 
 from .responses import _dumps, _Response
 
-FAULT_MODES = frozenset({"malformed", "truncated", "wrong_shape", "huge", "drop", "empty", "hang"})
+FAULT_MODES = frozenset(
+    {
+        "malformed",
+        "truncated",
+        "wrong_shape",
+        "huge",
+        "drop",
+        "empty",
+        "hang",
+        "nested",
+        "drip",
+        "reset",
+    }
+)
+#: What a "drip" fault sends slowly: the status line and headers, the body, or both.
+DRIP_PARTS = frozenset({"head", "body", "all"})
 DEFAULT_HUGE_BYTES = 20 * 1024 * 1024
+DEFAULT_NESTED_DEPTH = 100_000
 _WRITE_CHUNK = 64 * 1024
 
 
@@ -21,6 +37,12 @@ class Fault:
     Precedence: ``mode`` > ``body`` > ``html`` > ``status``. A fault answers before
     authentication, like a gateway in front of the API. ``delay`` is added to the
     endpoint's latency; a fault with only ``delay``/``retry_after`` answers normally.
+
+    Two modes change how the response is sent, not what it is (``body``, ``html`` and
+    ``status`` still choose it): ``drip`` sends ``drip_bytes`` bytes every ``drip_interval``
+    seconds (of the status line and headers, the body, or all: ``drip_part``), and
+    ``reset`` promises the whole body, sends half and resets the connection (RST).
+    ``nested`` answers 200 with JSON nested ``nested_depth`` arrays deep.
     """
 
     status: int | None = None
@@ -31,6 +53,10 @@ class Fault:
     mode: str | None = None
     times: int | None = None
     huge_bytes: int = DEFAULT_HUGE_BYTES
+    nested_depth: int = DEFAULT_NESTED_DEPTH
+    drip_bytes: int = 1
+    drip_interval: float = 0.5
+    drip_part: str = "all"
 
     def __post_init__(self) -> None:
         if self.status is not None and (not _is_int(self.status) or not 200 <= self.status <= 599):
@@ -47,8 +73,18 @@ class Fault:
             raise ValueError(f"mode must be one of {sorted(FAULT_MODES)}")
         if self.times is not None and (not _is_int(self.times) or self.times < 1):
             raise ValueError("times must be an integer >= 1 or null")
-        if not _is_int(self.huge_bytes) or self.huge_bytes < 1:
-            raise ValueError("huge_bytes must be an integer >= 1")
+        for name in ("huge_bytes", "nested_depth", "drip_bytes"):
+            if not _is_int(getattr(self, name)) or getattr(self, name) < 1:
+                raise ValueError(f"{name} must be an integer >= 1")
+        if not _is_number(self.drip_interval) or self.drip_interval < 0:
+            raise ValueError("drip_interval must be a number >= 0")
+        if self.drip_part not in DRIP_PARTS:
+            raise ValueError(f"drip_part must be one of {sorted(DRIP_PARTS)}")
+
+    @property
+    def shapes_the_body(self) -> bool:
+        """True for the modes that replace the response (not the ones that send it oddly)."""
+        return self.mode is not None and self.mode not in ("drip", "reset")
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Fault:
@@ -149,6 +185,8 @@ def _mode_response(
         return _Response(200, b'{"object":"list","data":[]}' if endpoint == "list" else b"")
     if fault.mode == "wrong_shape":
         return _Response(200, _WRONG_SHAPES.get(endpoint or "", b'{"unexpected":true}'))
+    if fault.mode == "nested":
+        return _Response(200, b"[" * fault.nested_depth + b"]" * fault.nested_depth)
     return _Response(200, _MALFORMED)
 
 

@@ -11,11 +11,12 @@ import hmac
 import json
 import select
 import socket
+import struct
 import sys
 import threading
 import time
 import traceback
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -24,7 +25,7 @@ from . import chat
 from .admin import _admin_action, is_loopback
 from .faults import Fault, _mode_response, _model_hint
 from .recording import RecordedRequest
-from .responses import _HTML, _JSON, _dumps, _error, _Response, html_page
+from .responses import _HTML, _JSON, Drip, _dumps, _error, _Response, html_page
 from .routing import ADMIN_PREFIX, route
 
 if TYPE_CHECKING:
@@ -66,7 +67,7 @@ class _Server(ThreadingHTTPServer):
 
 
 class _ClientGone(Exception):
-    """The client closed the connection mid-request."""
+    """The connection is gone: closed by the client mid-request, or reset by a fault."""
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -246,7 +247,7 @@ class _Handler(BaseHTTPRequestHandler):
         if fault.mode == "hang":
             self._hang()
             return None
-        if fault.mode is not None:
+        if fault.shapes_the_body:
             response = _mode_response(fault, endpoint, normal)
         elif fault.body is not None:
             raw = fault.body.encode() if isinstance(fault.body, str) else fault.body
@@ -264,6 +265,9 @@ class _Handler(BaseHTTPRequestHandler):
             response.status = fault.status
         if fault.retry_after is not None:
             response.headers["Retry-After"] = fault.retry_after
+        if fault.mode == "drip":
+            response.drip = Drip(fault.drip_bytes, fault.drip_interval, fault.drip_part)
+        response.reset = fault.mode == "reset"
         return response
 
     def _hang(self) -> None:
@@ -370,9 +374,32 @@ class _Handler(BaseHTTPRequestHandler):
         self._status = response.status
         body = response.body
         no_body = response.status in (204, 304)
-        chunked = False
-        if response.truncate and not isinstance(body, bytes):
+        cut = response.truncate or response.reset
+        if (cut or response.drip) and not isinstance(body, bytes):
             body = b"".join(body)
+        chunked = self._buffer_head(response, body, no_body)
+        if response.drip is not None:
+            self._send_dripping(response.drip, b"" if no_body else body)  # type: ignore[arg-type]
+            return
+        self.end_headers()
+        if no_body:
+            return
+        if isinstance(body, bytes):
+            self.wfile.write(body[: len(body) // 2] if cut else body)
+            if response.reset:
+                self._reset()
+            return
+        for piece in body:
+            if piece:
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece) if chunked else piece)
+        if chunked:
+            self.wfile.write(b"0\r\n\r\n")
+
+    def _buffer_head(
+        self, response: _Response, body: bytes | Iterable[bytes], no_body: bool
+    ) -> bool:
+        """Status line and headers into the send buffer; True if the body goes chunked."""
+        chunked = False
         self.send_response(response.status)
         self.send_header("Content-Type", response.content_type)
         for name, value in response.headers.items():
@@ -385,19 +412,36 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header("Transfer-Encoding", "chunked")
         else:
             self.close_connection = True  # HTTP/1.0: the end of the stream is the close
-        if response.truncate or (self.close_connection and not no_body):
+        if response.truncate or response.reset or (self.close_connection and not no_body):
             self.send_header("Connection", "close")
-        self.end_headers()
-        if no_body:
-            return
-        if isinstance(body, bytes):
-            self.wfile.write(body[: len(body) // 2] if response.truncate else body)
-            return
-        for piece in body:
-            if piece:
-                self.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece) if chunked else piece)
-        if chunked:
-            self.wfile.write(b"0\r\n\r\n")
+        return chunked
+
+    def _send_dripping(self, drip: Drip, body: bytes) -> None:
+        """The buffered status line and headers, then the body, each part at once or slowly."""
+        self._headers_buffer.append(b"\r\n")  # what end_headers() adds before flushing
+        head = b"".join(self._headers_buffer)
+        self._headers_buffer = []
+        for part, data in (("head", head), ("body", body)):
+            if drip.part not in (part, "all"):
+                self.wfile.write(data)
+                continue
+            for start in range(0, len(data), drip.size):
+                if start and self.server.stopping.wait(drip.interval):
+                    raise _ClientGone
+                self.wfile.write(data[start : start + drip.size])
+                self.wfile.flush()
+
+    def _reset(self) -> None:
+        """Abort the connection: with SO_LINGER 0 the close sends RST, not FIN."""
+        self.close_connection = True
+        with contextlib.suppress(OSError):
+            self.wfile.flush()
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        # The files made from the socket hold it open: close them all for the RST to go now.
+        for stream in (self.wfile, self.rfile, self.connection):
+            with contextlib.suppress(OSError):
+                stream.close()
+        raise _ClientGone
 
     def _log(self, started: float) -> None:
         if not self.server.app.verbose:

@@ -20,6 +20,17 @@ class _Response:
     headers: dict[str, str] = field(default_factory=dict)
     length: int | None = None  # known length of an iterable body
     truncate: bool = False  # promise the full length, send half, close
+    reset: bool = False  # promise the full length, send half, reset the connection
+    drip: Drip | None = None  # send slowly
+
+
+@dataclass(frozen=True)
+class Drip:
+    """Send ``part`` ("head", "body" or "all") ``size`` bytes every ``interval`` seconds."""
+
+    size: int
+    interval: float
+    part: str
 
 
 _ERRORS: dict[int, tuple[str, str, str]] = {

