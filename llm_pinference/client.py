@@ -7,14 +7,17 @@ and most commands never make a request.
 from __future__ import annotations
 
 import json
+import re
 import socket
 import time
+import unicodedata
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
 from . import __version__
 from .errors import (
+    InvalidModelId,
     PinferenceError,
     Reason,
     error_body_message,
@@ -23,7 +26,7 @@ from .errors import (
 )
 from .models import ModelInfo, extract_model_list, parse_models
 from .settings import Settings, resolve_settings
-from .text import one_line, redact
+from .text import one_line, printable, redact
 
 if TYPE_CHECKING:
     import requests
@@ -44,13 +47,42 @@ class ModelList:
     status: int
 
 
+def check_model_id(model_id: str) -> str:
+    """`model_id` unchanged if it is safe to put under `/models/`, else InvalidModelId.
+
+    Refused: an empty id, and any id with a path segment that is only dots once
+    percent-decoded (repeatedly: some servers decode twice), NFKC-normalised (fullwidth dots),
+    cut at `;` (path parameters) and stripped of blanks and controls, with `\\` taken as a
+    separator too. RFC 3986 lets any proxy decode `%2E` and then resolve the dot segment,
+    so no encoding of such a segment is safe to send. Every other id is sent quoted.
+    """
+    if not isinstance(model_id, str) or not model_id:
+        raise InvalidModelId("model id must not be empty")
+    decoded = model_id
+    for _ in range(8):
+        once = unquote(decoded)
+        if once == decoded:
+            break
+        decoded = once
+    for segment in re.split(r"[/\\]", unicodedata.normalize("NFKC", decoded)):
+        core = "".join(c for c in segment.split(";", 1)[0] if c.isprintable() and not c.isspace())
+        if core and core.strip(".") == "":
+            raise InvalidModelId(
+                f"invalid model id {_shown(model_id)}: a path segment is '.' or '..', "
+                "which would leave /models/"
+            )
+    return model_id
+
+
+def _shown(model_id: str, limit: int = 80) -> str:
+    text = printable(model_id)
+    return "'" + (text if len(text) <= limit else text[: limit - 3] + "...") + "'"
+
+
 def model_path(model_id: str) -> str:
-    """`models/<id>` with the id quoted, keeping `/` and `:`; dot segments cannot escape."""
-    if not model_id:
-        raise ValueError("model id must not be empty")
-    segments = quote(model_id, safe=_PATH_SAFE).split("/")
-    segments = [s.replace(".", "%2E") if s in (".", "..") else s for s in segments]
-    return "models/" + "/".join(segments)
+    """`models/<id>` with the id quoted, keeping `/` and `:`; raises InvalidModelId for ids
+    that could leave `/models/` (see `check_model_id`)."""
+    return "models/" + quote(check_model_id(model_id), safe=_PATH_SAFE)
 
 
 class PinferenceClient:

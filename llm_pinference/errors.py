@@ -125,3 +125,14 @@ class PinferenceError(Exception):
             f"message={self.message!r}, api_message={self.api_message!r}, "
             f"retry_after={self.retry_after!r})"
         )
+
+
+class InvalidModelId(PinferenceError, ValueError):
+    """A model id refused before any request: it is empty, or one of its path segments is
+    `.` or `..` in some spelling (`%2e%2E`, `..;x`, fullwidth dots) that a server or proxy
+    on the way could resolve, sending the request (and the key) outside `/models/`.
+    Reason `client_error`, no status; also a ValueError, for configuration checks
+    (`.message` is the text without the reason prefix)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(Reason.CLIENT_ERROR, message)
