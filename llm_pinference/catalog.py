@@ -182,7 +182,7 @@ def _load_file(path: Path) -> _FileState:
 def _decode(path: Path) -> dict[str, dict[str, Any]]:
     try:
         data = json.loads(path.read_bytes())
-    except (OSError, ValueError):  # unreadable, not UTF-8 or not JSON: start afresh
+    except (OSError, ValueError, RecursionError):  # unreadable, not JSON: start afresh
         return {}
     if (
         not isinstance(data, dict)
@@ -360,12 +360,12 @@ class Catalog:
             "error": entry.error,
         }
         document = {"format": FORMAT, "version": VERSION, "accounts": accounts}
-        text = json.dumps(document, ensure_ascii=False, separators=(",", ":"))
-        # Belt and braces: nothing we store should hold the key, but make sure of it.
-        text = redact(text, (self.settings.api_key,))
         try:
+            text = json.dumps(document, ensure_ascii=False, separators=(",", ":"))
+            # Belt and braces: nothing we store should hold the key, but make sure of it.
+            text = redact(text, (self.settings.api_key,))
             identity = _atomic_write(self.path, text.encode("utf-8"))
-        except OSError:
+        except (OSError, ValueError, RecursionError):
             return False
         new_state = _FileState(identity, accounts, {})
         new_state.parsed[self.account] = entry

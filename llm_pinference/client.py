@@ -34,6 +34,8 @@ if TYPE_CHECKING:
 DEFAULT_CONNECT_TIMEOUT = 3.05
 DEFAULT_READ_TIMEOUT = 10.0
 DEFAULT_MAX_BYTES = 16 * 1024 * 1024
+#: API objects nest 6 levels deep; anything past this is refused as invalid.
+MAX_JSON_DEPTH = 64
 USER_AGENT = f"llm-pinference/{__version__}"
 # RFC 3986 sub-delims and the like that are safe in a path segment; `/` and `:` kept as the
 # real clients send them.
@@ -199,12 +201,21 @@ class PinferenceClient:
         if failure is not None:
             raise failure
         try:
-            return status, json.loads(body)
-        except (ValueError, RecursionError) as exc:
-            what = "nested too deeply" if isinstance(exc, RecursionError) else "not JSON"
+            payload = json.loads(body)
+            too_deep = json_depth(payload) > MAX_JSON_DEPTH
+        except RecursionError:
+            too_deep = True
+        except ValueError:
             raise self._error(
-                Reason.INVALID_RESPONSE, f"response is {what}", status=status
+                Reason.INVALID_RESPONSE, "response is not JSON", status=status
             ) from None
+        if too_deep:
+            # Deeper than any API object; refused here so that nothing downstream (the
+            # cache file, a re-encoding) meets a structure that exhausts the stack.
+            raise self._error(
+                Reason.INVALID_RESPONSE, "response is nested too deeply", status=status
+            )
+        return status, payload
 
     def _total_timeout_message(self) -> str:
         return f"no complete answer within {self.total_timeout:g}s (total deadline)"
@@ -267,11 +278,25 @@ class PinferenceClient:
         )
 
 
+def json_depth(value: object) -> int:
+    """How deeply containers nest in decoded JSON (a scalar is 0); no recursion."""
+    deepest = 0
+    todo: list[tuple[object, int]] = [(value, 0)]
+    while todo:
+        item, depth = todo.pop()
+        if isinstance(item, dict):
+            item = list(item.values())
+        if isinstance(item, list):
+            deepest = max(deepest, depth + 1)
+            todo.extend((child, depth + 1) for child in item if isinstance(child, (dict, list)))
+    return deepest
+
+
 def api_error_message(body: bytes) -> str | None:
     """The API's own message from a JSON error body, if any."""
     try:
         return error_body_message(json.loads(body))
-    except ValueError:
+    except (ValueError, RecursionError):
         return None
 
 

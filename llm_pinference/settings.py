@@ -73,6 +73,9 @@ def load_prime_config(path: Path | None = None) -> dict[str, object]:
         return {}
     try:
         data = json.loads(text)
+    except RecursionError:
+        _warn_once(f"llm-pinference: ignoring {path}: not valid JSON (nested too deeply)")
+        return {}
     except ValueError as exc:
         line = getattr(exc, "lineno", "?")
         _warn_once(f"llm-pinference: ignoring {path}: not valid JSON (line {line})")

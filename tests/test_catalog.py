@@ -203,7 +203,17 @@ def test_old_accounts_are_pruned(path: Path) -> None:
 
 @pytest.mark.parametrize(
     "content",
-    [b"{", b"\xff\xfe\x00garbage", b"[]", b'{"format": "other"}', b"null", b'"text"'],
+    [
+        b"{",
+        b"\xff\xfe\x00garbage",
+        b"[]",
+        b'{"format": "other"}',
+        b"null",
+        b'"text"',
+        b"[" * 100_000 + b"]" * 100_000,
+        b'{"format": "llm-pinference/models-cache", "version": 1, "accounts": ' + b"[" * 100_000,
+    ],
+    ids=["open", "binary", "list", "other", "null", "text", "nested", "nested-inside"],
 )
 def test_corrupt_file_is_ignored_then_replaced(path: Path, content: bytes) -> None:
     path.parent.mkdir(parents=True)

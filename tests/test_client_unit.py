@@ -241,3 +241,32 @@ def test_error_body_message_shapes(data, expected):
     from llm_pinference.errors import error_body_message
 
     assert error_body_message(data) == expected
+
+
+@responses.activate
+@pytest.mark.parametrize("depth", [200, 100_000])
+def test_deeply_nested_json_is_invalid(depth):
+    responses.get(f"{BASE}/models", body="[" * depth + "]" * depth)
+    err = error_for(client().list_models)
+    assert (err.reason, err.status) == (Reason.INVALID_RESPONSE, 200)
+    assert str(err) == "invalid_response (HTTP 200): response is nested too deeply"
+
+
+@responses.activate
+def test_nesting_within_the_limit_is_kept():
+    from llm_pinference.client import MAX_JSON_DEPTH
+
+    extra: object = "leaf"
+    for _ in range(MAX_JSON_DEPTH - 3):  # data list, model object, then these
+        extra = [extra]
+    responses.get(f"{BASE}/models", json={"data": [{"id": "a/b", "extra": extra}]})
+    assert [m.id for m in client().list_models().models] == ["a/b"]
+    responses.replace(responses.GET, f"{BASE}/models", json={"data": [{"id": "a/b", "x": [extra]}]})
+    assert error_for(client().list_models).reason is Reason.INVALID_RESPONSE
+
+
+@responses.activate
+def test_a_nested_error_body_keeps_the_status_reason():
+    responses.get(f"{BASE}/models", status=503, body="[" * 100_000)
+    err = error_for(client().list_models)
+    assert (err.reason, err.status, err.api_message) == (Reason.SERVER_ERROR, 503, None)

@@ -1,5 +1,7 @@
 import json
 import logging
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -82,6 +84,7 @@ def test_account_separates_urls_and_teams():
     "content, expected",
     [
         ("{not json", "not valid JSON"),
+        ('{"api_key": ' + "[" * 100_000, "not valid JSON (nested too deeply)"),
         ("[1, 2]", "expected a JSON object"),
         (b"\xff\xfe", "cannot read"),
     ],
@@ -96,6 +99,28 @@ def test_malformed_config_warns_once_and_is_ignored(isolated_env, caplog, conten
     messages = [r.getMessage() for r in caplog.records]
     assert len(messages) == 1, messages
     assert expected in messages[0] and "\n" not in messages[0]
+
+
+def test_a_nested_config_file_still_lets_the_environment_decide(isolated_env, monkeypatch):
+    write_config(isolated_env, "[" * 100_000 + "]" * 100_000)
+    monkeypatch.setenv("PRIME_INFERENCE_URL", "http://127.0.0.1:9/api/v1")
+    monkeypatch.setenv("PRIME_API_KEY", "env-key")
+    monkeypatch.setenv("PRIME_TEAM_ID", "env-team")
+    assert resolve_settings() == Settings("env-key", "env-team", "http://127.0.0.1:9/api/v1")
+
+
+def test_the_warning_is_printed_once_per_process(isolated_env):
+    # What a user sees (logging's last-resort handler on stderr), not a logging record.
+    write_config(isolated_env, "{broken")
+    code = (
+        "from llm_pinference.settings import resolve_settings\n"
+        "for _ in range(3): resolve_settings()\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    lines = out.stderr.splitlines()
+    assert len(lines) == 1 and "not valid JSON (line 1)" in lines[0], lines
 
 
 def test_non_string_values_are_ignored(isolated_env):

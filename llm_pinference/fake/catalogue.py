@@ -260,6 +260,8 @@ def load_catalogue(path: str | Path) -> list[Model]:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise ValueError(f"{path} is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise ValueError(f"{path} is not valid JSON: nested too deeply") from None
     try:
         return validate_models(data)
     except ValueError as exc:

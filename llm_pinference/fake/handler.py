@@ -215,7 +215,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _chat(self, raw: bytes, team: str | None) -> _Response:
         try:
             body = json.loads(raw)
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:
             return _error(400, f"We could not parse the JSON body of your request: {exc}")
         try:
             model_id = chat.requested_model(body)
@@ -297,7 +297,7 @@ class _Handler(BaseHTTPRequestHandler):
             return
         try:
             data = json.loads(body) if body.strip() else None
-        except ValueError:
+        except (ValueError, RecursionError):
             self._send(_error(400, "The admin request body is not valid JSON"))
             return
         try:

@@ -30,7 +30,7 @@ class RecordedRequest:
         """The body parsed as JSON, or None."""
         try:
             return json.loads(self.body) if self.body else None
-        except ValueError:
+        except (ValueError, RecursionError):
             return None
 
     def header(self, name: str, default: str | None = None) -> str | None:
