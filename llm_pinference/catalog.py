@@ -32,7 +32,7 @@ from typing import Any, NamedTuple
 from .errors import PinferenceError
 from .models import ModelInfo, parse_models
 from .settings import Settings
-from .text import one_line, redact
+from .text import one_line, redact, redact_data, redact_url, url_secrets
 
 CACHE_FILENAME = "pinference_models.json"
 FORMAT = "llm-pinference/models-cache"
@@ -191,7 +191,25 @@ def _decode(path: Path) -> dict[str, dict[str, Any]]:
         or not isinstance(data.get("accounts"), dict)
     ):
         return {}
-    return {k: v for k, v in data["accounts"].items() if isinstance(v, dict)}
+    accounts: dict[str, dict[str, Any]] = {}
+    for key, value in data["accounts"].items():
+        if isinstance(value, dict):
+            _add_account(accounts, key, value)
+    return accounts
+
+
+def _add_account(accounts: dict[str, dict[str, Any]], key: str, raw: dict[str, Any]) -> None:
+    """Keep an entry under its account key. Keys written before URL credentials were left
+    out of them (`https://user:pass@host/...|team=`) are renamed, the credentials removed
+    from the entry's error too; of two entries for one account the latest is kept."""
+    url, sep, team = key.rpartition("|team=")
+    if sep and redact_url(url) != url:
+        key = f"{redact_url(url)}|team={team}"
+        raw = dict(raw)
+        if isinstance(raw.get("error"), str):
+            raw["error"] = redact(raw["error"], url_secrets(url))
+    if key not in accounts or _last_used(raw) >= _last_used(accounts[key]):
+        accounts[key] = raw
 
 
 def _number(value: object) -> float | None:
@@ -310,16 +328,13 @@ class Catalog:
         )
 
     def _scrub(self, models: list[ModelInfo]) -> tuple[ModelInfo, ...]:
-        """Models with the API key removed from their data: a server (or proxy) that echoes
-        it must not get it shown or written to disk."""
-        key = self.settings.api_key
-        if not key or len(key) < 4:
-            return tuple(models)
+        """Models without the key or the URL's credentials in their data. The client has
+        already removed them; this also holds for any other fetch function."""
         scrubbed = []
         for model in models:
-            text = json.dumps(_api_object(model))
-            clean = ModelInfo.from_api(json.loads(redact(text, (key,)))) if key in text else None
-            scrubbed.append(clean or model)
+            raw = _api_object(model)
+            clean = redact_data(raw, self.settings.secrets)
+            scrubbed.append((ModelInfo.from_api(clean) or model) if clean != raw else model)
         return tuple(scrubbed)
 
     def _fallback(self, entry: Entry | None, error: PinferenceError | None) -> Lookup:
@@ -362,8 +377,8 @@ class Catalog:
         document = {"format": FORMAT, "version": VERSION, "accounts": accounts}
         try:
             text = json.dumps(document, ensure_ascii=False, separators=(",", ":"))
-            # Belt and braces: nothing we store should hold the key, but make sure of it.
-            text = redact(text, (self.settings.api_key,))
+            # Belt and braces: nothing we store should hold a secret, but make sure of it.
+            text = redact(text, self.settings.secrets)
             identity = _atomic_write(self.path, text.encode("utf-8"))
         except (OSError, ValueError, RecursionError):
             return False
@@ -374,15 +389,15 @@ class Catalog:
         return True
 
 
+def _last_used(raw: Mapping[str, Any]) -> float:
+    return max(_number(raw.get("fetched_at")) or 0.0, _number(raw.get("failed_at")) or 0.0)
+
+
 def _prune(accounts: dict[str, dict[str, Any]], keep: int) -> dict[str, dict[str, Any]]:
     if len(accounts) <= keep:
         return accounts
-
-    def last_used(item: tuple[str, dict[str, Any]]) -> float:
-        raw = item[1]
-        return max(_number(raw.get("fetched_at")) or 0.0, _number(raw.get("failed_at")) or 0.0)
-
-    return dict(sorted(accounts.items(), key=last_used, reverse=True)[: max(keep, 0)])
+    ranked = sorted(accounts.items(), key=lambda item: _last_used(item[1]), reverse=True)
+    return dict(ranked[: max(keep, 0)])
 
 
 def _atomic_write(path: Path, data: bytes) -> tuple[int, int, int] | None:

@@ -26,7 +26,7 @@ from .errors import (
 )
 from .models import ModelInfo, extract_model_list, parse_models
 from .settings import Settings, resolve_settings
-from .text import one_line, printable, redact
+from .text import one_line, printable, redact, redact_data
 
 if TYPE_CHECKING:
     import requests
@@ -215,7 +215,9 @@ class PinferenceClient:
             raise self._error(
                 Reason.INVALID_RESPONSE, "response is nested too deeply", status=status
             )
-        return status, payload
+        # Whatever the API sends back (names, ids, owners...) may echo the key or the URL's
+        # credentials: both front ends get data with them already removed.
+        return status, redact_data(payload, self.settings.secrets)
 
     def _total_timeout_message(self) -> str:
         return f"no complete answer within {self.total_timeout:g}s (total deadline)"
@@ -258,24 +260,26 @@ class PinferenceClient:
         )
         return self._error(
             reason_for_status(status),
-            f"{response.reason or 'error'} from {self.settings.base_url}",
+            f"{response.reason or 'error'} from {self.settings.safe_base_url}",
             status=status,
             api_message=api_error_message(body),
             retry_after=retry_after,
         )
 
     def _error(self, reason: Reason, message: str, **kwargs: Any) -> PinferenceError:
-        secrets = (self.settings.api_key,)
         api_message = kwargs.pop("api_message", None)
-        if api_message is not None:
-            api_message = redact(one_line(api_message), secrets)
         return PinferenceError(
             reason,
-            redact(one_line(message), secrets),
-            api_message=api_message,
-            url=self.settings.base_url,
+            self._clean(message),
+            api_message=None if api_message is None else self._clean(api_message),
+            url=self.settings.safe_base_url,
             **kwargs,
         )
+
+    def _clean(self, text: str) -> str:
+        """One printable line without secrets (redacted before it is cut to length, so no
+        part of a secret survives the cut)."""
+        return printable(one_line(redact(text, self.settings.secrets)))
 
 
 def json_depth(value: object) -> int:

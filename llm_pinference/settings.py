@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .notices import first_time
-from .text import REDACTED
+from .text import REDACTED, redact, redact_url, url_secrets
 
 DEFAULT_BASE_URL = "https://api.pinference.ai/api/v1"
 ENV_KEY = "PRIME_API_KEY"
@@ -39,7 +39,19 @@ class Settings:
 
     def __repr__(self) -> str:
         key = REDACTED if self.api_key else None
-        return f"Settings(api_key={key!r}, team_id={self.team_id!r}, base_url={self.base_url!r})"
+        url = redact(self.base_url, url_secrets(self.base_url))
+        return f"Settings(api_key={key!r}, team_id={self.team_id!r}, base_url={url!r})"
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        """What must never be shown, logged, exported or stored: the key and any
+        credentials in the base URL."""
+        return tuple(s for s in (self.api_key, *url_secrets(self.base_url)) if s)
+
+    @property
+    def safe_base_url(self) -> str:
+        """The base URL without credentials, query or fragment: fit for messages."""
+        return redact_url(self.base_url)
 
     def headers(self) -> dict[str, str]:
         """Auth headers: Bearer when a key is set; the team header only with a key."""
@@ -52,9 +64,10 @@ class Settings:
 
     @property
     def account(self) -> str:
-        """What decides which models are visible: base URL and team (only with a key)."""
+        """What decides which models are visible: base URL (without credentials) and team
+        (only with a key). Used as the cache key: it holds no secret."""
         team = self.team_id if self.api_key else None
-        return f"{self.base_url}|team={team or ''}"
+        return f"{self.safe_base_url}|team={team or ''}"
 
 
 def prime_config_path() -> Path:

@@ -38,6 +38,43 @@ def redact(text: str, secrets: Iterable[str | None]) -> str:
     return text
 
 
+def redact_data(value: object, secrets: Iterable[str | None]) -> object:
+    """Decoded JSON with every secret replaced in every string, keys included.
+
+    A copy; iterative, so any depth is safe. The value itself when there is no secret.
+    """
+    wanted = tuple(s for s in secrets if s and len(s) >= MIN_SECRET_LENGTH)
+    if not wanted:
+        return value
+
+    def fresh(item: object) -> object:
+        if isinstance(item, dict):
+            return {}
+        if isinstance(item, list):
+            return []
+        return redact(item, wanted) if isinstance(item, str) else item
+
+    root = fresh(value)
+    todo: list[tuple[object, object]] = [(value, root)]
+    while todo:
+        source, target = todo.pop()
+        if isinstance(source, dict) and isinstance(target, dict):
+            pairs = [(redact(str(k), wanted), v) for k, v in source.items()]
+        elif isinstance(source, list) and isinstance(target, list):
+            pairs = [(None, v) for v in source]
+        else:
+            continue
+        for key, item in pairs:
+            copy = fresh(item)
+            if isinstance(target, dict):
+                target[key] = copy
+            else:
+                target.append(copy)  # type: ignore[union-attr]
+            if isinstance(item, (dict, list)):
+                todo.append((item, copy))
+    return root
+
+
 def url_secrets(url: str | None) -> tuple[str, ...]:
     """The credentials embedded in a URL (`https://user:pass@host/`), to redact elsewhere."""
     if not url:
