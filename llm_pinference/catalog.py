@@ -30,11 +30,14 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from .errors import PinferenceError
+from .filelock import locked
 from .models import ModelInfo, parse_models
 from .settings import Settings
 from .text import one_line, redact, redact_data, redact_url, url_secrets
 
 CACHE_FILENAME = "pinference_models.json"
+#: Beside the cache file: `pinference_models.json.lock`, locked during each write.
+LOCK_SUFFIX = ".lock"
 FORMAT = "llm-pinference/models-cache"
 VERSION = 1
 TTL_ENV = "LLM_PINFERENCE_CACHE_TTL"
@@ -363,8 +366,13 @@ class Catalog:
         if entry.error is None:
             with _lock:
                 _retry_at.pop((str(self.path), self.account), None)
-        state = _load_file(self.path)
-        accounts = dict(state.accounts)
+        with locked(self.path.with_name(self.path.name + LOCK_SUFFIX)):
+            return self._merge_and_write(entry)
+
+    def _merge_and_write(self, entry: Entry) -> bool:
+        # Read afresh under the lock (not through the memo): another process may have
+        # added its account a moment ago.
+        accounts = _decode(self.path)
         accounts.pop(self.account, None)
         accounts = _prune(accounts, MAX_ACCOUNTS - 1)
         accounts[self.account] = {

@@ -148,6 +148,14 @@ class PinferenceClient:
                 Reason.INVALID_RESPONSE, "model list has no `data` or `models` array", status=status
             )
         models, skipped = parse_models(items)
+        if items and not models:
+            # Not an empty catalog: something that is not the API answered (and taking it
+            # for one would wipe the cache and report the API up).
+            raise self._error(
+                Reason.INVALID_RESPONSE,
+                f"none of the {len(items)} entries in the model list is a model with an id",
+                status=status,
+            )
         return ModelList(models=models, skipped=skipped, status=status)
 
     def get_model(self, model_id: str) -> ModelInfo:

@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,7 @@ import pytest
 from llm_pinference import catalog
 from llm_pinference.catalog import Catalog, cache_ttl
 from llm_pinference.errors import PinferenceError, Reason
-from llm_pinference.fake import FakePinference, generate_catalogue
+from llm_pinference.fake import FakePinference, Fault, generate_catalogue
 from llm_pinference.models import ModelInfo, parse_models
 from llm_pinference.settings import Settings
 
@@ -75,7 +76,8 @@ def test_first_lookup_fetches_and_writes(path: Path) -> None:
     assert (lookup.source, ids(lookup), lookup.error) == ("fetched", ["a/1", "b/2"], None)
     data = json.loads(path.read_text())
     assert data["accounts"][f"{BASE}|team="]["fetched_at"] == clock.now
-    assert [p.name for p in path.parent.iterdir()] == [path.name]  # no temp file left
+    # No temp file left; the lock file stays (removing it would race with a locker).
+    assert sorted(p.name for p in path.parent.iterdir()) == [path.name, path.name + ".lock"]
 
 
 def test_fresh_within_ttl_then_one_refetch(path: Path) -> None:
@@ -253,12 +255,13 @@ def test_parsed_list_is_memoised_until_the_file_changes(
         assert make(path, fetch, clock).get().source == "fresh"
     assert len(reads) == 1
     other = Catalog(path, Settings(base_url=BASE), fetch=Fetcher(["z/9"]), clock=clock, ttl=0)
-    other.get()  # rewrites the file: the memo follows it, no re-read either
-    assert ids(make(path, fetch, clock).get()) == ["z/9"] and len(reads) == 1
+    other.get()  # a write reads the file once, under the lock; the memo follows the write
+    assert len(reads) == 2
+    assert ids(make(path, fetch, clock).get()) == ["z/9"] and len(reads) == 2
     data = json.loads(path.read_text())
     data["accounts"][f"{BASE}|team="]["models"] = [{"id": "edited/1"}]
     path.write_text(json.dumps(data))  # changed behind our back: read again
-    assert ids(make(path, fetch, clock).get()) == ["edited/1"] and len(reads) == 2
+    assert ids(make(path, fetch, clock).get()) == ["edited/1"] and len(reads) == 3
 
 
 def test_unwritable_cache_still_answers(tmp_path: Path) -> None:
@@ -285,18 +288,95 @@ def test_key_is_never_written(path: Path) -> None:
 
 
 def test_concurrent_writers_leave_a_whole_file(path: Path) -> None:
-    def work(n: int) -> None:
-        for i in range(20):
-            settings = Settings(base_url=f"{BASE}/{n}")
-            Catalog(path, settings, fetch=Fetcher([f"m/{i}"]), ttl=0).get()
+    # A reader reads while four writers write (big lists, so a write in place would be
+    # caught half done); every read must be a whole cache file, and every writer must
+    # finish without an error.
+    big = [f"vendor/model-{i:05d}-{'x' * 60}" for i in range(1500)]
+    done = threading.Event()
+    errors: list[BaseException] = []
+    reads: list[int] = []
 
-    threads = [threading.Thread(target=work, args=(n,)) for n in range(4)]
-    for t in threads:
+    def guarded(work: Callable[[], None]) -> Callable[[], None]:
+        def run() -> None:
+            try:
+                work()
+            except BaseException as exc:  # reported by the test, not lost in a thread
+                errors.append(exc)
+
+        return run
+
+    def write(n: int) -> None:
+        for i in range(8):
+            settings = Settings(base_url=f"{BASE}/{n}")
+            Catalog(path, settings, fetch=Fetcher([f"m/{i}", *big]), ttl=0).get()
+
+    def read() -> None:
+        while not done.is_set():
+            try:
+                data = path.read_bytes()
+            except FileNotFoundError:
+                continue
+            assert json.loads(data)["format"] == catalog.FORMAT, "a partial file was seen"
+            reads.append(len(data))
+
+    writers = [threading.Thread(target=guarded(lambda n=n: write(n))) for n in range(4)]
+    reader = threading.Thread(target=guarded(read))
+    reader.start()
+    for t in writers:
         t.start()
-    for t in threads:
-        t.join(timeout=60)
-    assert json.loads(path.read_text())["format"] == catalog.FORMAT
-    assert not [p for p in path.parent.iterdir() if p.name.endswith(".tmp")]
+    for t in writers:
+        t.join(timeout=120)
+    done.set()
+    reader.join(timeout=30)
+    assert errors == []
+    assert len(reads) > 10  # the reader really read during the writes
+    accounts = json.loads(path.read_text())["accounts"]
+    assert sorted(accounts) == sorted(f"{BASE}/{n}|team=" for n in range(4))
+    assert not [p.name for p in path.parent.iterdir() if p.name.endswith(".tmp")]
+
+
+WRITER = """
+import json, sys, time
+from pathlib import Path
+from llm_pinference.catalog import Catalog
+from llm_pinference.models import parse_models
+from llm_pinference.settings import Settings
+
+path, n, rounds, go = Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), Path(sys.argv[4])
+account = f"https://api.test/{n}|team="
+while not go.exists():
+    time.sleep(0.001)
+lost = 0
+for i in range(rounds):
+    ids = [f"m/{n}/{i}"] + [f"pad/{k}" for k in range(200)]
+    Catalog(path, Settings(base_url=f"https://api.test/{n}"),
+            fetch=lambda s: parse_models([{"id": x} for x in ids])[0], ttl=0).get()
+    # Nobody else may have dropped (or rolled back) this account's entry since.
+    models = json.loads(path.read_text())["accounts"].get(account, {}).get("models") or []
+    lost += not models or models[0]["id"] != f"m/{n}/{i}"
+print(lost)
+"""
+
+
+def test_processes_refreshing_at_once_never_lose_an_account(path: Path, tmp_path: Path) -> None:
+    go = tmp_path / "go"
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", WRITER, str(path), str(n), "40", str(go)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for n in range(4)
+    ]
+    go.touch()  # all start together, so their writes interleave
+    outcomes = [p.communicate(timeout=120) for p in procs]
+    assert [p.returncode for p in procs] == [0] * 4, outcomes
+    assert [int(out) for out, _ in outcomes] == [0] * 4, outcomes
+    accounts = json.loads(path.read_text())["accounts"]
+    assert {k: v["models"][0]["id"] for k, v in accounts.items()} == {
+        f"https://api.test/{n}|team=": f"m/{n}/39" for n in range(4)
+    }
 
 
 @pytest.mark.parametrize(
@@ -336,3 +416,18 @@ def test_catalog_does_not_import_llm() -> None:
         env={**os.environ},
     )
     assert out.stdout.split() == ["False", "False"], out.stderr
+
+
+def test_an_all_unusable_list_keeps_the_cached_one(path: Path) -> None:
+    with FakePinference() as fake:
+        settings = Settings(base_url=fake.base_url)
+        clock = Clock()
+        first = Catalog(path, settings, clock=clock, ttl=60).get()
+        assert first.source == "fetched" and len(first.models) > 5
+        # A 200 list with entries, none of them usable: not an empty catalog.
+        fake.set_fault("list", Fault(body='{"object": "list", "data": [{"id": ""}, {"x": 1}]}'))
+        clock.now += 120
+        lookup = Catalog(path, settings, clock=clock, ttl=60).get()
+    assert lookup.source == "stale" and lookup.models == first.models
+    assert lookup.error is not None and lookup.error.reason is Reason.INVALID_RESPONSE
+    assert len(json.loads(path.read_text())["accounts"][settings.account]["models"]) > 5

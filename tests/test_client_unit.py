@@ -270,3 +270,23 @@ def test_a_nested_error_body_keeps_the_status_reason():
     responses.get(f"{BASE}/models", status=503, body="[" * 100_000)
     err = error_for(client().list_models)
     assert (err.reason, err.status, err.api_message) == (Reason.SERVER_ERROR, 503, None)
+
+
+@responses.activate
+@pytest.mark.parametrize(
+    "items", [[{"no": "id"}], ["a", "b"], [{"id": ""}, {"id": 42}, None, [{"id": "x"}]]]
+)
+def test_a_list_of_only_unusable_entries_is_invalid(items):
+    responses.get(f"{BASE}/models", json={"object": "list", "data": items})
+    err = error_for(client().list_models)
+    assert (err.reason, err.status) == (Reason.INVALID_RESPONSE, 200)
+    assert f"none of the {len(items)} entries" in str(err)
+
+
+@responses.activate
+def test_an_empty_list_and_one_usable_entry_are_fine():
+    responses.get(f"{BASE}/models", json={"data": []})
+    assert client().list_models().models == []
+    responses.replace(responses.GET, f"{BASE}/models", json={"data": [{"no": "id"}, {"id": "a"}]})
+    result = client().list_models()
+    assert ([m.id for m in result.models], result.skipped) == (["a"], 1)
