@@ -148,3 +148,18 @@ def test_fault_expires_after_times(fake):
     client = make_client(fake)
     assert failure(client.list_models).reason is Reason.SERVER_ERROR
     assert client.list_models().models  # recovered
+
+
+MIB = 1024 * 1024
+
+
+@pytest.mark.parametrize("size, accepted", [(16 * MIB, True), (16 * MIB + 1, False)])
+def test_the_default_response_cap_is_16_mib(fake, size, accepted):
+    # Sizes as literals and the client's default: a larger or smaller default fails one.
+    fake.set_fault("get", Fault(mode="huge", huge_bytes=size))
+    client = PinferenceClient(Settings(base_url=fake.base_url), read_timeout=30)
+    if accepted:
+        assert client.get_model("any/model").id == "huge/model"
+    else:
+        err = failure(lambda: client.get_model("any/model"))
+        assert err.reason is Reason.INVALID_RESPONSE and "larger than 16777216 bytes" in str(err)

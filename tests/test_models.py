@@ -1,3 +1,5 @@
+import pytest
+
 from llm_pinference.models import ModelInfo, Pricing
 
 FULL = {
@@ -66,6 +68,20 @@ def test_capabilities_false_when_listed_without_them():
         False,
         False,
     )
+
+
+@pytest.mark.parametrize(
+    "params, schema",
+    [
+        (["structured_outputs"], True),
+        (["response_format"], True),
+        (["temperature", "structured_outputs", "tools"], True),
+        (["temperature", "tools"], False),
+    ],
+)
+def test_schema_support_from_either_parameter(params, schema):
+    m = ModelInfo.from_api({"id": "x/y", "supported_parameters": params})
+    assert m.supports_schema is schema
 
 
 def test_reasoning_from_parameters_when_specs_silent():
