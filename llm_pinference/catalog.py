@@ -19,6 +19,7 @@ This module does not import llm: the caller passes the cache path.
 from __future__ import annotations
 
 import contextlib
+import enum
 import json
 import math
 import os
@@ -55,10 +56,6 @@ READ_TIMEOUT = 5.0
 TOTAL_TIMEOUT = 5.0
 
 Fetcher = Callable[[Settings], list[ModelInfo]]
-
-
-def cache_path(user_dir: Path | str) -> Path:
-    return Path(user_dir) / CACHE_FILENAME
 
 
 def cache_ttl(env: Mapping[str, str] | None = None) -> float:
@@ -104,11 +101,23 @@ class Entry(NamedTuple):
         return self.fetched_at is not None
 
 
+class Source(str, enum.Enum):
+    """Where a lookup's models came from. A str: `source == "stale"` holds too."""
+
+    FRESH = "fresh"  # the cache, within its TTL
+    FETCHED = "fetched"  # the API, just now
+    STALE = "stale"  # the cache past its TTL: a fetch failed or is backing off
+    NONE = "none"  # nothing: no cache, and no fetch succeeded
+
+    def __str__(self) -> str:
+        return self.value
+
+
 class Lookup(NamedTuple):
     """What the hooks get: the models to register and how they were obtained."""
 
     models: tuple[ModelInfo, ...]
-    source: str  # "fresh" | "fetched" | "stale" | "none"
+    source: Source
     error: PinferenceError | None = None  # set only when a fetch was tried and failed
     fetched_at: float | None = None
     retry_at: float | None = None  # after a failure: no new attempt before this time
@@ -301,7 +310,7 @@ class Catalog:
         now = self.clock()
         if self.is_fresh(entry, now):
             assert entry is not None
-            return Lookup(entry.models, "fresh", fetched_at=entry.fetched_at)
+            return Lookup(entry.models, Source.FRESH, fetched_at=entry.fetched_at)
         if respect_backoff and self.backing_off(entry, now):
             return self._fallback(entry, None)
         try:
@@ -310,7 +319,7 @@ class Catalog:
             retry_at = self._record_failure(entry, exc, now)
             return self._fallback(entry, exc)._replace(retry_at=retry_at)
         self._store(Entry(models=models, fetched_at=now))
-        return Lookup(models, "fetched", fetched_at=now)
+        return Lookup(models, Source.FETCHED, fetched_at=now)
 
     def refresh(self) -> Refresh:
         """Fetch now, whatever the TTL and back-off; raises PinferenceError on failure."""
@@ -342,8 +351,8 @@ class Catalog:
 
     def _fallback(self, entry: Entry | None, error: PinferenceError | None) -> Lookup:
         if entry is not None and entry.has_list:
-            return Lookup(entry.models, "stale", error, fetched_at=entry.fetched_at)
-        return Lookup((), "none", error)
+            return Lookup(entry.models, Source.STALE, error, fetched_at=entry.fetched_at)
+        return Lookup((), Source.NONE, error)
 
     def _record_failure(self, entry: Entry | None, exc: PinferenceError, now: float) -> float:
         wait = max(self.backoff, min(exc.retry_after or 0.0, MAX_BACKOFF))

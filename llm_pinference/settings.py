@@ -99,7 +99,7 @@ def load_prime_config(path: Path | None = None) -> dict[str, object]:
     return data
 
 
-def _text(value: object) -> str | None:
+def _nonblank(value: object) -> str | None:
     """A non-blank string setting, stripped; anything else counts as unset."""
     if isinstance(value, str) and value.strip():
         return value.strip()
@@ -118,7 +118,7 @@ def resolve_settings(
     env = os.environ if env is None else env
     if config is None:
         config = load_prime_config()
-    key = _text(env.get(ENV_KEY)) or _text(config.get("api_key"))
-    team = _text(env.get(ENV_TEAM)) or _text(config.get("team_id"))
-    url = _text(env.get(ENV_URL)) or _text(config.get("inference_url")) or DEFAULT_BASE_URL
+    key = _nonblank(env.get(ENV_KEY)) or _nonblank(config.get("api_key"))
+    team = _nonblank(env.get(ENV_TEAM)) or _nonblank(config.get("team_id"))
+    url = _nonblank(env.get(ENV_URL)) or _nonblank(config.get("inference_url")) or DEFAULT_BASE_URL
     return Settings(api_key=key, team_id=team, base_url=normalise_base_url(url))

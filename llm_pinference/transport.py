@@ -74,14 +74,12 @@ class Deadline:
     def start(self) -> None:
         self._timer.start()
 
-    def close(self) -> bool:
-        """End the watch; returns whether the deadline expired first."""
+    def close(self) -> None:
+        """End the watch: no socket is shut down after this (`expired` stays as it was)."""
         with self._lock:
             self._closed = True
             self._sockets.clear()
-            expired = self._expired
         self._timer.cancel()
-        return expired
 
     def _expire(self) -> None:
         with self._lock:

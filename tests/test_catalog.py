@@ -16,7 +16,7 @@ import pytest
 from llm_pinference import catalog
 from llm_pinference.catalog import Catalog, cache_ttl
 from llm_pinference.errors import PinferenceError, Reason
-from llm_pinference.fake import FakePinference, Fault, generate_catalogue
+from llm_pinference.fake import FakePinference, Fault, generate_catalog
 from llm_pinference.models import ModelInfo, parse_models
 from llm_pinference.settings import Settings
 
@@ -74,6 +74,7 @@ def test_first_lookup_fetches_and_writes(path: Path) -> None:
     fetch, clock = Fetcher(["a/1", "b/2"]), Clock()
     lookup = make(path, fetch, clock).get()
     assert (lookup.source, ids(lookup), lookup.error) == ("fetched", ["a/1", "b/2"], None)
+    assert lookup.source is catalog.Source.FETCHED and str(lookup.source) == "fetched"
     data = json.loads(path.read_text())
     assert data["accounts"][f"{BASE}|team="]["fetched_at"] == clock.now
     # No temp file left; the lock file stays (removing it would race with a locker).
@@ -398,7 +399,7 @@ def test_ttl_from_env(value: str | None, ttl: float) -> None:
 
 
 def test_fetch_models_against_the_fake() -> None:
-    with FakePinference(models=generate_catalogue(25)) as fake:
+    with FakePinference(models=generate_catalog(25)) as fake:
         models = catalog.fetch_models(Settings(base_url=fake.base_url))
     assert len(models) == 25
 

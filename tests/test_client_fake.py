@@ -5,7 +5,7 @@ from support import free_port
 
 from llm_pinference.client import PinferenceClient
 from llm_pinference.errors import REASONS, PinferenceError, Reason
-from llm_pinference.fake import Fault, default_catalogue
+from llm_pinference.fake import Fault, default_catalog
 from llm_pinference.settings import Settings
 
 KEY = "pit_loopback_secret_456"
@@ -23,10 +23,10 @@ def failure(call) -> PinferenceError:
     return info.value
 
 
-def test_list_and_get_every_catalogue_id(fake):
+def test_list_and_get_every_catalog_id(fake):
     client = make_client(fake)
     listed = client.list_models()
-    expected = [m["id"] for m in default_catalogue()]
+    expected = [m["id"] for m in default_catalog()]
     assert [m.id for m in listed.models] == expected and listed.skipped == 0
     for model_id in expected:  # slashes, colons, dots, upper case, no slash
         assert client.get_model(model_id).id == model_id
@@ -121,7 +121,7 @@ def test_required_key(fake):
     fake.require_key = KEY
     assert failure(make_client(fake, key=None).list_models).reason is Reason.UNAUTHORIZED
     assert failure(make_client(fake, key="wrong-key").list_models).reason is Reason.UNAUTHORIZED
-    assert len(make_client(fake).list_models().models) == len(default_catalogue())
+    assert len(make_client(fake).list_models().models) == len(default_catalog())
 
 
 def test_team_private_models_need_key_and_team(fake):

@@ -21,9 +21,9 @@ import requests
 from llm_pinference.fake import (
     FakePinference,
     Fault,
-    default_catalogue,
-    generate_catalogue,
-    load_catalogue,
+    default_catalog,
+    generate_catalog,
+    load_catalog,
 )
 from llm_pinference.fake import handler as handler_module
 from llm_pinference.fake.cli import main as cli_main
@@ -70,13 +70,13 @@ def sse_events(response: requests.Response) -> list[Any]:
 # --- models -------------------------------------------------------------------------
 
 
-def test_list_serves_the_default_catalogue(srv: FakePinference) -> None:
+def test_list_serves_the_default_catalog(srv: FakePinference) -> None:
     response = get(srv, "/models")
     assert response.status_code == 200
     assert response.headers["Content-Type"] == "application/json"
     body = response.json()
     assert body["object"] == "list"
-    assert [m["id"] for m in body["data"]] == [m["id"] for m in default_catalogue()]
+    assert [m["id"] for m in body["data"]] == [m["id"] for m in default_catalog()]
     ids = {m["id"] for m in body["data"]}
     assert "deepseek-chat" in ids
     assert any(":" in i for i in ids) and any(i != i.lower() for i in ids)
@@ -97,7 +97,7 @@ def test_list_serves_the_default_catalogue(srv: FakePinference) -> None:
     ],
 )
 def test_get_model_by_id_with_awkward_characters(srv: FakePinference, model_id: str) -> None:
-    srv.set_models([*default_catalogue(), {"id": "myteam/private-model:v2", "object": "model"}])
+    srv.set_models([*default_catalog(), {"id": "myteam/private-model:v2", "object": "model"}])
     response = get(srv, "/models/" + model_id)
     assert response.status_code == 200
     assert response.json()["id"] == model_id
@@ -512,9 +512,9 @@ def test_hang_fault_makes_the_client_time_out(srv: FakePinference) -> None:
         get(srv, "/models", timeout=(TIMEOUT, 0.3))
     # The handler notices the client left and frees its thread.
     deadline = time.monotonic() + TIMEOUT
-    while srv._server is not None and srv._server.connections and time.monotonic() < deadline:
+    while srv.open_connections and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert srv._server is not None and not srv._server.connections
+    assert srv.running and srv.open_connections == 0
 
 
 def test_fault_times_expires(srv: FakePinference) -> None:
@@ -704,7 +704,7 @@ def test_admin_models_key_and_reset(srv: FakePinference) -> None:
     admin(srv, "POST", "fault", json={"endpoint": "get", "status": 500})
     assert admin(srv, "POST", "reset").status_code == 200
     assert srv.faults == {} and srv.require_key is None and srv.requests == []
-    assert len(get(srv, "/models").json()["data"]) == len(default_catalogue())
+    assert len(get(srv, "/models").json()["data"]) == len(default_catalog())
 
 
 def test_admin_requests_redact_keys(srv: FakePinference) -> None:
@@ -745,12 +745,12 @@ def test_admin_refuses_non_loopback_clients(
     assert response.json()["error"]["type"] == "permission_error"
 
 
-# --- catalogues ---------------------------------------------------------------------
+# --- catalogs ---------------------------------------------------------------------
 
 
-def test_generate_catalogue_is_deterministic_and_varied() -> None:
-    models = generate_catalogue(200)
-    assert models == generate_catalogue(200)
+def test_generate_catalog_is_deterministic_and_varied() -> None:
+    models = generate_catalog(200)
+    assert models == generate_catalog(200)
     ids = [m["id"] for m in models]
     assert len(set(ids)) == 200
     assert any(":" in i for i in ids) and any("." in i for i in ids)
@@ -760,23 +760,23 @@ def test_generate_catalogue_is_deterministic_and_varied() -> None:
     assert {m.get("serving") for m in models} >= {"hosted", "gateway"}
 
 
-def test_load_catalogue(tmp_path: Path) -> None:
+def test_load_catalog(tmp_path: Path) -> None:
     listed = tmp_path / "list.json"
     listed.write_text(json.dumps([{"id": "a/b"}]))
     wrapped = tmp_path / "wrapped.json"
     wrapped.write_text(json.dumps({"data": [{"id": "c/d", "object": "model"}]}))
-    assert load_catalogue(listed) == [{"id": "a/b"}]
-    assert load_catalogue(wrapped)[0]["id"] == "c/d"
+    assert load_catalog(listed) == [{"id": "a/b"}]
+    assert load_catalog(wrapped)[0]["id"] == "c/d"
     broken = tmp_path / "broken.json"
     broken.write_text("{")
     with pytest.raises(ValueError, match="not valid JSON"):
-        load_catalogue(broken)
+        load_catalog(broken)
     with pytest.raises(ValueError, match="cannot read"):
-        load_catalogue(tmp_path / "missing.json")
+        load_catalog(tmp_path / "missing.json")
 
 
-def test_big_generated_catalogue_is_served(srv: FakePinference) -> None:
-    srv.set_models(generate_catalogue(5000))
+def test_big_generated_catalog_is_served(srv: FakePinference) -> None:
+    srv.set_models(generate_catalog(5000))
     assert len(get(srv, "/models").json()["data"]) == 5000
     assert get(srv, "/models/vendor3/model-20").status_code == 200
 

@@ -1,22 +1,20 @@
 """The ``/_admin/`` routes: runtime control from demo scripts and benchmarks.
 
-They change a running ``FakePinference`` through its public API and only answer
-loopback clients (``is_loopback``).
+They change the fake's ``FakeState`` through its public API and only answer loopback
+clients (``is_loopback``).
 """
 
 from __future__ import annotations
 
 import ipaddress
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from .faults import Fault
-from .routing import _check_endpoint
+from .routing import check_endpoint
+from .state import FakeState
 
-if TYPE_CHECKING:
-    from .server import FakePinference
-
-    _AdminAction = Callable[[FakePinference, dict[str, str], Any], Any]
+_AdminAction = Callable[[FakeState, dict[str, str], Any], Any]
 
 
 def is_loopback(host: str) -> bool:
@@ -30,8 +28,8 @@ def is_loopback(host: str) -> bool:
     return address.is_loopback
 
 
-def _admin_action(
-    app: FakePinference, method: str, name: str, query: dict[str, list[str]], data: Any
+def run_admin(
+    app: FakeState, method: str, name: str, query: dict[str, list[str]], data: Any
 ) -> Any:
     """Run one admin command; None means unknown route, ValueError means bad input."""
     action = _ADMIN_ROUTES.get((method, name))
@@ -47,7 +45,7 @@ def _object(data: Any, what: str) -> dict[str, Any]:
     return data
 
 
-def _admin_set_fault(app: FakePinference, _query: dict[str, str], data: Any) -> Any:
+def _admin_set_fault(app: FakeState, _query: dict[str, str], data: Any) -> Any:
     spec = dict(_object(data, "describing the fault"))
     endpoint = str(spec.pop("endpoint", "*"))
     fault = Fault.from_dict(spec)
@@ -55,24 +53,24 @@ def _admin_set_fault(app: FakePinference, _query: dict[str, str], data: Any) -> 
     return {"endpoint": endpoint, "fault": fault.to_dict()}
 
 
-def _admin_clear_faults(app: FakePinference, query: dict[str, str], data: Any) -> Any:
+def _admin_clear_faults(app: FakeState, query: dict[str, str], data: Any) -> Any:
     endpoint = query.get("endpoint") or (data.get("endpoint") if isinstance(data, dict) else None)
     if endpoint is not None:
-        _check_endpoint(endpoint)
+        check_endpoint(endpoint)
     app.clear_faults(endpoint)
     return {"cleared": endpoint or "all"}
 
 
-def _admin_faults(app: FakePinference, _query: dict[str, str], _data: Any) -> Any:
+def _admin_faults(app: FakeState, _query: dict[str, str], _data: Any) -> Any:
     return {name: fault.to_dict() for name, fault in app.faults.items()}
 
 
-def _admin_reset(app: FakePinference, _query: dict[str, str], _data: Any) -> Any:
+def _admin_reset(app: FakeState, _query: dict[str, str], _data: Any) -> Any:
     app.reset()
-    return {"reset": True, "models": app._model_count()}
+    return {"reset": True, "models": app.model_count()}
 
 
-def _admin_requests(app: FakePinference, query: dict[str, str], _data: Any) -> Any:
+def _admin_requests(app: FakeState, query: dict[str, str], _data: Any) -> Any:
     records = app.requests
     if "endpoint" in query:
         records = [r for r in records if r.endpoint == query["endpoint"]]
@@ -82,17 +80,17 @@ def _admin_requests(app: FakePinference, query: dict[str, str], _data: Any) -> A
     return [r.to_dict(redact=True) for r in records]  # never echo keys
 
 
-def _admin_clear_requests(app: FakePinference, _query: dict[str, str], _data: Any) -> Any:
+def _admin_clear_requests(app: FakeState, _query: dict[str, str], _data: Any) -> Any:
     app.clear_requests()
     return {"cleared": True}
 
 
-def _admin_models(app: FakePinference, _query: dict[str, str], data: Any) -> Any:
+def _admin_models(app: FakeState, _query: dict[str, str], data: Any) -> Any:
     app.set_models(data)
-    return {"models": app._model_count()}
+    return {"models": app.model_count()}
 
 
-def _admin_private_model(app: FakePinference, _query: dict[str, str], data: Any) -> Any:
+def _admin_private_model(app: FakeState, _query: dict[str, str], data: Any) -> Any:
     spec = _object(data, 'like {"team_id": ..., "model": {...}}')
     team = spec.get("team_id")
     if not isinstance(team, str) or not team:
@@ -101,7 +99,7 @@ def _admin_private_model(app: FakePinference, _query: dict[str, str], data: Any)
     return {"team_id": team, "models": len(app.private_models.get(team, []))}
 
 
-def _admin_require_key(app: FakePinference, _query: dict[str, str], data: Any) -> Any:
+def _admin_require_key(app: FakeState, _query: dict[str, str], data: Any) -> Any:
     key = _object(data, 'like {"key": "..." or null}').get("key")
     if key is not None and not isinstance(key, str):
         raise ValueError("key must be a string or null")
@@ -109,15 +107,15 @@ def _admin_require_key(app: FakePinference, _query: dict[str, str], data: Any) -
     return {"require_key": app.require_key is not None}  # never echo the key
 
 
-def _admin_latency(app: FakePinference, _query: dict[str, str], data: Any) -> Any:
+def _admin_latency(app: FakeState, _query: dict[str, str], data: Any) -> Any:
     spec = _object(data, 'like {"endpoint": "*", "seconds": 0.05}')
     endpoint, seconds = str(spec.get("endpoint", "*")), spec.get("seconds", 0.0)
     app.set_latency(endpoint, seconds)
     return {"endpoint": endpoint, "seconds": seconds}
 
 
-def _admin_status(app: FakePinference, _query: dict[str, str], _data: Any) -> Any:
-    return {"base_url": app.base_url, "models": app._model_count(), "faults": sorted(app.faults)}
+def _admin_status(app: FakeState, _query: dict[str, str], _data: Any) -> Any:
+    return {"base_url": app.base_url, "models": app.model_count(), "faults": sorted(app.faults)}
 
 
 _ADMIN_ROUTES: dict[tuple[str, str], _AdminAction] = {

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from types import FrameType
 
 from .admin import is_loopback
-from .catalogue import default_catalogue, generate_catalogue, load_catalogue
+from .catalog import default_catalog, generate_catalog, load_catalog
 from .server import FakePinference
 
 KEY_ENV = "PINFERENCE_FAKE_REQUIRE_KEY"
@@ -28,7 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--port", type=int, default=8099, help="port to bind; 0 picks a free one (default 8099)"
     )
     source = parser.add_mutually_exclusive_group()
-    source.add_argument("--models", metavar="FILE", help="catalogue JSON: a list or {'data': []}")
+    source.add_argument("--models", metavar="FILE", help="catalog JSON: a list or {'data': []}")
     source.add_argument("--generate", type=int, metavar="N", help="serve N generated models")
     parser.add_argument(
         "--require-key",
@@ -59,11 +59,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--port must be from 0 to 65535")
     try:
         if args.models:
-            models = load_catalogue(args.models)
+            models = load_catalog(args.models)
         elif args.generate is not None:
-            models = generate_catalogue(args.generate)
+            models = generate_catalog(args.generate)
         else:
-            models = default_catalogue()
+            models = default_catalog()
     except ValueError as exc:
         print(f"pinference-fake: error: {exc}", file=sys.stderr)
         return 2

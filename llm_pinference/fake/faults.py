@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
-from .responses import _dumps, _Response
+from .responses import Response, dumps
 
 FAULT_MODES = frozenset(
     {
@@ -67,7 +67,7 @@ class Fault:
             raise ValueError("html must be a boolean")
         if self.retry_after is not None and not isinstance(self.retry_after, str):
             raise ValueError("retry_after must be a string")
-        if not _is_number(self.delay) or self.delay < 0:
+        if not is_number(self.delay) or self.delay < 0:
             raise ValueError("delay must be a number >= 0")
         if self.mode is not None and self.mode not in FAULT_MODES:
             raise ValueError(f"mode must be one of {sorted(FAULT_MODES)}")
@@ -76,7 +76,7 @@ class Fault:
         for name in ("huge_bytes", "nested_depth", "drip_bytes"):
             if not _is_int(getattr(self, name)) or getattr(self, name) < 1:
                 raise ValueError(f"{name} must be an integer >= 1")
-        if not _is_number(self.drip_interval) or self.drip_interval < 0:
+        if not is_number(self.drip_interval) or self.drip_interval < 0:
             raise ValueError("drip_interval must be a number >= 0")
         if self.drip_part not in DRIP_PARTS:
             raise ValueError(f"drip_part must be one of {sorted(DRIP_PARTS)}")
@@ -138,7 +138,7 @@ def huge_body(endpoint: str | None, size: int) -> tuple[Iterator[bytes], int]:
         return items(), length
 
     if endpoint == "chat":
-        head, _, tail = _dumps(
+        head, _, tail = dumps(
             {
                 "id": "chatcmpl-huge",
                 "object": "chat.completion",
@@ -155,7 +155,7 @@ def huge_body(endpoint: str | None, size: int) -> tuple[Iterator[bytes], int]:
             }
         ).partition(b"\\u0000")
     else:
-        head, _, tail = _dumps({"id": "huge/model", "object": "model", "padding": "\0"}).partition(
+        head, _, tail = dumps({"id": "huge/model", "object": "model", "padding": "\0"}).partition(
             b"\\u0000"
         )
     pad = max(0, size - len(head) - len(tail))
@@ -170,9 +170,7 @@ def huge_body(endpoint: str | None, size: int) -> tuple[Iterator[bytes], int]:
     return padded(), len(head) + pad + len(tail)
 
 
-def _mode_response(
-    fault: Fault, endpoint: str | None, normal: Callable[[], _Response]
-) -> _Response:
+def mode_response(fault: Fault, endpoint: str | None, normal: Callable[[], Response]) -> Response:
     """A 200 (unless ``fault.status`` says otherwise) that breaks the client's parser."""
     if fault.mode == "truncated":
         response = normal()
@@ -180,17 +178,17 @@ def _mode_response(
         return response
     if fault.mode == "huge":
         chunks, length = huge_body(endpoint, fault.huge_bytes)
-        return _Response(200, chunks, length=length)
+        return Response(200, chunks, length=length)
     if fault.mode == "empty":
-        return _Response(200, b'{"object":"list","data":[]}' if endpoint == "list" else b"")
+        return Response(200, b'{"object":"list","data":[]}' if endpoint == "list" else b"")
     if fault.mode == "wrong_shape":
-        return _Response(200, _WRONG_SHAPES.get(endpoint or "", b'{"unexpected":true}'))
+        return Response(200, _WRONG_SHAPES.get(endpoint or "", b'{"unexpected":true}'))
     if fault.mode == "nested":
-        return _Response(200, b"[" * fault.nested_depth + b"]" * fault.nested_depth)
-    return _Response(200, _MALFORMED)
+        return Response(200, b"[" * fault.nested_depth + b"]" * fault.nested_depth)
+    return Response(200, _MALFORMED)
 
 
-def _model_hint(body: bytes) -> str | None:
+def model_hint(body: bytes) -> str | None:
     try:
         data = json.loads(body)
     except (ValueError, RecursionError):
@@ -203,5 +201,5 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _is_number(value: Any) -> bool:
+def is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)

@@ -1,7 +1,7 @@
 """The HTTP side of the fake: the request handler and the threading server.
 
 The handler routes, authenticates, applies faults and records; the state lives in the
-``FakePinference`` it reaches as ``self.server.app``.
+``FakeState`` it reaches as ``self.server.app``.
 """
 
 from __future__ import annotations
@@ -18,26 +18,24 @@ import time
 import traceback
 from collections.abc import Callable, Iterable, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from . import chat
-from .admin import _admin_action, is_loopback
-from .faults import Fault, _mode_response, _model_hint
+from .admin import is_loopback, run_admin
+from .faults import Fault, mode_response, model_hint
 from .recording import RecordedRequest
-from .responses import _HTML, _JSON, Drip, _dumps, _error, _Response, html_page
+from .responses import HTML_TYPE, JSON_TYPE, Drip, Response, dumps, error_response, html_page
 from .routing import ADMIN_PREFIX, route
-
-if TYPE_CHECKING:
-    from .server import FakePinference
+from .state import FakeState
 
 
-class _Server(ThreadingHTTPServer):
+class FakeHTTPServer(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
     request_queue_size = 128
 
-    def __init__(self, address: tuple[str, int], app: FakePinference) -> None:
+    def __init__(self, address: tuple[str, int], app: FakeState) -> None:
         self.app = app
         self.stopping = threading.Event()
         self.connections: set[socket.socket] = set()
@@ -71,7 +69,7 @@ class _ClientGone(Exception):
 
 
 class _Handler(BaseHTTPRequestHandler):
-    server: _Server
+    server: FakeHTTPServer
     protocol_version = "HTTP/1.1"  # keep-alive, chunked SSE, real Content-Length faults
     server_version = "pinference-fake/1.0"
     timeout = 120  # idle keep-alive connections do not hold a thread forever
@@ -114,7 +112,7 @@ class _Handler(BaseHTTPRequestHandler):
         """Answer protocol-level errors (bad request line, 501...) in the API's style."""
         self.close_connection = True
         with contextlib.suppress(OSError):
-            self._send(_error(code, message))
+            self._send(error_response(code, message))
 
     # dispatch
 
@@ -135,7 +133,7 @@ class _Handler(BaseHTTPRequestHandler):
             traceback.print_exc()
             self.close_connection = True
             if self._status is None:
-                self._send(_error(500))
+                self._send(error_response(500))
         finally:
             self._log(started)
 
@@ -144,7 +142,7 @@ class _Handler(BaseHTTPRequestHandler):
         endpoint, model_id, method = route(path)
         body = self._read_body()
         headers = self._header_dict()
-        app._record(
+        app.record(
             RecordedRequest(
                 method=self.command,
                 path=path,
@@ -157,13 +155,13 @@ class _Handler(BaseHTTPRequestHandler):
                 endpoint=endpoint,
             )
         )
-        fault = app._take_fault(endpoint)
-        delay = app._latency_for(endpoint) + (fault.delay if fault else 0.0)
+        fault = app.take_fault(endpoint)
+        delay = app.latency_for(endpoint) + (fault.delay if fault else 0.0)
         if delay and self.server.stopping.wait(delay):
             self.close_connection = True
             return
 
-        def normal() -> _Response:
+        def normal() -> Response:
             if not isinstance(body, bytes):
                 return body
             return self._normal(endpoint, model_id, method, body, headers)
@@ -181,7 +179,7 @@ class _Handler(BaseHTTPRequestHandler):
         method: str | None,
         body: bytes,
         headers: dict[str, str],
-    ) -> _Response:
+    ) -> Response:
         app = self.server.app
         key = _bearer(headers)
         rejection = self._reject(endpoint, method, key)
@@ -189,58 +187,58 @@ class _Handler(BaseHTTPRequestHandler):
             return rejection
         team = headers.get("x-prime-team-id", "").strip() if key else ""
         if endpoint == "list":
-            return _Response(200, app._list_body(team or None))
+            return Response(200, app.list_body(team or None))
         if endpoint == "get":
-            model = app._find_model(model_id or "", team or None)
+            model = app.find_model(model_id or "", team or None)
             if model is None:
-                return _error(404, model=model_id or "")
-            return _Response(200, _dumps(model))
+                return error_response(404, model=model_id or "")
+            return Response(200, dumps(model))
         return self._chat(body, team or None)
 
-    def _reject(self, endpoint: str | None, method: str | None, key: str) -> _Response | None:
+    def _reject(self, endpoint: str | None, method: str | None, key: str) -> Response | None:
         """404 for unknown routes, 401 for a wrong key, 405 for a wrong method."""
         if endpoint is None:
-            return _error(404, f"Not found: {self.command} {urlsplit(self.path).path}")
+            return error_response(404, f"Not found: {self.command} {urlsplit(self.path).path}")
         expected = self.server.app.require_key
         if expected is not None and not hmac.compare_digest(
             key.encode("utf-8", "replace"), expected.encode("utf-8", "replace")
         ):
-            return _error(401)
+            return error_response(401)
         if self.command != method:
-            response = _error(405, f"Method {self.command} not allowed here")
+            response = error_response(405, f"Method {self.command} not allowed here")
             response.headers["Allow"] = str(method)
             return response
         return None
 
-    def _chat(self, raw: bytes, team: str | None) -> _Response:
+    def _chat(self, raw: bytes, team: str | None) -> Response:
         try:
             body = json.loads(raw)
         except (ValueError, RecursionError) as exc:
-            return _error(400, f"We could not parse the JSON body of your request: {exc}")
+            return error_response(400, f"We could not parse the JSON body of your request: {exc}")
         try:
             model_id = chat.requested_model(body)
         except chat.ChatRequestError as exc:
-            return _error(400, str(exc))
-        if self.server.app._find_model(model_id, team) is None:
-            return _error(404, model=model_id)
+            return error_response(400, str(exc))
+        if self.server.app.find_model(model_id, team) is None:
+            return error_response(404, model=model_id)
         reply = chat.build_reply(model_id, body)
         if body.get("stream") is True:
-            return _Response(
+            return Response(
                 200,
                 chat.stream_events(model_id, body, reply),
                 content_type="text/event-stream; charset=utf-8",
                 headers={"Cache-Control": "no-cache"},
             )
-        return _Response(200, _dumps(chat.completion(model_id, body, reply)))
+        return Response(200, dumps(chat.completion(model_id, body, reply)))
 
     def _apply_fault(
         self,
         fault: Fault,
         endpoint: str | None,
         model_id: str | None,
-        body: bytes | _Response,
-        normal: Callable[[], _Response],
-    ) -> _Response | None:
+        body: bytes | Response,
+        normal: Callable[[], Response],
+    ) -> Response | None:
         """The faulty response, or None when the connection should just close."""
         if fault.mode == "drop":
             return None
@@ -248,17 +246,17 @@ class _Handler(BaseHTTPRequestHandler):
             self._hang()
             return None
         if fault.shapes_the_body:
-            response = _mode_response(fault, endpoint, normal)
+            response = mode_response(fault, endpoint, normal)
         elif fault.body is not None:
             raw = fault.body.encode() if isinstance(fault.body, str) else fault.body
-            response = _Response(fault.status or 200, raw, _HTML if fault.html else _JSON)
+            response = Response(fault.status or 200, raw, HTML_TYPE if fault.html else JSON_TYPE)
         elif fault.html:
             status = fault.status or 502
-            response = _Response(status, html_page(status), _HTML)
+            response = Response(status, html_page(status), HTML_TYPE)
         elif fault.status is not None and fault.status >= 400:
             if endpoint == "chat" and isinstance(body, bytes):
-                model_id = _model_hint(body)
-            response = _error(fault.status, model=model_id)
+                model_id = model_hint(body)
+            response = error_response(fault.status, model=model_id)
         else:
             response = normal()
         if fault.status is not None:
@@ -289,7 +287,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _admin(self, name: str, query: dict[str, list[str]]) -> None:
         if not is_loopback(str(self.client_address[0])):
             self.close_connection = True
-            self._send(_error(403, "The admin routes only answer loopback clients"))
+            self._send(error_response(403, "The admin routes only answer loopback clients"))
             return
         body = self._read_body()
         if not isinstance(body, bytes):
@@ -298,17 +296,17 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             data = json.loads(body) if body.strip() else None
         except (ValueError, RecursionError):
-            self._send(_error(400, "The admin request body is not valid JSON"))
+            self._send(error_response(400, "The admin request body is not valid JSON"))
             return
         try:
-            result = _admin_action(self.server.app, self.command, name, query, data)
+            result = run_admin(self.server.app, self.command, name, query, data)
         except ValueError as exc:
-            self._send(_error(400, str(exc)))
+            self._send(error_response(400, str(exc)))
             return
         if result is None:
-            self._send(_error(404, f"Unknown admin route: {self.command} /_admin/{name}"))
+            self._send(error_response(404, f"Unknown admin route: {self.command} /_admin/{name}"))
         else:
-            self._send(_Response(200, _dumps(result)))
+            self._send(Response(200, dumps(result)))
 
     # I/O helpers
 
@@ -319,7 +317,7 @@ class _Handler(BaseHTTPRequestHandler):
             headers[key] = f"{headers[key]}, {value}" if key in headers else value
         return headers
 
-    def _read_body(self) -> bytes | _Response:
+    def _read_body(self) -> bytes | Response:
         """The request body, or an error response (the connection then closes)."""
         limit = self.server.app.max_body_bytes
         if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
@@ -333,7 +331,7 @@ class _Handler(BaseHTTPRequestHandler):
                 raise ValueError(raw)
         except ValueError:
             self.close_connection = True
-            return _error(400, "Invalid Content-Length header")
+            return error_response(400, "Invalid Content-Length header")
         if length > limit:
             return self._too_large(limit)
         data = self.rfile.read(length)
@@ -341,11 +339,11 @@ class _Handler(BaseHTTPRequestHandler):
             raise _ClientGone
         return data
 
-    def _too_large(self, limit: int) -> _Response:
+    def _too_large(self, limit: int) -> Response:
         self.close_connection = True  # the rest of the body is still on the wire
-        return _error(413, f"Request body too large (limit {limit} bytes)")
+        return error_response(413, f"Request body too large (limit {limit} bytes)")
 
-    def _read_chunked(self, limit: int) -> bytes | _Response:
+    def _read_chunked(self, limit: int) -> bytes | Response:
         parts: list[bytes] = []
         total = 0
         while True:
@@ -356,7 +354,7 @@ class _Handler(BaseHTTPRequestHandler):
                 size = int(line.split(b";", 1)[0].strip(), 16)
             except ValueError:
                 self.close_connection = True
-                return _error(400, "Invalid chunked request body")
+                return error_response(400, "Invalid chunked request body")
             if size == 0:
                 while self.rfile.readline(1024).strip():  # trailers
                     pass
@@ -370,7 +368,7 @@ class _Handler(BaseHTTPRequestHandler):
             parts.append(data)
             self.rfile.readline(3)
 
-    def _send(self, response: _Response) -> None:
+    def _send(self, response: Response) -> None:
         self._status = response.status
         body = response.body
         no_body = response.status in (204, 304)
@@ -396,7 +394,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(b"0\r\n\r\n")
 
     def _buffer_head(
-        self, response: _Response, body: bytes | Iterable[bytes], no_body: bool
+        self, response: Response, body: bytes | Iterable[bytes], no_body: bool
     ) -> bool:
         """Status line and headers into the send buffer; True if the body goes chunked."""
         chunked = False

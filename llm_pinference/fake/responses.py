@@ -8,15 +8,15 @@ from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import Any
 
-_JSON = "application/json"
-_HTML = "text/html; charset=utf-8"
+JSON_TYPE = "application/json"
+HTML_TYPE = "text/html; charset=utf-8"
 
 
 @dataclass
-class _Response:
+class Response:
     status: int
     body: bytes | Iterable[bytes] = b""
-    content_type: str = _JSON
+    content_type: str = JSON_TYPE
     headers: dict[str, str] = field(default_factory=dict)
     length: int | None = None  # known length of an iterable body
     truncate: bool = False  # promise the full length, send half, close
@@ -82,8 +82,10 @@ def error_payload(
     return {"error": {"message": message or default, "type": kind, "code": code}}
 
 
-def _error(status: int, message: str | None = None, *, model: str | None = None) -> _Response:
-    return _Response(status, _dumps(error_payload(status, message, model=model)))
+def error_response(
+    status: int, message: str | None = None, *, model: str | None = None
+) -> Response:
+    return Response(status, dumps(error_payload(status, message, model=model)))
 
 
 def html_page(status: int) -> bytes:
@@ -96,7 +98,7 @@ def html_page(status: int) -> bytes:
     ).encode()
 
 
-def _dumps(data: Any) -> bytes:
+def dumps(data: Any) -> bytes:
     return json.dumps(data, separators=(",", ":")).encode()
 
 

@@ -21,6 +21,6 @@ def route(path: str) -> tuple[str | None, str | None, str | None]:
     return None, None, None
 
 
-def _check_endpoint(endpoint: str) -> None:
+def check_endpoint(endpoint: str) -> None:
     if endpoint not in (*ENDPOINTS, "*"):
         raise ValueError(f"endpoint must be one of {', '.join((*ENDPOINTS, '*'))}")

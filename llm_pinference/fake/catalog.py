@@ -1,4 +1,4 @@
-"""Model catalogues for the fake server: an embedded realistic list, a generator, a loader.
+"""Model catalogs for the fake server: an embedded realistic list, a generator, a loader.
 
 The embedded list mirrors what the real service returns (see the API notes): most fields
 are optional, ids carry slashes, dots, colons and upper case, one model has no slash and
@@ -188,12 +188,12 @@ _DEFAULT: list[Model] = [
 ]
 
 
-def default_catalogue() -> list[Model]:
-    """Return a fresh copy of the embedded catalogue (callers may mutate it)."""
+def default_catalog() -> list[Model]:
+    """Return a fresh copy of the embedded catalog (callers may mutate it)."""
     return copy.deepcopy(_DEFAULT)
 
 
-def generate_catalogue(n: int) -> list[Model]:
+def generate_catalog(n: int) -> list[Model]:
     """Return ``n`` deterministic, varied models (for load tests and benchmarks).
 
     Ids look like ``vendorK/model-N``; every 9th carries a dot version, every 11th a
@@ -233,7 +233,7 @@ def generate_catalogue(n: int) -> list[Model]:
 
 
 def validate_models(models: Any) -> list[Model]:
-    """Check a catalogue's shape and return a private deep copy.
+    """Check a catalog's shape and return a private deep copy.
 
     Accepts a list, or an object holding the list under ``data`` or ``models``.
     Raises ValueError with a one-line message on anything else.
@@ -241,17 +241,17 @@ def validate_models(models: Any) -> list[Model]:
     if isinstance(models, dict):
         models = models.get("data", models.get("models"))
     if not isinstance(models, list):
-        raise ValueError("catalogue must be a JSON list or an object with a 'data' list")
+        raise ValueError("catalog must be a JSON list or an object with a 'data' list")
     for index, model in enumerate(models):
         if not isinstance(model, dict) or not isinstance(model.get("id"), str):
-            raise ValueError(f"catalogue item {index} is not an object with a string 'id'")
+            raise ValueError(f"catalog item {index} is not an object with a string 'id'")
         if not model["id"]:
-            raise ValueError(f"catalogue item {index} has an empty 'id'")
+            raise ValueError(f"catalog item {index} has an empty 'id'")
     return copy.deepcopy(models)
 
 
-def load_catalogue(path: str | Path) -> list[Model]:
-    """Load a catalogue from a JSON file; raise ValueError with a one-line reason."""
+def load_catalog(path: str | Path) -> list[Model]:
+    """Load a catalog from a JSON file; raise ValueError with a one-line reason."""
     try:
         text = Path(path).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
