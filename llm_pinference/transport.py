@@ -133,7 +133,8 @@ class _WatchedConnection:
                 self.timeout = min(self.timeout, left)
         sock: socket.socket = super()._new_conn()  # type: ignore[misc]
         if watch is not None:
-            # The TLS handshake that follows reads with this timeout, as one whole.
+            # The TLS handshake that follows reads with this timeout, as one whole: with
+            # the time the TCP connect took taken off, the handshake ends by the deadline.
             current = sock.gettimeout()
             left = max(0.001, watch.remaining())
             sock.settimeout(left if current is None else min(current, left))
@@ -144,7 +145,9 @@ class _WatchedConnection:
         super().connect()  # type: ignore[misc]
         watch = _current()
         if watch is not None:
-            watch.watch(self.sock)  # the TLS socket, for HTTPS
+            # The TLS socket, for HTTPS. urllib3 connects before request() (below) for
+            # HTTPS today; http.client connects inside it, which this covers too.
+            watch.watch(self.sock)
 
     def request(self, *args: Any, **kwargs: Any) -> Any:
         watch = _current()
@@ -153,20 +156,20 @@ class _WatchedConnection:
         return super().request(*args, **kwargs)  # type: ignore[misc]
 
 
-class _HTTPConnection(_WatchedConnection, HTTPConnection):
+class WatchedHTTPConnection(_WatchedConnection, HTTPConnection):
     pass
 
 
-class _HTTPSConnection(_WatchedConnection, HTTPSConnection):
+class WatchedHTTPSConnection(_WatchedConnection, HTTPSConnection):
     pass
 
 
 class _HTTPPool(HTTPConnectionPool):
-    ConnectionCls = _HTTPConnection
+    ConnectionCls = WatchedHTTPConnection
 
 
 class _HTTPSPool(HTTPSConnectionPool):
-    ConnectionCls = _HTTPSConnection
+    ConnectionCls = WatchedHTTPSConnection
 
 
 _POOLS = {"http": _HTTPPool, "https": _HTTPSPool}

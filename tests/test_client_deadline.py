@@ -10,18 +10,27 @@ Measured on an idle 2-core box: 1-20 ms past the deadline; SLACK leaves room for
 
 from __future__ import annotations
 
+import contextlib
+import http.client
+import shutil
 import socket
+import ssl
+import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
+import requests
+from support import in_ci
 
 from llm_pinference import catalog
 from llm_pinference.client import PinferenceClient
 from llm_pinference.errors import PinferenceError, Reason
 from llm_pinference.fake import FakePinference, Fault
 from llm_pinference.settings import Settings
+from llm_pinference.transport import WatchedHTTPSConnection, deadline
 
 TOTAL = 1.5
 SLACK = 0.6  # < TOTAL: a 2x deadline cannot pass
@@ -171,3 +180,101 @@ def test_read_timeout_has_its_own_message(fake: FakePinference) -> None:
 def test_the_default_total_is_connect_plus_read() -> None:
     api = PinferenceClient(Settings(), connect_timeout=0.5, read_timeout=2)
     assert api.total_timeout == 2.5
+
+
+@pytest.fixture
+def silent_tls_port() -> Iterator[int]:
+    """Accepts TCP connections and never speaks: a TLS handshake waits forever."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    try:
+        yield listener.getsockname()[1]
+    finally:
+        listener.close()
+
+
+def test_the_total_deadline_bounds_a_stalled_tls_handshake(silent_tls_port: int) -> None:
+    url = f"https://127.0.0.1:{silent_tls_port}/api/v1"
+    elapsed, err = timed_failure(client(url, connect_timeout=5, total_timeout=TOTAL).list_models)
+    assert err.reason is Reason.TIMEOUT
+    assert_cut_at(elapsed, TOTAL)
+
+
+@pytest.fixture(scope="module")
+def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    if shutil.which("openssl") is None:
+        if in_ci():
+            pytest.fail("openssl is needed for the TLS deadline test")
+        pytest.skip("openssl is not installed")
+    folder = tmp_path_factory.mktemp("tls")
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+         "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+         "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True, timeout=60,
+    )  # fmt: skip
+    return cert, key
+
+
+@pytest.fixture
+def dripping_tls_server(certificate: tuple[Path, Path]) -> Iterator[int]:
+    """A TLS server that completes the handshake, then drips its status line."""
+    cert, key = certificate
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(4)
+    stop = threading.Event()
+
+    def serve() -> None:
+        with contextlib.suppress(OSError):
+            conn, _ = listener.accept()
+            with context.wrap_socket(conn, server_side=True) as tls:
+                tls.recv(65536)
+                for byte in b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}":
+                    if stop.wait(INTERVAL):
+                        break
+                    tls.sendall(bytes([byte]))
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield listener.getsockname()[1]
+    finally:
+        stop.set()
+        listener.close()
+        thread.join(5)
+
+
+def test_the_total_deadline_holds_over_tls(
+    dripping_tls_server: int, certificate: tuple[Path, Path]
+) -> None:
+    session = requests.Session()
+    session.trust_env = False  # else REQUESTS_CA_BUNDLE would replace `verify`
+    session.verify = str(certificate[0])
+    api = PinferenceClient(
+        Settings(base_url=f"https://127.0.0.1:{dripping_tls_server}/api/v1"),
+        connect_timeout=1, read_timeout=1, total_timeout=TOTAL, session=session,
+    )  # fmt: skip
+    elapsed, err = timed_failure(api.list_models)
+    assert err.reason is Reason.TIMEOUT, err
+    assert_cut_at(elapsed, TOTAL)
+
+
+def test_a_tls_connection_made_inside_the_request_is_watched(
+    dripping_tls_server: int, certificate: tuple[Path, Path]
+) -> None:
+    # http.client connects inside request() when nobody connected first: the TLS socket
+    # then reaches the deadline through connect().
+    conn = WatchedHTTPSConnection(
+        "127.0.0.1", dripping_tls_server, ca_certs=str(certificate[0]), timeout=1
+    )
+    started = time.monotonic()
+    with deadline(TOTAL), pytest.raises((OSError, http.client.HTTPException)):
+        conn.request("GET", "/api/v1/models")
+        conn.getresponse()
+    conn.close()
+    assert_cut_at(time.monotonic() - started, TOTAL)
