@@ -31,7 +31,6 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from .errors import PinferenceError
-from .filelock import locked
 from .models import ModelInfo, parse_models
 from .settings import Settings
 from .text import one_line, redact, redact_data, redact_url, url_secrets
@@ -372,6 +371,8 @@ class Catalog:
 
     def _store(self, entry: Entry) -> bool:
         """Write this account's entry (keeping other accounts); False if the write failed."""
+        from .filelock import locked  # writes only: lookups of a warm cache never need it
+
         if entry.error is None:
             with _lock:
                 _retry_at.pop((str(self.path), self.account), None)

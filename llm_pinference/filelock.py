@@ -12,19 +12,22 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
-try:
-    import fcntl
-except ImportError:  # Windows
-    fcntl = None  # type: ignore[assignment]
-try:
+if sys.platform == "win32":
     import msvcrt
-except ImportError:  # POSIX
-    msvcrt = None  # type: ignore[assignment]
+
+    fcntl = None
+else:
+    try:
+        import fcntl
+    except ImportError:  # a POSIX-like platform without it: the in-process lock only
+        fcntl = None  # type: ignore[assignment]
+    msvcrt = None
 
 DEFAULT_WAIT = 2.0
 _POLL = 0.005
