@@ -60,6 +60,13 @@ def check_model_id(model_id: str) -> str:
     """
     if not isinstance(model_id, str) or not model_id:
         raise InvalidModelId("model id must not be empty")
+    if not model_id.isascii():
+        try:
+            model_id.encode("utf-8")
+        except UnicodeEncodeError:  # a lone surrogate (JSON allows them): no URL for it
+            raise InvalidModelId(
+                f"invalid model id {_shown(model_id)}: not valid Unicode"
+            ) from None
     decoded = model_id
     for _ in range(8):
         once = unquote(decoded)

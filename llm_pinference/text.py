@@ -15,8 +15,9 @@ REDACTED = "***"
 MIN_SECRET_LENGTH = 4
 
 _URL_USERINFO = re.compile(r"^(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<userinfo>[^@/?#]*@)")
-# C0 and C1 controls, DEL, and the escape introducer: what a terminal or log reader would act on.
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+# C0 and C1 controls, DEL, and the escape introducer: what a terminal or log reader would act
+# on; and lone surrogates (JSON can carry them), which no output stream can encode.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
 
 # Units of Prometheus' duration syntax, largest first.
 DURATION_UNITS: tuple[tuple[str, float], ...] = (
@@ -100,9 +101,15 @@ def one_line(text: str, limit: int = 300) -> str:
 
 
 def printable(text: str) -> str:
-    """`text` with control characters (ANSI escapes included) shown as `\\xNN` escapes:
-    data from the API must not drive the user's terminal or forge log lines."""
-    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+    """`text` with control characters (ANSI escapes included) shown as `\\xNN` escapes, and
+    lone surrogates as `\\uNNNN`: data from the API must not drive the user's terminal,
+    forge log lines or make printing fail."""
+    return _CONTROL.sub(_escape, text)
+
+
+def _escape(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
 
 
 def format_duration(seconds: float) -> str:
