@@ -397,7 +397,9 @@ class Catalog:
             text = json.dumps(document, ensure_ascii=False, separators=(",", ":"))
             # Belt and braces: nothing we store should hold a secret, but make sure of it.
             text = redact(text, self.settings.secrets)
-            identity = _atomic_write(self.path, text.encode("utf-8"))
+            # A lone surrogate (JSON from the API may hold one) has no UTF-8 form: written
+            # as `\udXXX`, which inside a JSON string is that very character again.
+            identity = _atomic_write(self.path, text.encode("utf-8", "backslashreplace"))
         except (OSError, ValueError, RecursionError):
             return False
         new_state = _FileState(identity, accounts, {})

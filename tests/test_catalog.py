@@ -432,3 +432,17 @@ def test_an_all_unusable_list_keeps_the_cached_one(path: Path) -> None:
     assert lookup.source == "stale" and lookup.models == first.models
     assert lookup.error is not None and lookup.error.reason is Reason.INVALID_RESPONSE
     assert len(json.loads(path.read_text())["accounts"][settings.account]["models"]) > 5
+
+
+def test_a_lone_surrogate_from_the_api_is_cached_and_read_back(path: Path) -> None:
+    def fetch(_: Settings) -> list[ModelInfo]:
+        return parse_models([{"id": "a/\ud800", "display_name": "bad \udfff name é"}])[0]
+
+    clock = Clock()
+    first = Catalog(path, Settings(base_url=BASE), fetch=fetch, clock=clock).get()
+    assert first.source == "fetched"
+    catalog.reset_process_state()  # another process reads the file
+    lookup = make(path, Fetcher([]), clock)
+    (model,) = lookup.get().models
+    assert (model.id, model.display_name) == ("a/\ud800", "bad \udfff name é")
+    assert lookup.get().source == "fresh"
