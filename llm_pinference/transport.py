@@ -21,6 +21,7 @@ Imported only when a request is made: it imports requests.
 from __future__ import annotations
 
 import contextlib
+import http.client
 import socket
 import threading
 import time
@@ -28,10 +29,18 @@ from collections.abc import Iterator
 from typing import Any
 
 import requests
+from requests import exceptions as rex
 from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
-from urllib3.exceptions import ConnectTimeoutError
+from urllib3.exceptions import ConnectTimeoutError, NewConnectionError, ProxyError
+
+from .errors import Reason
+
+try:
+    from urllib3.exceptions import NameResolutionError
+except ImportError:  # urllib3 1.x: the socket.gaierror in the chain tells the same
+    NameResolutionError = socket.gaierror  # type: ignore[misc,assignment]
 
 _local = threading.local()
 
@@ -202,3 +211,72 @@ def mount(session: requests.Session) -> requests.Session:
     session.mount("http://", adapter)
     session.mount("https://", adapter)
     return session
+
+
+_LOST = "connection closed before the response was complete"
+
+
+def describe_failure(exc: Exception) -> tuple[Reason, str]:
+    """The reason and a short, key-free description of a transport failure (no nested
+    reprs): whether the connection was never made, or was lost or garbled after it was.
+    The first matching rule wins."""
+    causes = _causes(exc)
+
+    def wraps(*types: type[BaseException]) -> bool:
+        return any(isinstance(c, types) for c in causes)
+
+    refused = " (connection refused)" if wraps(ConnectionRefusedError) else ""
+    rules: list[tuple[bool, Reason, str]] = [
+        (isinstance(exc, rex.SSLError), Reason.CONNECTION_ERROR, "TLS error talking to the API"),
+        (
+            isinstance(exc, (rex.InvalidURL, rex.MissingSchema, rex.InvalidSchema)),
+            Reason.CONNECTION_ERROR,
+            "invalid base URL (check PRIME_INFERENCE_URL)",
+        ),
+        (
+            isinstance(exc, rex.ContentDecodingError),
+            Reason.INVALID_RESPONSE,
+            "the response body cannot be decoded",
+        ),
+        (
+            wraps(NameResolutionError, socket.gaierror),
+            Reason.CONNECTION_ERROR,
+            "cannot connect to the API (host name not resolved)",
+        ),
+        (
+            isinstance(exc, rex.ProxyError) or wraps(ProxyError),
+            Reason.CONNECTION_ERROR,
+            "cannot connect to the API through the proxy",
+        ),
+        (wraps(NewConnectionError), Reason.CONNECTION_ERROR, f"cannot connect to the API{refused}"),
+        (
+            wraps(http.client.RemoteDisconnected, http.client.IncompleteRead),
+            Reason.CONNECTION_ERROR,
+            _LOST,
+        ),
+        (wraps(http.client.HTTPException), Reason.INVALID_RESPONSE, "the answer is not valid HTTP"),
+        # Connected, then the peer closed or reset before the answer was whole.
+        (
+            isinstance(exc, (requests.ConnectionError, rex.ChunkedEncodingError, OSError)),
+            Reason.CONNECTION_ERROR,
+            _LOST,
+        ),
+    ]
+    for matched, reason, message in rules:
+        if matched:
+            return reason, message
+    return Reason.CONNECTION_ERROR, f"request failed ({type(exc).__name__})"
+
+
+def _causes(exc: BaseException) -> list[BaseException]:
+    """`exc` and what it wraps: requests and urllib3 nest the socket error in args, in
+    `reason` and in the exception chain."""
+    found: list[BaseException] = []
+    todo: list[object] = [exc]
+    while todo and len(found) < 32:
+        item = todo.pop()
+        if not isinstance(item, BaseException) or any(item is f for f in found):
+            continue
+        found.append(item)
+        todo += [*item.args, getattr(item, "reason", None), item.__cause__, item.__context__]
+    return found

@@ -163,3 +163,34 @@ def test_the_default_response_cap_is_16_mib(fake, size, accepted):
     else:
         err = failure(lambda: client.get_model("any/model"))
         assert err.reason is Reason.INVALID_RESPONSE and "larger than 16777216 bytes" in str(err)
+
+
+def test_an_answer_that_is_not_http_is_invalid_response():
+    import socket
+    import threading
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+
+    def serve():
+        conn, _ = listener.accept()
+        with conn:
+            conn.recv(65536)
+            conn.sendall(b"SSH-2.0-OpenSSH_9.6\r\n\r\n")
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{listener.getsockname()[1]}/api/v1"
+    err = failure(PinferenceClient(Settings(base_url=url), read_timeout=5).list_models)
+    thread.join(5)
+    listener.close()
+    assert (err.reason, str(err)) == (
+        Reason.INVALID_RESPONSE,
+        "invalid_response: the answer is not valid HTTP",
+    )
+
+
+def test_a_base_url_without_a_scheme_says_so():
+    err = failure(PinferenceClient(Settings(base_url="api.pinference.ai/api/v1")).list_models)
+    assert err.reason is Reason.CONNECTION_ERROR and "check PRIME_INFERENCE_URL" in str(err)
