@@ -24,11 +24,16 @@ import yaml
 from llm_pinference.client import PinferenceClient
 from llm_pinference.fake import FakePinference, Fault
 from llm_pinference.settings import Settings
+from llm_pinference.testing import Process, ProjectFiles, free_port, wait_until
+from llm_pinference.testing.prometheus import (
+    prom_alerts,
+    prom_values,
+    rewrite_config,
+    rewrite_rules,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests"))
-import promhelpers  # noqa: E402  (the shipped config/rules rewrite, shared with the tests)
-from support import free_port  # noqa: E402
+FILES = ProjectFiles(ROOT)
 
 BIN = Path(sys.executable).parent
 MODEL = "meta-llama/llama-3.1-70b-instruct"
@@ -64,7 +69,7 @@ def run(argv: list[str], env: dict[str, str], keep: Callable[[str], bool] | None
 def wait_for(check: Callable[[], T | None], what: str, timeout: float = 60) -> T:
     """The tests' wait_until, ending the demo with one line instead of a traceback."""
     try:
-        return promhelpers.wait_until(check, timeout=timeout, what=what, interval=0.3)
+        return wait_until(check, timeout=timeout, what=what, interval=0.3)
     except AssertionError as exc:
         raise SystemExit(f"demo: {exc}") from None
 
@@ -98,7 +103,7 @@ def scrape(url: str, prefixes: tuple[str, ...]) -> None:
             print("  " + line)
 
 
-def start_prometheus(work: Path, exporter_target: str) -> tuple[promhelpers.Process, str] | None:
+def start_prometheus(work: Path, exporter_target: str) -> tuple[Process, str] | None:
     binary = shutil.which("prometheus")
     if binary is None:
         print(
@@ -107,10 +112,10 @@ def start_prometheus(work: Path, exporter_target: str) -> tuple[promhelpers.Proc
         return None
     rules = work / "pinference.rules.yml"
     rules.write_text(
-        yaml.safe_dump(promhelpers.rewrite_rules(promhelpers.load_yaml(promhelpers.RULES)))
+        yaml.safe_dump(rewrite_rules(yaml.safe_load(FILES.rules.read_text())))
     )
-    config = promhelpers.rewrite_config(
-        promhelpers.load_yaml(promhelpers.PROM_CONFIG), exporter_target, rules
+    config = rewrite_config(
+        yaml.safe_load(FILES.prometheus_config.read_text()), exporter_target, rules
     )
     (work / "prometheus.yml").write_text(yaml.safe_dump(config))
     port = free_port()
@@ -121,11 +126,11 @@ def start_prometheus(work: Path, exporter_target: str) -> tuple[promhelpers.Proc
         f"--storage.tsdb.path={work / 'tsdb'}",
     ]
     print("$ prometheus --config.file=prometheus/prometheus.yml (a copy: 1s intervals, short for:)")
-    prom = promhelpers.Process("prometheus", argv, work / "prometheus.log")
+    prom = Process("prometheus", argv, work / "prometheus.log")
     url = f"http://127.0.0.1:{port}"
     try:
         wait_for(
-            lambda: promhelpers.prom_values(url, 'up{job="pinference"} == 1'),
+            lambda: prom_values(url, 'up{job="pinference"} == 1'),
             "Prometheus to scrape the exporter",
         )
     except BaseException:
@@ -146,7 +151,7 @@ def demo_exporter(fake: FakePinference, env: dict[str, str], work: Path) -> None
         f"--probe.models={MODEL}",
     ]
     print("$ " + " ".join(Path(argv[0]).name if i == 0 else a for i, a in enumerate(argv)))
-    exporter = promhelpers.Process("exporter", argv, work / "exporter.log", env=env)
+    exporter = Process("exporter", argv, work / "exporter.log", env=env)
     base = f"http://127.0.0.1:{port}"
     prom = None
     try:
@@ -190,7 +195,7 @@ def demo_exporter(fake: FakePinference, env: dict[str, str], work: Path) -> None
             alerts = wait_for(
                 lambda: [
                     a
-                    for a in promhelpers.prom_alerts(url)
+                    for a in prom_alerts(url)
                     if a["labels"].get("alertname") == "PinferenceAuthFailing"
                     and a["state"] == "firing"
                 ],
