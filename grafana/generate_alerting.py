@@ -1,10 +1,19 @@
 #!/usr/bin/env python3
-"""Generate Grafana-managed alert rules from the Prometheus alerting rules.
+"""Generate Grafana-managed alert rules from the Prometheus alerting rules, and keep the
+runbook links of the rules and the dashboard on one setting.
 
-    python grafana/generate_alerting.py          # rewrites the Grafana alerting file
-    python grafana/generate_alerting.py --check  # exit 1 if that file is out of date
+    python grafana/generate_alerting.py          # rewrites what is out of date
+    python grafana/generate_alerting.py --check  # exit 1 if anything is out of date
 
-The output is grafana/provisioning/alerting/pinference.yml.
+Settings (edit them here, then run the generator):
+- RUNBOOK_BASE: where the runbooks are. By default the project's docs/alerts.md at the
+  `Repository` URL of pyproject.toml's [project.urls] (DEFAULT_REPOSITORY without one).
+  Every alert's runbook_url is RUNBOOK_BASE#<alert name in lower case>, and the dashboard's
+  "Alert runbooks" link is RUNBOOK_BASE.
+
+Outputs: grafana/provisioning/alerting/pinference.yml (generated), and in place the
+runbook_url lines of prometheus/pinference.rules.yml and the runbook link of
+grafana/dashboards/pinference.json (nothing else in those two files is touched).
 
 prometheus/pinference.rules.yml is the single source: the Grafana rules get the same
 PromQL expression, `for`, labels and annotations. Each Grafana rule is built the way
@@ -28,6 +37,7 @@ Standard library and PyYAML only.
 from __future__ import annotations
 
 import argparse
+import json
 import re
 import sys
 from pathlib import Path
@@ -35,9 +45,21 @@ from typing import Any
 
 import yaml
 
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10: read the one key with a regular expression
+    tomllib = None  # type: ignore[assignment]
+
 ROOT = Path(__file__).resolve().parent.parent
 RULES = ROOT / "prometheus" / "pinference.rules.yml"
 OUTPUT = ROOT / "grafana" / "provisioning" / "alerting" / "pinference.yml"
+DASHBOARD = ROOT / "grafana" / "dashboards" / "pinference.json"
+PYPROJECT = ROOT / "pyproject.toml"
+
+# ---- settings
+RUNBOOK_BASE: str | None = None  # None: <Repository>/blob/main/docs/alerts.md
+DEFAULT_REPOSITORY = "https://github.com/llm-pinference/llm-pinference"
+RUNBOOK_LINK_TITLE = "Alert runbooks"  # the dashboard link that RUNBOOK_BASE feeds
 
 DATASOURCE_UID = "prometheus"  # grafana/provisioning/datasources/prometheus.yml
 FOLDER = "Pinference"
@@ -69,6 +91,73 @@ _UID_OK = re.compile(r"^[a-zA-Z0-9_-]{1,40}$")
 
 class GenerationError(Exception):
     """The Prometheus rules cannot be translated faithfully."""
+
+
+# ------------------------------------------------------------------ runbook links
+
+
+def repository_url(pyproject: Path = PYPROJECT) -> str:
+    """The `Repository` URL of [project.urls] in pyproject.toml, or DEFAULT_REPOSITORY."""
+    try:
+        text = pyproject.read_text(encoding="utf-8")
+    except OSError:
+        return DEFAULT_REPOSITORY
+    if tomllib is not None:
+        urls = tomllib.loads(text).get("project", {}).get("urls", {})
+        url = next((v for k, v in urls.items() if k.lower() == "repository"), None)
+    else:
+        section = re.search(r"^\[project\.urls\]\s*$(.*?)(?=^\[|\Z)", text, flags=re.M | re.S)
+        found = section and re.search(
+            r'^\s*"?repository"?\s*=\s*"([^"]+)"', section.group(1), flags=re.M | re.I
+        )
+        url = found.group(1) if found else None
+    return str(url).rstrip("/") if url else DEFAULT_REPOSITORY
+
+
+def runbook_base(pyproject: Path = PYPROJECT) -> str:
+    """RUNBOOK_BASE, or the project's docs/alerts.md at its repository."""
+    if RUNBOOK_BASE:
+        return RUNBOOK_BASE
+    return f"{repository_url(pyproject)}/blob/main/docs/alerts.md"
+
+
+def runbook_url(base: str, alert: str) -> str:
+    """The runbook of an alert: its heading's anchor in the runbook document."""
+    return f"{base}#{alert.lower()}"
+
+
+_ALERT_LINE = re.compile(r"^\s*-\s*alert:\s*(\S+)\s*$")
+_RUNBOOK_LINE = re.compile(r"^(\s*)runbook_url:.*$")
+
+
+def sync_rule_runbooks(rules_text: str, base: str) -> str:
+    """The rules file with every runbook_url line set from `base` (comments and the rest
+    of the file unchanged). Every alert must have one."""
+    lines, alert, seen = [], None, set()
+    for line in rules_text.splitlines(keepends=True):
+        new = line
+        if match := _ALERT_LINE.match(line):
+            alert = match.group(1)
+        elif (match := _RUNBOOK_LINE.match(line)) and alert is not None:
+            ending = line[len(line.rstrip("\r\n")) :]
+            new = f"{match.group(1)}runbook_url: '{runbook_url(base, alert)}'{ending}"
+            seen.add(alert)
+        lines.append(new)
+    alerts = {r["alert"] for g in yaml.safe_load(rules_text)["groups"] for r in g["rules"]
+              if "alert" in r}  # fmt: skip
+    if missing := sorted(alerts - seen):
+        raise GenerationError(f"no runbook_url annotation in: {', '.join(missing)}")
+    return "".join(lines)
+
+
+def sync_dashboard_runbooks(dashboard_text: str, base: str) -> str:
+    """The dashboard JSON with its runbook link set to `base` (the file's own format)."""
+    dashboard = json.loads(dashboard_text)
+    links = [link for link in dashboard.get("links", []) if link.get("title") == RUNBOOK_LINK_TITLE]
+    if len(links) != 1:
+        raise GenerationError(f"the dashboard needs one link titled {RUNBOOK_LINK_TITLE!r}")
+    links[0]["url"] = base
+    return json.dumps(dashboard, indent=2, ensure_ascii=False) + "\n"
 
 
 def translate_template(text: str) -> str:
@@ -194,38 +283,58 @@ def _str_representer(dumper: yaml.SafeDumper, data: str) -> yaml.ScalarNode:
 _Dumper.add_representer(str, _str_representer)
 
 
-def render(rules_path: Path = RULES) -> str:
-    doc = yaml.safe_load(rules_path.read_text(encoding="utf-8"))
+def render_grafana(rules_text: str) -> str:
+    """The Grafana alerting file for a Prometheus rules file's text."""
     body = yaml.dump(
-        generate(doc), Dumper=_Dumper, sort_keys=False, width=10_000, allow_unicode=True
-    )
+        generate(yaml.safe_load(rules_text)),
+        Dumper=_Dumper, sort_keys=False, width=10_000, allow_unicode=True,
+    )  # fmt: skip
     return HEADER + body
+
+
+def _read(path: Path) -> str | None:
+    return path.read_text(encoding="utf-8") if path.exists() else None
+
+
+def outputs(
+    rules: Path = RULES, output: Path = OUTPUT, dashboard: Path = DASHBOARD, base: str | None = None
+) -> dict[Path, str]:
+    """Every file the generator owns, or owns a part of, with the text it must have."""
+    base = base or runbook_base()
+    rules_text = sync_rule_runbooks(rules.read_text(encoding="utf-8"), base)
+    return {
+        rules: rules_text,
+        dashboard: sync_dashboard_runbooks(dashboard.read_text(encoding="utf-8"), base),
+        output: render_grafana(rules_text),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--check", action="store_true", help="exit 1 if the output is stale")
+    parser.add_argument("--check", action="store_true", help="exit 1 if anything is stale")
     parser.add_argument("--rules", type=Path, default=RULES, help="Prometheus rules file")
     parser.add_argument("--output", type=Path, default=OUTPUT, help="Grafana alerting file")
+    parser.add_argument("--dashboard", type=Path, default=DASHBOARD, help="Grafana dashboard")
     args = parser.parse_args(argv)
     try:
-        text = render(args.rules)
-    except (GenerationError, KeyError, OSError, yaml.YAMLError) as exc:
+        wanted = outputs(args.rules, args.output, args.dashboard)
+    except (GenerationError, KeyError, OSError, ValueError, yaml.YAMLError) as exc:
         print(f"generate_alerting: {exc}", file=sys.stderr)
         return 2
+    stale = [path for path, text in wanted.items() if _read(path) != text]
     if args.check:
-        current = args.output.read_text(encoding="utf-8") if args.output.exists() else None
-        if current != text:
-            print(
-                f"{args.output} is out of date: run  python grafana/generate_alerting.py",
-                file=sys.stderr,
-            )
-            return 1
-        print(f"{args.output} is up to date")
-        return 0
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(text, encoding="utf-8")
-    print(f"wrote {args.output}")
+        for path in stale:
+            print(f"{path} is out of date: run  python grafana/generate_alerting.py",
+                  file=sys.stderr)  # fmt: skip
+        if not stale:
+            print("the rules, the dashboard and the Grafana alerting file are up to date")
+        return 1 if stale else 0
+    for path in stale:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(wanted[path], encoding="utf-8")
+        print(f"wrote {path}")
+    if not stale:
+        print("nothing to do: everything is up to date")
     return 0
 
 

@@ -67,6 +67,7 @@ TEMPLATE_VALUES = {
     "datasource": "prometheus",
     "job": JOB,
     "instance": ".+",
+    "account": ".*",
     "model": ".+",
     "__rate_interval": "1m",
     "__interval": "1m",
@@ -131,8 +132,9 @@ def dashboard_queries(dashboard: dict[str, Any]) -> list[tuple[str, str]]:
                 where = f"panel {panel['id']} {panel.get('title')!r} ref {target.get('refId')}"
                 queries.append((where, target["expr"]))
     for annotation in dashboard.get("annotations", {}).get("list", []):
-        if annotation.get("expr"):
-            queries.append((f"annotation {annotation['name']!r}", annotation["expr"]))
+        expr = (annotation.get("target") or {}).get("expr") or annotation.get("expr")
+        if expr:
+            queries.append((f"annotation {annotation['name']!r}", expr))
     for variable in dashboard.get("templating", {}).get("list", []):
         if variable.get("type") != "query":
             continue
@@ -160,6 +162,14 @@ def substitute(expr: str, values: dict[str, str] | None = None) -> str:
         return table[name]
 
     return _VARIABLE.sub(replace, expr)
+
+
+def is_exporter_level(name: str) -> bool:
+    """Series about the exporter itself, which carry no `account` label (Prometheus' `up`,
+    pinference_exporter_*, the probe interval): every other pinference series has one."""
+    return name == "up" or name.startswith("pinference_exporter_") or name in {
+        "pinference_probe_interval_seconds",
+    }
 
 
 def contract_metrics() -> dict[str, str]:

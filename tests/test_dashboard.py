@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib.util
 import itertools
+import json
 import re
 import sys
 from pathlib import Path
@@ -17,6 +18,7 @@ from types import ModuleType
 from typing import Any
 
 import pytest
+import yaml
 from promhelpers import (
     ALERTS_DOC,
     DASHBOARD,
@@ -27,12 +29,12 @@ from promhelpers import (
     JOB,
     PROMETHEUS_SERIES,
     RULES,
-    TEMPLATE_VALUES,
     alert_rules,
     check_exprs_with_promtool,
     contract_metrics,
     contract_series_names,
     dashboard_queries,
+    is_exporter_level,
     iter_panels,
     load_dashboard,
     load_yaml,
@@ -42,6 +44,8 @@ from promhelpers import (
 )
 
 DS_REF = {"type": "prometheus", "uid": "${datasource}"}
+# Series with no job/instance: the objective recorded by the rules (a global setting).
+GLOBAL_SERIES = frozenset({"pinference:slo_objective:ratio"})
 BUILTIN_GRAFANA_DS = {"type": "grafana", "uid": "-- Grafana --"}
 
 
@@ -154,20 +158,93 @@ def _walk(node: Any, path: str = "") -> list[tuple[str, Any]]:
     return items
 
 
-def test_every_query_uses_the_datasource_variable(
-    dashboard: dict[str, Any], panels: list[dict[str, Any]]
+# Grafana's import (pkg/services/dashboardimport/utils: DashTemplateEvaluator) replaces
+# every "${INPUT_NAME}" in every string of the JSON with the value chosen for that input.
+_IMPORT_VARIABLE = re.compile(r"\$\{.+?\}")
+
+
+def grafana_import(dashboard: dict[str, Any], chosen: dict[str, str]) -> dict[str, Any]:
+    """The dashboard as Grafana's import stores it, with `chosen` {input name: value}."""
+    table = {f"${{{name}}}": value for name, value in chosen.items()}
+    missing = {i["name"] for i in dashboard.get("__inputs", [])} - set(chosen)
+    assert not missing, f"the import form would ask for {missing}"
+
+    def evaluate(node: Any) -> Any:
+        if isinstance(node, str):
+            return _IMPORT_VARIABLE.sub(lambda m: table.get(m.group(0), m.group(0)), node)
+        if isinstance(node, dict):
+            return {key: evaluate(value) for key, value in node.items()}
+        if isinstance(node, list):
+            return [evaluate(value) for value in node]
+        return node
+
+    return evaluate(dashboard)
+
+
+def datasource_refs(dashboard: dict[str, Any]) -> list[tuple[str, Any]]:
+    """(path, value) of every `datasource` key, except the built-in Grafana annotation."""
+    refs = []
+    for path, node in _walk(dashboard):
+        if isinstance(node, dict) and "datasource" in node and node.get("builtIn") != 1:
+            refs.append((f"{path}.datasource", node["datasource"]))
+    return refs
+
+
+def resolve_datasource(dashboard: dict[str, Any], ref: Any) -> str:
+    """The data source uid a reference ends on: a variable reference is replaced by the
+    variable's current value, as Grafana does when the dashboard loads."""
+    assert isinstance(ref, dict) and ref.get("type") == "prometheus", ref
+    uid = ref["uid"]
+    match = re.fullmatch(r"\$\{(\w+)\}|\$(\w+)", uid)
+    if not match:
+        return str(uid)
+    name = match.group(1) or match.group(2)
+    (variable,) = [v for v in dashboard["templating"]["list"] if v["name"] == name]
+    assert variable["type"] == "datasource" and variable["query"] == "prometheus", variable
+    return str(variable["current"]["value"])
+
+
+def test_one_datasource_mechanism_fed_by_the_import_input(dashboard: dict[str, Any]) -> None:
+    """__inputs feeds the `datasource` variable, and everything uses that variable: choosing
+    a data source on import sets it, and it can still be switched afterwards."""
+    (ds_input,) = [i for i in dashboard["__inputs"] if i["type"] == "datasource"]
+    assert ds_input["pluginId"] == "prometheus"
+    placeholder = f"${{{ds_input['name']}}}"
+    fed = [v for v in dashboard["templating"]["list"]
+           if v["type"] == "datasource" and v["current"].get("value") == placeholder]  # fmt: skip
+    assert [v["name"] for v in fed] == ["datasource"], "the input must feed the variable"
+    assert json.dumps(dashboard).count(placeholder) == 2  # the variable's value and text
+    refs = datasource_refs(dashboard)
+    assert len(refs) >= 30
+    for path, ref in refs:
+        assert ref == DS_REF, f"{path} does not use the datasource variable: {ref!r}"
+
+
+def test_importing_with_another_datasource_points_everything_at_it(
+    dashboard: dict[str, Any],
 ) -> None:
-    for panel in panels:
-        if panel["type"] == "row":
-            continue
-        assert panel["datasource"] == DS_REF, panel["title"]
-        for target in panel["targets"]:
-            assert target["datasource"] == DS_REF, f"{panel['title']} {target['refId']}"
-    annotations = dashboard["annotations"]["list"]
-    assert [a["datasource"] for a in annotations if not a.get("builtIn")] == [DS_REF]
-    for variable in dashboard["templating"]["list"]:
-        if variable["type"] == "query":
-            assert variable["datasource"] == DS_REF, variable["name"]
+    imported = grafana_import(dashboard, {"DS_PROMETHEUS": "second-prometheus"})
+    resolved = {path: resolve_datasource(imported, ref) for path, ref in datasource_refs(imported)}
+    wrong = {path: uid for path, uid in resolved.items() if uid != "second-prometheus"}
+    assert not wrong, wrong
+    # the variable stays switchable: panels still reference it, not the chosen uid
+    assert all(ref == DS_REF for _, ref in datasource_refs(imported))
+
+
+def test_import_checks_catch_a_reference_that_bypasses_the_variable(
+    dashboard: dict[str, Any],
+) -> None:
+    """The two tests above fail on the original bug: a reference to ${DS_PROMETHEUS} or a
+    hard-coded uid, or an input that feeds nothing."""
+    for uid in ("${DS_PROMETHEUS}", "prometheus"):
+        broken = json.loads(json.dumps(dashboard))
+        broken["panels"][1]["targets"][0]["datasource"] = {"type": "prometheus", "uid": uid}
+        with pytest.raises(AssertionError):
+            test_one_datasource_mechanism_fed_by_the_import_input(broken)
+    unfed = json.loads(json.dumps(dashboard))
+    unfed["templating"]["list"][0]["current"] = {"text": "default", "value": "default"}
+    with pytest.raises(AssertionError):
+        test_importing_with_another_datasource_points_everything_at_it(unfed)
 
 
 def test_no_hard_coded_datasource_uid(dashboard: dict[str, Any]) -> None:
@@ -181,28 +258,134 @@ def test_no_hard_coded_datasource_uid(dashboard: dict[str, Any]) -> None:
 
 def test_template_variables(dashboard: dict[str, Any]) -> None:
     variables = {v["name"]: v for v in dashboard["templating"]["list"]}
-    assert list(variables) == ["datasource", "job", "instance", "model"]
+    assert list(variables) == ["datasource", "job", "instance", "account", "model"]
     datasource = variables["datasource"]
     assert datasource["type"] == "datasource" and datasource["query"] == "prometheus"
-    assert datasource["current"].get("value") in (None, "default")
     job = variables["job"]
     assert job["current"]["value"] == JOB and not job["multi"]
-    instance, model = variables["instance"], variables["model"]
-    assert instance["multi"] and instance["includeAll"]
-    assert 'job="$job"' in instance["query"]["query"]
-    assert model["multi"] and model["includeAll"]
+    for name in ("instance", "account", "model"):
+        assert variables[name]["multi"] and variables[name]["includeAll"], name
+    assert 'job="$job"' in variables["instance"]["query"]["query"]
+    account = variables["account"]
+    # All must also match series without the label (an absent label is the empty value)
+    assert account["allValue"] == ".*"
+    assert re.fullmatch(
+        r'label_values\(pinference_up\{job="\$job", instance=~"\$instance"\}, account\)',
+        account["query"]["query"],
+    )
+    model = variables["model"]
     assert model["query"]["query"].startswith("label_values(pinference_model_available{")
+    assert 'account=~"$account"' in model["query"]["query"]
     assert model["query"]["query"].endswith(", model)")
+    for variable in variables.values():
+        assert "definition" not in variable, "not in Grafana's schema: Grafana derives it"
 
 
-def test_queries_are_scoped_to_job_and_instance(panels: list[dict[str, Any]]) -> None:
+def _selectors(expr: str) -> list[tuple[str, str]]:
+    return re.findall(r"([a-zA-Z_:][\w:]*)\{([^}]*)\}", expr)
+
+
+def test_queries_are_scoped_to_job_instance_and_account(panels: list[dict[str, Any]]) -> None:
     for panel in panels:
         for expr in exprs_of(panel):
-            for selector in re.findall(r"[a-zA-Z_:][\w:]*\{([^}]*)\}", expr):
-                assert 'job="$job"' in selector, f"{panel['title']}: {expr}"
-                assert 'instance=~"$instance"' in selector, f"{panel['title']}: {expr}"
-            for name in metric_names(expr):
-                assert re.search(rf"\b{name}\{{", expr), f"{panel['title']}: bare {name}"
+            where = f"{panel['title']}: {expr}"
+            for name, selector in _selectors(expr):
+                if name in GLOBAL_SERIES:
+                    continue
+                assert 'job="$job"' in selector, where
+                assert 'instance=~"$instance"' in selector, where
+                if not is_exporter_level(name):
+                    assert 'account=~"$account"' in selector, where
+            for name in metric_names(expr) - GLOBAL_SERIES:
+                assert re.search(rf"\b{re.escape(name)}\{{", expr), f"bare {name}: {where}"
+            for clause in re.findall(r"\bby\s*\(([^)]*)\)", expr):
+                labels = {label.strip() for label in clause.split(",")}
+                if "instance" in labels:
+                    assert "account" in labels, f"by ({clause}) drops account: {where}"
+
+
+def test_rates_use_the_rate_interval(panels: list[dict[str, Any]]) -> None:
+    """Range queries take rates over $__rate_interval (at least four scrapes at any zoom);
+    a fixed window is only for instant stats whose title names it."""
+    checked = 0
+    for panel in panels:
+        for target in panel.get("targets") or []:
+            windows = re.findall(r"\b(?:rate|irate|increase|delta|deriv)\([^\[]*\[([^\]]+)\]",
+                                 target["expr"])  # fmt: skip
+            for window in windows:
+                checked += 1
+                if target.get("instant"):
+                    assert f"({window})" in panel["title"], f"{panel['title']}: [{window}]"
+                else:
+                    assert window == "$__rate_interval", f"{panel['title']}: [{window}]"
+    assert checked >= 10
+
+
+def test_annotations_show_prometheus_and_grafana_alerts(dashboard: dict[str, Any]) -> None:
+    builtin, prometheus = dashboard["annotations"]["list"]
+    # Grafana-managed rules are linked to panels (dashboardUid/panelId): their state
+    # changes appear through the built-in annotation
+    assert builtin["builtIn"] == 1 and builtin["enable"] is True
+    assert builtin["datasource"] == BUILTIN_GRAFANA_DS and builtin["type"] == "dashboard"
+    # Prometheus rules: the ALERTS series, in the current target shape
+    assert prometheus["datasource"] == DS_REF and prometheus["enable"] is True
+    for legacy in ("expr", "step", "query"):
+        assert legacy not in prometheus, f"legacy top-level {legacy!r}"
+    target = prometheus["target"]
+    assert target["refId"] and target["datasource"] == DS_REF
+    assert target["expr"].startswith('ALERTS{alertname=~"Pinference.+", alertstate="firing"')
+    # alerts without an account or instance label (exporter-wide ones) still show
+    assert 'account=~"$account|"' in target["expr"] and 'instance=~"$instance|"' in target["expr"]
+    assert prometheus["titleFormat"] == "{{alertname}}"
+
+
+def test_runbook_link_follows_the_generator_setting(
+    dashboard: dict[str, Any], generator: ModuleType
+) -> None:
+    (link,) = [link for link in dashboard["links"] if link["title"] == "Alert runbooks"]
+    assert link["url"] == generator.runbook_base()
+    assert link["url"].endswith("/docs/alerts.md")
+
+
+def test_runbook_base_comes_from_the_package_metadata(
+    generator: ModuleType, tmp_path: Path
+) -> None:
+    pyproject = tmp_path / "pyproject.toml"
+    pyproject.write_text(
+        '[project]\nname = "x"\n\n[project.urls]\nHomepage = "https://h.example"\n'
+        'Repository = "https://git.example/team/fork/"\n'
+    )
+    assert generator.repository_url(pyproject) == "https://git.example/team/fork"
+    assert generator.runbook_base(pyproject) == (
+        "https://git.example/team/fork/blob/main/docs/alerts.md"
+    )
+    pyproject.write_text('[project]\nname = "x"\n')
+    assert generator.repository_url(pyproject) == generator.DEFAULT_REPOSITORY
+    assert generator.repository_url(tmp_path / "missing.toml") == generator.DEFAULT_REPOSITORY
+
+
+def test_generator_rewrites_every_runbook_link(generator: ModuleType, tmp_path: Path) -> None:
+    """One setting moves the rules' runbook_url, the dashboard link and the Grafana copies."""
+    rules, dashboard_file = tmp_path / "rules.yml", tmp_path / "dashboard.json"
+    rules.write_text(RULES.read_text())
+    dashboard_file.write_text(DASHBOARD.read_text())
+    output = tmp_path / "grafana.yml"
+    base = "https://runbooks.example/pinference.md"
+    wanted = generator.outputs(rules, output, dashboard_file, base)
+    for group in yaml.safe_load(wanted[rules])["groups"]:
+        for rule in group["rules"]:
+            if "alert" in rule:
+                assert rule["annotations"]["runbook_url"] == f"{base}#{rule['alert'].lower()}"
+    (link,) = [x for x in json.loads(wanted[dashboard_file])["links"] if "runbook" in x["title"]]
+    assert link["url"] == base
+    grafana = yaml.safe_load(wanted[output])
+    urls = {r["annotations"]["runbook_url"] for g in grafana["groups"] for r in g["rules"]}
+    assert urls and all(url.startswith(base + "#") for url in urls)
+    # only the runbook lines changed in the rules file (its comments are kept)
+    old, new = RULES.read_text().splitlines(), wanted[rules].splitlines()
+    assert len(old) == len(new)
+    changed = [(a, b) for a, b in zip(old, new, strict=True) if a != b]
+    assert changed and all("runbook_url:" in a and "runbook_url:" in b for a, b in changed)
 
 
 # ------------------------------------------------------------------ required content
@@ -240,7 +423,9 @@ def test_latency_percentiles_per_endpoint(panels: list[dict[str, Any]]) -> None:
 def test_failures_by_reason_are_stacked_rates(panels: list[dict[str, Any]]) -> None:
     panel = by_title(panels, "Failures by reason")
     (expr,) = exprs_of(panel)
-    assert expr.startswith("sum by (endpoint, reason) (rate(pinference_probe_failures_total{")
+    assert expr.startswith(
+        "sum by (account, endpoint, reason) (rate(pinference_probe_failures_total{"
+    )
     assert panel["fieldConfig"]["defaults"]["custom"]["stacking"]["mode"] == "normal"
 
 
@@ -453,7 +638,6 @@ def test_datasource_provisioning() -> None:
     (datasource,) = doc["datasources"]
     assert datasource["uid"] == "prometheus" and datasource["type"] == "prometheus"
     assert datasource["url"] == "http://localhost:9090"
-    assert TEMPLATE_VALUES["datasource"] == datasource["uid"]
 
 
 def test_dashboard_provider_points_at_the_mounted_dashboards() -> None:
@@ -464,5 +648,3 @@ def test_dashboard_provider_points_at_the_mounted_dashboards() -> None:
     assert path.startswith("/")
     text = GRAFANA_DASHBOARD_PROVIDER.read_text()
     assert f"grafana/dashboards:{path}" in text, "the comment must show how to mount it"
-    assert DASHBOARD.parent.name == "dashboards"
-    assert RULES.exists()
