@@ -198,12 +198,74 @@ def expression_node(ref_id: str, model: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def grafana_rule(rule: dict[str, Any]) -> dict[str, Any]:
-    alert, expr = rule["alert"], rule["expr"]
+_MATCHER = re.compile(r'(\w+)\s*=\s*"((?:[^"\\]|\\.)*)"')
+
+
+def _matchers(selector: str) -> set[str]:
+    """The equality matchers of a `{...}` selector, normalised to label="value"."""
+    body = selector.strip()[1:-1]
+    found = {f'{name}="{value}"' for name, value in _MATCHER.findall(body)}
+    rest = _MATCHER.sub("", body).replace(",", "").strip()
+    if rest:
+        raise GenerationError(
+            f'only label="value" matchers can select a recorded series: {selector}'
+        )
+    return found
+
+
+def inline_records(expr: str, records: dict[str, str]) -> str:
+    """Replace every recorded series in `expr` by its recording rule's expression.
+
+    Grafana-managed rules query Prometheus directly and cannot rely on Prometheus having
+    loaded the recording rules, so each copy carries the whole computation. A selector on
+    a recorded series is accepted only if each of its matchers is already applied by
+    every selector of the recording expression (then filtering before or after the
+    aggregation is the same); a range over a recorded series would need a subquery and is
+    refused."""
+    for name, recorded in records.items():
+        pattern = re.compile(rf"(?<![\w:]){re.escape(name)}(?![\w:])(\s*\{{[^}}]*\}})?(\s*\[)?")
+
+        def replace(match: re.Match[str], name: str = name, recorded: str = recorded) -> str:
+            if match.group(2):
+                raise GenerationError(f"a range over the recorded series {name} cannot be inlined")
+            if match.group(1):
+                inner = [_matchers(sel) for sel in re.findall(r"\{[^}]*\}", recorded)]
+                wanted = _matchers(match.group(1))
+                if not inner or any(not wanted <= applied for applied in inner):
+                    raise GenerationError(
+                        f"{name}{match.group(1).strip()}: the recording rule does not select "
+                        f"{sorted(wanted)} everywhere, so the selector cannot be inlined"
+                    )
+            return f"({' '.join(recorded.split())})"
+
+        expr = pattern.sub(replace, expr)
+    return expr
+
+
+def recording_rules(rules_doc: dict[str, Any]) -> dict[str, str]:
+    """{recorded name: expression}, each expression with earlier records inlined."""
+    records: dict[str, str] = {}
+    for group in rules_doc.get("groups") or []:
+        for rule in group.get("rules") or []:
+            if "record" in rule:
+                if rule["record"] in records:
+                    raise GenerationError(f"{rule['record']} is recorded twice")
+                if rule.get("labels"):
+                    raise GenerationError(f"{rule['record']}: labels on a record are not inlined")
+                records[rule["record"]] = inline_records(str(rule["expr"]), records)
+    return records
+
+
+def grafana_rule(rule: dict[str, Any], records: dict[str, str] | None = None) -> dict[str, Any]:
+    alert = rule["alert"]
+    expr = inline_records(str(rule["expr"]), records or {})
     labels = dict(rule.get("labels") or {})
     for name, value in labels.items():
         if "{{" in str(value):
             raise GenerationError(f"{alert}: templated label {name} is not translated")
+        if "$" in str(value):
+            # Grafana's file provisioning expands $VARIABLES from its environment in labels
+            raise GenerationError(f"{alert}: label {name} has a $, which Grafana would expand")
     annotations = {
         k: translate_template(str(v)) for k, v in (rule.get("annotations") or {}).items()
     }
@@ -248,9 +310,10 @@ def grafana_rule(rule: dict[str, Any]) -> dict[str, Any]:
 
 
 def generate(rules_doc: dict[str, Any]) -> dict[str, Any]:
+    records = recording_rules(rules_doc)
     groups = []
     for group in rules_doc.get("groups") or []:
-        rules = [grafana_rule(r) for r in group.get("rules") or [] if "alert" in r]
+        rules = [grafana_rule(r, records) for r in group.get("rules") or [] if "alert" in r]
         if not rules:
             continue
         uids = [r["uid"] for r in rules]

@@ -407,6 +407,53 @@ def test_is_it_up_row(panels: list[dict[str, Any]]) -> None:
         assert any(needle in expr for expr in exprs_of(panel)), title
 
 
+def _row_of(panels: list[dict[str, Any]], row_title: str) -> list[dict[str, Any]]:
+    """The panels between a row and the next one (rows are not collapsed)."""
+    ordered = sorted(panels, key=lambda p: (p["gridPos"]["y"], p["gridPos"]["x"]))
+    start = ordered.index(by_title(panels, row_title))
+    members = []
+    for panel in ordered[start + 1 :]:
+        if panel["type"] == "row":
+            break
+        members.append(panel)
+    return members
+
+
+def test_error_budget_row(dashboard: dict[str, Any], panels: list[dict[str, Any]]) -> None:
+    """Availability over the objective's window, budget remaining and burn rates, all
+    computed from the objective the rules record (no copy of the number here)."""
+    row = _row_of(panels, "Error budget")
+    assert [p["title"] for p in row] == [
+        "Availability (30d)", "Error budget remaining (30d)", "Objective", "Error budget burn rate",
+    ]  # fmt: skip
+    (availability,) = exprs_of(row[0])
+    assert availability.count("[30d]") == 2 and availability.count('endpoint="list"') == 2
+    (remaining,) = exprs_of(row[1])
+    ratio = availability.removeprefix("1 - (").removesuffix(")")
+    assert availability == f"1 - ({ratio})" and f"1 - ({ratio}) / scalar(" in remaining
+    assert "/ scalar(1 - pinference:slo_objective:ratio)" in remaining
+    assert exprs_of(row[2]) == ["pinference:slo_objective:ratio"]
+    records = {r["record"] for g in load_yaml(RULES)["groups"] for r in g["rules"] if "record" in r}
+    assert "pinference:slo_objective:ratio" in records
+    burn = exprs_of(row[3])
+    windows = [re.match(r"account:pinference_list_errors:ratio_rate(\w+)\{", e) for e in burn]
+    assert [m.group(1) for m in windows if m] == ["1h", "6h", "3d"]
+    for expr in burn:
+        assert expr.split("{")[0] in records, expr
+        assert expr.endswith("/ scalar(1 - pinference:slo_objective:ratio)")
+    # the threshold lines are the alerts' burn-rate factors
+    factors = set()
+    for rule in alert_rules():
+        if rule["alert"].startswith("PinferenceErrorBudgetBurn"):
+            factors |= {float(f) for f in re.findall(r"\) > ([\d.]+)", rule["expr"])}
+    steps = row[3]["fieldConfig"]["defaults"]["thresholds"]["steps"]
+    assert {s["value"] for s in steps if s["value"] is not None} == factors == {1.0, 6.0, 14.4}
+    objective = [r for g in load_yaml(RULES)["groups"] for r in g["rules"]
+                 if r.get("record") == "pinference:slo_objective:ratio"]  # fmt: skip
+    number = re.fullmatch(r"vector\(([\d.]+)\)", objective[0]["expr"]).group(1)
+    assert number not in json.dumps(dashboard), "the objective is copied into the dashboard"
+
+
 def test_latency_percentiles_per_endpoint(panels: list[dict[str, Any]]) -> None:
     panel = by_title(panels, "Probe latency percentiles")
     quantiles = []
@@ -429,14 +476,14 @@ def test_failures_by_reason_are_stacked_rates(panels: list[dict[str, Any]]) -> N
     assert panel["fieldConfig"]["defaults"]["custom"]["stacking"]["mode"] == "normal"
 
 
-def test_catalogue_panels(panels: list[dict[str, Any]]) -> None:
+def test_catalog_panels(panels: list[dict[str, Any]]) -> None:
     assert any(
         "pinference_catalog_models{" in e
         for e in exprs_of(by_title(panels, "Models listed over time"))
     )
-    (changes,) = exprs_of(by_title(panels, "Catalogue changes"))
+    (changes,) = exprs_of(by_title(panels, "Catalog changes"))
     assert "increase(pinference_catalog_changes_total{" in changes
-    table = by_title(panels, "Catalogue")
+    table = by_title(panels, "Catalog")
     assert table["type"] == "table"
     (target,) = table["targets"]
     assert target["expr"].startswith("pinference_model_info{")
@@ -444,7 +491,7 @@ def test_catalogue_panels(panels: list[dict[str, Any]]) -> None:
     (organize,) = [t for t in table["transformations"] if t["id"] == "organize"]
     hidden = {k for k, v in organize["options"]["excludeByName"].items() if v}
     assert {"Value", "Time", "__name__"} <= hidden
-    assert {"model", "owned_by", "display_name", "serving"} <= set(
+    assert {"model", "owned_by", "display_name", "serving", "account"} <= set(
         organize["options"]["renameByName"]
     )
 
@@ -511,14 +558,22 @@ def test_metric_name_extraction() -> None:
     assert metric_names(expr) == {"a_bucket", "b", "c", "d_total"}
 
 
+def recorded_series() -> set[str]:
+    return {r["record"] for g in load_yaml(RULES)["groups"] for r in g["rules"] if "record" in r}
+
+
 def test_every_metric_is_in_the_contract(dashboard: dict[str, Any]) -> None:
-    allowed = contract_series_names() | PROMETHEUS_SERIES
+    """Queries read the exporter's metrics (docs/metrics.md), Prometheus' own series, or
+    series the shipped rules record."""
+    allowed = contract_series_names() | PROMETHEUS_SERIES | recorded_series()
     used: set[str] = set()
     sources = [(where, expr) for where, expr in dashboard_queries(dashboard)]
     sources += [(f"rule {r['alert']}", r["expr"]) for r in alert_rules()]
+    records = [r for g in load_yaml(RULES)["groups"] for r in g["rules"] if "record" in r]
+    sources += [(f"record {r['record']}", r["expr"]) for r in records]
     for where, expr in sources:
         names = metric_names(expr)
-        assert names, f"{where}: reads no metric? {expr!r}"
+        assert names or where.startswith("record "), f"{where}: reads no metric? {expr!r}"
         unknown = names - allowed
         assert not unknown, f"{where} reads {sorted(unknown)}, not in docs/metrics.md"
         used |= names
@@ -543,7 +598,7 @@ def test_panels_named_in_alerts_and_runbooks_exist(panels: list[dict[str, Any]])
     for text in texts:
         outside_templates = re.sub(r"{{.*?}}", "", text)
         named |= set(re.findall(r'"([A-Z][^"$]*)"', outside_templates))
-    assert {"Failures by reason", "Last HTTP status", "Catalogue changes"} <= named
+    assert {"Failures by reason", "Last HTTP status", "Catalog changes", "Error budget"} <= named
     assert not named - titles, f"no such panel: {sorted(named - titles)}"
 
 
@@ -577,9 +632,15 @@ def test_generator_check_detects_a_stale_file(tmp_path: Path) -> None:
 def test_grafana_rules_equal_prometheus_rules(generator: ModuleType) -> None:
     doc = load_yaml(GRAFANA_ALERTING)
     assert doc["apiVersion"] == 1
-    (group,) = doc["groups"]
-    assert group["orgId"] == 1 and group["name"] == "pinference" and group["folder"]
-    assert re.fullmatch(r"\d+[sm]", group["interval"])
+    shipped = load_yaml(RULES)
+    alerting_groups = [
+        g["name"] for g in shipped["groups"] if any("alert" in r for r in g["rules"])
+    ]
+    assert [g["name"] for g in doc["groups"]] == alerting_groups == ["pinference", "pinference-slo"]
+    for group in doc["groups"]:
+        assert group["orgId"] == 1 and group["folder"]
+        assert re.fullmatch(r"\d+[sm]", group["interval"])
+    records = generator.recording_rules(shipped)
     grafana = _grafana_rules()
     prometheus = {rule["alert"]: rule for rule in alert_rules()}
     assert list(grafana) == list(prometheus)
@@ -590,9 +651,14 @@ def test_grafana_rules_equal_prometheus_rules(generator: ModuleType) -> None:
         rule = grafana[name]
         query, reduce, condition = rule["data"]
         assert query["refId"] == "A" and query["datasourceUid"] == datasource_uid
-        assert query["model"]["expr"] == prom["expr"]
+        expr = query["model"]["expr"]
+        assert expr == generator.inline_records(prom["expr"], records)
+        if not set(records) & metric_names(prom["expr"]):
+            assert expr == prom["expr"]  # no recorded series: the very same expression
+        assert not set(records) & metric_names(expr), f"{name}: needs the recording rules"
         assert query["model"]["instant"] is True
-        assert query["relativeTimeRange"]["from"] >= 600 and query["relativeTimeRange"]["to"] == 0
+        longest = max([600, *map(duration_seconds, re.findall(r"\[(\w+)\]", expr))])
+        assert query["relativeTimeRange"] == {"from": longest, "to": 0}
         assert reduce["model"]["type"] == "reduce" and reduce["model"]["expression"] == "A"
         assert condition["model"]["type"] == "math"
         assert condition["model"]["expression"] == "is_number($B) || is_nan($B) || is_inf($B)"
@@ -607,6 +673,35 @@ def test_grafana_rules_equal_prometheus_rules(generator: ModuleType) -> None:
             assert not re.search(r"\$value(?![\w.])", translated), f"{name}.{key}"
             assert translated.replace("$values.B.Value", "$value") == text
         assert re.fullmatch(r"[a-z0-9-]{1,40}", rule["uid"])
+
+
+def duration_seconds(text: str) -> int:
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+    return sum(int(n) * units[u] for n, u in re.findall(r"(\d+)([smhdw])", text))
+
+
+def test_recorded_series_are_inlined_faithfully(generator: ModuleType) -> None:
+    records = {
+        "job:x:ratio": 'sum by (job) (rate(a{job="j", e="l"}[5m]))'
+        ' / sum by (job) (rate(b{job="j"}[5m]))',
+        "o:ratio": "vector(0.9)",
+    }
+    inline = generator.inline_records
+    assert inline('job:x:ratio{job="j"} / scalar(1 - o:ratio) > 2', records) == (
+        '(sum by (job) (rate(a{job="j", e="l"}[5m])) / sum by (job) (rate(b{job="j"}[5m])))'
+        " / scalar(1 - (vector(0.9))) > 2"
+    )
+    assert (
+        inline("x:job:x:ratio + job:x:ratio_total", records) == "x:job:x:ratio + job:x:ratio_total"
+    )
+    for refused in (
+        'job:x:ratio{job="other"}',  # a filter the record does not apply everywhere
+        'job:x:ratio{e="l"}',  # applied to a only: not the same after aggregation
+        'job:x:ratio{job=~"j"}',  # not an equality matcher
+        "max_over_time(job:x:ratio[1h])",  # would need a subquery
+    ):
+        with pytest.raises(generator.GenerationError):
+            inline(refused, records)
 
 
 def test_template_translation(generator: ModuleType) -> None:
