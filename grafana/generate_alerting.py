@@ -14,6 +14,9 @@ Settings (edit them here, then run the generator):
 Outputs: grafana/provisioning/alerting/pinference.yml (generated), and in place the
 runbook_url lines of prometheus/pinference.rules.yml and the runbook link of
 grafana/dashboards/pinference.json (nothing else in those two files is touched).
+grafana/alert-uids.txt is the ledger of every rule uid ever generated: a uid the rules no
+longer have (an alert renamed or removed) goes to the output's deleteRules, so that
+Grafana deletes the old rule instead of keeping it firing forever.
 
 prometheus/pinference.rules.yml is the single source: the Grafana rules get the same
 PromQL expression, `for`, labels and annotations. Each Grafana rule is built the way
@@ -54,12 +57,32 @@ ROOT = Path(__file__).resolve().parent.parent
 RULES = ROOT / "prometheus" / "pinference.rules.yml"
 OUTPUT = ROOT / "grafana" / "provisioning" / "alerting" / "pinference.yml"
 DASHBOARD = ROOT / "grafana" / "dashboards" / "pinference.json"
+UIDS = ROOT / "grafana" / "alert-uids.txt"
 PYPROJECT = ROOT / "pyproject.toml"
 
 # ---- settings
 RUNBOOK_BASE: str | None = None  # None: <Repository>/blob/main/docs/alerts.md
 DEFAULT_REPOSITORY = "https://github.com/llm-pinference/llm-pinference"
 RUNBOOK_LINK_TITLE = "Alert runbooks"  # the dashboard link that RUNBOOK_BASE feeds
+
+# The dashboard panel each Grafana-managed rule is linked to (dashboardUid and panelId):
+# Grafana records the rule's state changes as annotations of that panel, which the
+# dashboard's built-in "Annotations & Alerts" shows. Every alert needs one.
+PANELS = {
+    "PinferenceExporterDown": "Exporter up",
+    "PinferenceAPIDown": "API up now",
+    "PinferenceAuthFailing": "Auth OK",
+    "PinferencePaymentRequired": "Failures by reason",
+    "PinferenceRateLimited": "Failures by reason",
+    "PinferenceServerErrors": "Failures by reason",
+    "PinferenceWatchedModelMissing": "Watched models over time",
+    "PinferenceHighLatency": "Probe latency percentiles",
+    "PinferenceCatalogEmpty": "Models listed now",
+    "PinferenceCatalogShrunk": "Models listed over time",
+    "PinferenceProbesStale": "Last probe age",
+    "PinferenceErrorBudgetBurnFast": "Error budget burn rate",
+    "PinferenceErrorBudgetBurnSlow": "Error budget burn rate",
+}
 
 DATASOURCE_UID = "prometheus"  # grafana/provisioning/datasources/prometheus.yml
 FOLDER = "Pinference"
@@ -71,13 +94,18 @@ MIN_TIME_RANGE = 600  # seconds, Grafana's default for an instant query
 
 HEADER = """\
 # GENERATED FILE, DO NOT EDIT: run  python grafana/generate_alerting.py
-# Source: prometheus/pinference.rules.yml (same expressions, for, labels and annotations).
+# Source: prometheus/pinference.rules.yml (same expressions, for, labels and annotations;
+# recorded series are replaced by their recording rules' expressions).
 #
 # Grafana-managed alert rules, in Grafana's file-provisioning format (Grafana 10 and 11).
 # Mount this directory as /etc/grafana/provisioning/alerting. The rules query the data
 # source with uid "prometheus" (grafana/provisioning/datasources/prometheus.yml).
 # Query A is the PromQL expression; B reduces it (a no-op for instant data, so that
 # templates can read $values.B.Value); C fires for every series A returns, like Prometheus.
+# Each rule is linked to a panel of the dashboard (uid "pinference"): its state changes
+# show there through the built-in "Annotations & Alerts". Who is notified:
+# notifications.yml in this directory (edit its placeholders). deleteRules removes the
+# rules of alerts that were renamed or removed from the source (kept for good).
 # Use either these rules or the Prometheus rules with Alertmanager, not both, or every
 # alert is notified twice.
 """
@@ -256,7 +284,32 @@ def recording_rules(rules_doc: dict[str, Any]) -> dict[str, str]:
     return records
 
 
-def grafana_rule(rule: dict[str, Any], records: dict[str, str] | None = None) -> dict[str, Any]:
+def panel_links(dashboard: dict[str, Any]) -> dict[str, tuple[str, int]]:
+    """{alert: (dashboard uid, panel id)} from PANELS and the dashboard's panel titles."""
+    ids: dict[str, list[int]] = {}
+
+    def walk(panels: list[dict[str, Any]]) -> None:
+        for panel in panels:
+            ids.setdefault(panel.get("title", ""), []).append(int(panel["id"]))
+            walk(panel.get("panels") or [])
+
+    walk(dashboard.get("panels") or [])
+    links = {}
+    for alert, title in PANELS.items():
+        found = ids.get(title, [])
+        if len(found) != 1:
+            raise GenerationError(
+                f"{alert}: the dashboard has {len(found)} panels titled {title!r}"
+            )
+        links[alert] = (str(dashboard["uid"]), found[0])
+    return links
+
+
+def grafana_rule(
+    rule: dict[str, Any],
+    records: dict[str, str] | None = None,
+    link: tuple[str, int] | None = None,
+) -> dict[str, Any]:
     alert = rule["alert"]
     expr = inline_records(str(rule["expr"]), records or {})
     labels = dict(rule.get("labels") or {})
@@ -271,6 +324,11 @@ def grafana_rule(rule: dict[str, Any], records: dict[str, str] | None = None) ->
     }
     if "keep_firing_for" in rule:
         raise GenerationError(f"{alert}: keep_firing_for has no Grafana equivalent here")
+    linked: dict[str, Any] = {}
+    if link is not None:
+        # the fields for Grafana's file provisioning, and the annotations it also reads
+        annotations.update(__dashboardUid__=link[0], __panelId__=str(link[1]))
+        linked = {"dashboardUid": link[0], "panelId": link[1]}
     return {
         "uid": rule_uid(alert),
         "title": alert,
@@ -300,6 +358,7 @@ def grafana_rule(rule: dict[str, Any], records: dict[str, str] | None = None) ->
                 },
             ),
         ],
+        **linked,
         "noDataState": "OK",
         "execErrState": "Error",
         "for": str(rule.get("for", "0s")),
@@ -309,11 +368,25 @@ def grafana_rule(rule: dict[str, Any], records: dict[str, str] | None = None) ->
     }
 
 
-def generate(rules_doc: dict[str, Any]) -> dict[str, Any]:
+def generate(
+    rules_doc: dict[str, Any],
+    dashboard: dict[str, Any] | None = None,
+    retired: list[str] | None = None,
+) -> dict[str, Any]:
+    """The Grafana alerting file: the alerts as Grafana rules (linked to the dashboard's
+    panels when given), and the deletion of `retired` rule uids."""
     records = recording_rules(rules_doc)
+    links = panel_links(dashboard) if dashboard is not None else {}
+    if dashboard is not None:
+        alerts = {
+            r["alert"] for g in rules_doc.get("groups") or [] for r in g["rules"] if "alert" in r
+        }
+        if missing := sorted(alerts - set(links)):
+            raise GenerationError(f"no dashboard panel in PANELS for {', '.join(missing)}")
     groups = []
     for group in rules_doc.get("groups") or []:
-        rules = [grafana_rule(r, records) for r in group.get("rules") or [] if "alert" in r]
+        rules = [grafana_rule(r, records, links.get(r["alert"]))
+                 for r in group.get("rules") or [] if "alert" in r]  # fmt: skip
         if not rules:
             continue
         uids = [r["uid"] for r in rules]
@@ -330,7 +403,45 @@ def generate(rules_doc: dict[str, Any]) -> dict[str, Any]:
         )
     if not groups:
         raise GenerationError("no alerting rules found")
-    return {"apiVersion": 1, "groups": groups}
+    document: dict[str, Any] = {"apiVersion": 1, "groups": groups}
+    current = {rule["uid"] for group in groups for rule in group["rules"]}
+    if len(current) != sum(len(group["rules"]) for group in groups):
+        raise GenerationError("two alerts share a uid")
+    deletions = sorted(set(retired or []) - current)
+    if deletions:
+        document["deleteRules"] = [{"orgId": ORG_ID, "uid": uid} for uid in deletions]
+    return document
+
+
+UIDS_HEADER = """\
+# Every uid that python grafana/generate_alerting.py has given a Grafana-managed rule, one
+# per line. The generator adds new ones; the uids that the rules no longer have are
+# deleted from Grafana (deleteRules in provisioning/alerting/pinference.yml). Never remove
+# a line: a Grafana provisioned long ago would keep that rule.
+"""
+
+
+def read_uids(text: str | None) -> set[str]:
+    if not text:
+        return set()
+    return {line.strip() for line in text.splitlines() if line.strip() and not line.startswith("#")}
+
+
+def output_uids(previous_text: str | None) -> set[str]:
+    """Every rule uid a previous output created or deleted (a second memory of the uids,
+    should the ledger lose one)."""
+    if not previous_text:
+        return set()
+    try:
+        previous = yaml.safe_load(previous_text) or {}
+    except yaml.YAMLError as exc:
+        raise GenerationError(f"cannot read the previous output for its uids: {exc}") from None
+    uids = {r["uid"] for g in previous.get("groups") or [] for r in g.get("rules") or []}
+    return uids | {d["uid"] for d in previous.get("deleteRules") or []}
+
+
+def render_uids(uids: set[str]) -> str:
+    return UIDS_HEADER + "".join(f"{uid}\n" for uid in sorted(uids))
 
 
 class _Dumper(yaml.SafeDumper):
@@ -346,12 +457,14 @@ def _str_representer(dumper: yaml.SafeDumper, data: str) -> yaml.ScalarNode:
 _Dumper.add_representer(str, _str_representer)
 
 
-def render_grafana(rules_text: str) -> str:
-    """The Grafana alerting file for a Prometheus rules file's text."""
-    body = yaml.dump(
-        generate(yaml.safe_load(rules_text)),
-        Dumper=_Dumper, sort_keys=False, width=10_000, allow_unicode=True,
-    )  # fmt: skip
+def render_grafana(
+    rules_text: str, dashboard_text: str | None = None, known_uids: set[str] | None = None
+) -> str:
+    """The Grafana alerting file for a Prometheus rules file's text, the dashboard its
+    rules link to, and every uid generated before (those no longer made are deleted)."""
+    dashboard = json.loads(dashboard_text) if dashboard_text is not None else None
+    document = generate(yaml.safe_load(rules_text), dashboard, sorted(known_uids or ()))
+    body = yaml.dump(document, Dumper=_Dumper, sort_keys=False, width=10_000, allow_unicode=True)
     return HEADER + body
 
 
@@ -360,15 +473,24 @@ def _read(path: Path) -> str | None:
 
 
 def outputs(
-    rules: Path = RULES, output: Path = OUTPUT, dashboard: Path = DASHBOARD, base: str | None = None
+    rules: Path = RULES,
+    output: Path = OUTPUT,
+    dashboard: Path = DASHBOARD,
+    base: str | None = None,
+    uids: Path = UIDS,
 ) -> dict[Path, str]:
     """Every file the generator owns, or owns a part of, with the text it must have."""
     base = base or runbook_base()
     rules_text = sync_rule_runbooks(rules.read_text(encoding="utf-8"), base)
+    dashboard_text = sync_dashboard_runbooks(dashboard.read_text(encoding="utf-8"), base)
+    current = {rule_uid(r["alert"]) for g in yaml.safe_load(rules_text)["groups"]
+               for r in g["rules"] if "alert" in r}  # fmt: skip
+    known = read_uids(_read(uids)) | output_uids(_read(output)) | current
     return {
         rules: rules_text,
-        dashboard: sync_dashboard_runbooks(dashboard.read_text(encoding="utf-8"), base),
-        output: render_grafana(rules_text),
+        dashboard: dashboard_text,
+        output: render_grafana(rules_text, dashboard_text, known),
+        uids: render_uids(known),
     }
 
 
@@ -378,9 +500,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rules", type=Path, default=RULES, help="Prometheus rules file")
     parser.add_argument("--output", type=Path, default=OUTPUT, help="Grafana alerting file")
     parser.add_argument("--dashboard", type=Path, default=DASHBOARD, help="Grafana dashboard")
+    parser.add_argument("--uids", type=Path, default=UIDS, help="ledger of generated uids")
     args = parser.parse_args(argv)
     try:
-        wanted = outputs(args.rules, args.output, args.dashboard)
+        wanted = outputs(args.rules, args.output, args.dashboard, uids=args.uids)
     except (GenerationError, KeyError, OSError, ValueError, yaml.YAMLError) as exc:
         print(f"generate_alerting: {exc}", file=sys.stderr)
         return 2
@@ -390,7 +513,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{path} is out of date: run  python grafana/generate_alerting.py",
                   file=sys.stderr)  # fmt: skip
         if not stale:
-            print("the rules, the dashboard and the Grafana alerting file are up to date")
+            print("the rules, the dashboard, the Grafana alerting file and the uids are up to date")
         return 1 if stale else 0
     for path in stale:
         path.parent.mkdir(parents=True, exist_ok=True)

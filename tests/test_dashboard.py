@@ -8,6 +8,7 @@ translation of the Prometheus rules.
 
 from __future__ import annotations
 
+import copy
 import importlib.util
 import itertools
 import json
@@ -22,6 +23,7 @@ import yaml
 from promhelpers import (
     ALERTS_DOC,
     DASHBOARD,
+    FILES,
     GENERATOR,
     GRAFANA_ALERTING,
     GRAFANA_DASHBOARD_PROVIDER,
@@ -666,7 +668,8 @@ def test_grafana_rules_equal_prometheus_rules(generator: ModuleType) -> None:
         assert rule["for"] == prom["for"]
         assert rule["labels"] == prom["labels"]
         assert rule["noDataState"] == "OK" and rule["execErrState"] == "Error"
-        assert set(rule["annotations"]) == set(prom["annotations"])
+        links = {"__dashboardUid__", "__panelId__"}
+        assert set(rule["annotations"]) == set(prom["annotations"]) | links
         for key, text in prom["annotations"].items():
             translated = rule["annotations"][key]
             assert translated == generator.translate_template(text)
@@ -727,12 +730,192 @@ def test_generator_time_range_covers_the_longest_window(generator: ModuleType) -
 # ------------------------------------------------------------------ provisioning files
 
 
+def test_grafana_rules_show_on_their_panels(
+    dashboard: dict[str, Any], panels: list[dict[str, Any]], generator: ModuleType
+) -> None:
+    """Each Grafana-managed rule is linked to a panel: its state changes appear there
+    through the dashboard's built-in annotation (the Prometheus rules through ALERTS)."""
+    by_id = {panel["id"]: panel for panel in panels}
+    rules = _grafana_rules()
+    assert set(rules) == set(generator.PANELS)
+    for name, rule in rules.items():
+        assert rule["dashboardUid"] == dashboard["uid"] == "pinference", name
+        panel = by_id[rule["panelId"]]
+        assert panel["title"] == generator.PANELS[name] and panel["type"] != "row", name
+        assert rule["annotations"]["__dashboardUid__"] == rule["dashboardUid"]
+        assert rule["annotations"]["__panelId__"] == str(rule["panelId"])
+
+
+def _generate(generator: ModuleType, tmp_path: Path, rules_text: str, output: Path) -> Any:
+    """Run the generator on copies: rules, dashboard and uid ledger in tmp_path."""
+    rules, dashboard_file = tmp_path / "rules.yml", tmp_path / "dashboard.json"
+    rules.write_text(rules_text)
+    dashboard_file.write_text(DASHBOARD.read_text())
+    uids = tmp_path / "uids.txt"
+    if not uids.exists():
+        uids.write_text(generator.UIDS.read_text())
+    status = generator.main(["--rules", str(rules), "--output", str(output),
+                             "--dashboard", str(dashboard_file), "--uids", str(uids)])  # fmt: skip
+    assert status == 0
+    return load_yaml(output)
+
+
+def _check(generator: ModuleType, tmp_path: Path, output: Path) -> int:
+    argv = ["--check", "--rules", str(tmp_path / "rules.yml"), "--output", str(output)]
+    return int(generator.main([*argv, "--dashboard", str(tmp_path / "dashboard.json"),
+                               "--uids", str(tmp_path / "uids.txt")]))  # fmt: skip
+
+
+def test_renamed_and_removed_alerts_are_deleted_from_grafana(
+    generator: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Grafana keeps a provisioned rule until told to delete it: the generator lists every
+    uid it generated before and no longer has in deleteRules, for good."""
+    monkeypatch.setitem(generator.PANELS, "PinferenceSlowProbes", "Probe latency percentiles")
+    output = tmp_path / "alerting.yml"
+    output.write_text(GRAFANA_ALERTING.read_text())
+    text = RULES.read_text()
+    changed = text.replace("- alert: PinferenceHighLatency", "- alert: PinferenceSlowProbes")
+    start = changed.index("      - alert: PinferenceCatalogEmpty")
+    end = changed.index("      # The catalog fell below half")
+    removed = changed[:start] + changed[end:]
+    doc = _generate(generator, tmp_path, removed, output)
+    current = {rule["uid"] for group in doc["groups"] for rule in group["rules"]}
+    deleted = [entry["uid"] for entry in doc["deleteRules"]]
+    assert deleted == ["pinference-catalog-empty", "pinference-high-latency"]
+    assert all(entry["orgId"] == 1 for entry in doc["deleteRules"])
+    assert "pinference-slow-probes" in current and not current & set(deleted)
+    # sticky: regenerating keeps the deletions (a Grafana may upgrade from any old version)
+    again = _generate(generator, tmp_path, removed, output)
+    assert [entry["uid"] for entry in again["deleteRules"]] == deleted
+    # an alert that comes back is no longer deleted (Grafana deletes after creating)
+    back = _generate(generator, tmp_path, changed, output)
+    assert [entry["uid"] for entry in back["deleteRules"]] == ["pinference-high-latency"]
+    assert "pinference-catalog-empty" in {r["uid"] for g in back["groups"] for r in g["rules"]}
+
+
+def test_check_fails_when_a_deletion_or_a_uid_is_lost(
+    generator: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The retired uids are remembered twice (the ledger and the generated file): losing
+    them from either one is caught by --check, and regenerating restores them."""
+    monkeypatch.setitem(generator.PANELS, "PinferenceSlow", "Probe latency percentiles")
+    output = tmp_path / "alerting.yml"
+    output.write_text(GRAFANA_ALERTING.read_text())
+    renamed = RULES.read_text().replace("alert: PinferenceHighLatency", "alert: PinferenceSlow")
+    _generate(generator, tmp_path, renamed, output)
+    assert [e["uid"] for e in load_yaml(output)["deleteRules"]] == ["pinference-high-latency"]
+    assert "pinference-high-latency\n" in (tmp_path / "uids.txt").read_text()
+    assert _check(generator, tmp_path, output) == 0
+    generated = output.read_text()
+    output.write_text(generated.split("deleteRules:")[0])  # a hand edit drops the deletion
+    assert _check(generator, tmp_path, output) == 1
+    output.write_text(generated)
+    ledger = tmp_path / "uids.txt"
+    ledger.write_text(ledger.read_text().replace("pinference-high-latency\n", ""))
+    assert _check(generator, tmp_path, output) == 1
+    _generate(generator, tmp_path, renamed, output)
+    assert "pinference-high-latency\n" in ledger.read_text()
+
+
+def test_the_ledger_holds_every_shipped_uid(generator: ModuleType) -> None:
+    ledger = generator.read_uids(generator.UIDS.read_text())
+    doc = load_yaml(GRAFANA_ALERTING)
+    created = {rule["uid"] for group in doc["groups"] for rule in group["rules"]}
+    deleted = {entry["uid"] for entry in doc.get("deleteRules") or []}
+    assert ledger == created | deleted
+
+
+def test_the_shipped_file_deletes_nothing_it_still_creates() -> None:
+    doc = load_yaml(GRAFANA_ALERTING)
+    created = {rule["uid"] for group in doc["groups"] for rule in group["rules"]}
+    deleted = {entry["uid"] for entry in doc.get("deleteRules") or []}
+    assert not created & deleted
+
+
+def _default_count_error(files: list[dict[str, Any]]) -> str | None:
+    """Grafana's check at start-up (provisioning/datasources: validateDefaultUniqueness):
+    more than one provisioned data source marked default in one organisation is fatal."""
+    defaults: dict[int, int] = {}
+    for doc in files:
+        for datasource in doc.get("datasources") or []:
+            if datasource.get("isDefault"):
+                org = datasource.get("orgId") or 1
+                defaults[org] = defaults.get(org, 0) + 1
+                if defaults[org] > 1:
+                    return "Only one datasource per organization can be marked as default"
+    return None
+
+
 def test_datasource_provisioning() -> None:
     doc = load_yaml(GRAFANA_DATASOURCE)
     assert doc["apiVersion"] == 1
     (datasource,) = doc["datasources"]
     assert datasource["uid"] == "prometheus" and datasource["type"] == "prometheus"
-    assert datasource["url"] == "http://localhost:9090"
+    # never the default: next to a site's own default data source Grafana must still start
+    assert datasource["isDefault"] is False
+    theirs = {"datasources": [{"name": "Theirs", "type": "loki", "isDefault": True}]}
+    assert _default_count_error([doc, theirs]) is None
+    claimed = copy.deepcopy(doc)
+    claimed["datasources"][0]["isDefault"] = True
+    assert _default_count_error([claimed, theirs])  # the check catches the old file
+    # the container example: Grafana reaches Prometheus by its service name
+    url = datasource["url"]
+    host = re.fullmatch(r"http://([\w.-]+):9090", url)
+    assert host and host.group(1) != "localhost", url
+    provider_text = GRAFANA_DASHBOARD_PROVIDER.read_text()
+    assert re.search(rf"^#\s+{host.group(1)}:\s*$", provider_text, flags=re.M), (
+        f"the provider's Compose example has no service named {host.group(1)}"
+    )
+    rules = _grafana_rules()
+    assert {r["data"][0]["datasourceUid"] for r in rules.values()} == {datasource["uid"]}
+
+
+def test_notifications_route_like_the_alertmanager_example() -> None:
+    """Grafana-managed alerts notify someone: contact points and a policy that routes by
+    severity like prometheus/alertmanager.yml (same receivers, grouping, timings)."""
+    doc = load_yaml(FILES.grafana_notifications)
+    alertmanager = load_yaml(FILES.alertmanager_config)
+    points = {point["name"]: point for point in doc["contactPoints"]}
+    assert set(points) == {receiver["name"] for receiver in alertmanager["receivers"]}
+    uids = [r["uid"] for point in points.values() for r in point["receivers"]]
+    assert len(uids) == len(set(uids))
+    for point in points.values():
+        assert point["orgId"] == 1
+        for receiver in point["receivers"]:
+            assert receiver["type"] == "webhook"
+            assert ".example.com" in receiver["settings"]["url"], "a placeholder to edit"
+    (policy,) = doc["policies"]
+    route = alertmanager["route"]
+    assert policy["receiver"] == route["receiver"]
+    assert policy["group_by"] == ["grafana_folder", *route["group_by"]]
+    for key in ("group_wait", "group_interval", "repeat_interval"):
+        assert policy[key] == route[key], key
+    grafana_routes = [
+        ({f"{n}{op}{v}" for n, op, v in child["object_matchers"]}, child["receiver"],
+         child.get("repeat_interval"))
+        for child in policy["routes"]
+    ]  # fmt: skip
+    alertmanager_routes = [
+        ({m.replace('"', "") for m in child["matchers"]}, child["receiver"],
+         child.get("repeat_interval"))
+        for child in route["routes"]
+    ]  # fmt: skip
+    assert grafana_routes == alertmanager_routes
+    # Grafana expands $VARIABLES of its environment in these values: there must be none
+    assert "$" not in json.dumps(doc)
+    text = FILES.grafana_notifications.read_text()
+    assert "REPLACES the whole notification policy tree" in text
+
+
+def test_every_severity_reaches_a_contact_point() -> None:
+    doc = load_yaml(FILES.grafana_notifications)
+    (policy,) = doc["policies"]
+    for rule in _grafana_rules().values():
+        severity = rule["labels"]["severity"]
+        matched = [child["receiver"] for child in policy["routes"]
+                   if ["severity", "=", severity] in child["object_matchers"]]  # fmt: skip
+        assert matched, f"{rule['title']}: severity {severity} has no route"
 
 
 def test_dashboard_provider_points_at_the_mounted_dashboards() -> None:
