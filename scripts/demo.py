@@ -272,8 +272,8 @@ def demo_exporter(fake: FakePinference, env: dict[str, str], work: Path) -> None
         curl_admin(fake.url, "POST", "fault", {"endpoint": "list", "status": 401})
         curl_admin(fake.url, "POST", "fault", {"endpoint": "get", "status": 401})
         wait_for(
-            lambda: re.search(r'reason="unauthorized"\} [1-9]',
-                              requests.get(f"{base}/metrics", timeout=2).text),
+            lambda: re.search(r'^pinference_probe_failures_total\{[^}]*"unauthorized"[^}]*\} [1-9]',
+                              requests.get(f"{base}/metrics", timeout=2).text, flags=re.M),
             "the exporter to count the 401",
         )  # fmt: skip
         scrape(f"{base}/metrics", ["pinference_up", "pinference_probe_failures_total",
