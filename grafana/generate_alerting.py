@@ -33,6 +33,10 @@ An empty result is normal (the expressions filter), so noDataState is OK, as in
 Prometheus; a failed query is Error. Annotation templates are translated: `$value`
 becomes `$values.B.Value`; `$labels.x` and the humanize* functions are the same in Grafana.
 Prometheus-only template functions (query, first, label, value, ...) are refused.
+Recorded series (the error budget ratios, the objective) are replaced by their recording
+rules' expressions: a Grafana-managed rule must not depend on Prometheus having loaded the
+rules file. Each rule is linked to a dashboard panel (PANELS below), so that its state
+changes show on the dashboard.
 
 Standard library and PyYAML only.
 """
