@@ -1,43 +1,65 @@
-"""Helpers shared by the Prometheus, alerting and dashboard tests.
+"""Helpers of the Prometheus, alerting and dashboard tests.
 
-Paths of the shipped files; promtool and process handling (free loopback port, start and
-stop with cleanup, waits with a deadline); Prometheus HTTP queries; reading the metric
-contract, the rules and the dashboard; substituting Grafana template variables and
+Processes, waits, the config rewrites and the Prometheus API live in
+`llm_pinference.testing` (shared with the demo). Here: the shipped files' paths, the
+pytest side of missing tools (skip, or fail in CI), promtool, and reading the metric
+contract, the rules and the dashboard: substituting Grafana template variables and
 listing the metric names a PromQL expression reads.
 """
 
 from __future__ import annotations
 
-import copy
 import json
 import re
 import shutil
 import subprocess
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
-import requests
 import yaml
-from support import in_ci
+
+from llm_pinference.testing import Process, ProjectFiles, in_ci, wait_until
+from llm_pinference.testing.project import JOB
+from llm_pinference.testing.prometheus import (
+    prom_alerts,
+    prom_get,
+    prom_query,
+    prom_values,
+    rewrite_config,
+    rewrite_rules,
+    rules_evaluated_since,
+)
+
+__all__ = [
+    "JOB",
+    "Process",
+    "prom_alerts",
+    "prom_get",
+    "prom_query",
+    "prom_values",
+    "rewrite_config",
+    "rewrite_rules",
+    "rules_evaluated_since",
+    "wait_until",
+]
 
 ROOT = Path(__file__).resolve().parent.parent
-PROMETHEUS_DIR = ROOT / "prometheus"
-PROM_CONFIG = PROMETHEUS_DIR / "prometheus.yml"
-RULES = PROMETHEUS_DIR / "pinference.rules.yml"
+FILES = ProjectFiles(ROOT)
+PROMETHEUS_DIR = FILES.prometheus_dir
+PROM_CONFIG = FILES.prometheus_config
+RULES = FILES.rules
 RULES_TEST = PROMETHEUS_DIR / "pinference.rules.test.yml"
-DASHBOARD = ROOT / "grafana" / "dashboards" / "pinference.json"
-GRAFANA_ALERTING = ROOT / "grafana" / "provisioning" / "alerting" / "pinference.yml"
-GRAFANA_DATASOURCE = ROOT / "grafana" / "provisioning" / "datasources" / "prometheus.yml"
-GRAFANA_DASHBOARD_PROVIDER = ROOT / "grafana" / "provisioning" / "dashboards" / "pinference.yml"
-GENERATOR = ROOT / "grafana" / "generate_alerting.py"
-METRICS_DOC = ROOT / "docs" / "metrics.md"
-ALERTS_DOC = ROOT / "docs" / "alerts.md"
-README = ROOT / "README.md"
+DASHBOARD = FILES.dashboard
+GRAFANA_ALERTING = FILES.grafana_alerting
+GRAFANA_DATASOURCE = FILES.grafana_datasource
+GRAFANA_DASHBOARD_PROVIDER = FILES.grafana_dashboard_provider
+GENERATOR = FILES.generator
+METRICS_DOC = FILES.metrics_doc
+ALERTS_DOC = FILES.alerts_doc
+README = FILES.readme
 
-JOB = "pinference"
 # Series Prometheus makes itself, which the dashboard and the rules may read.
 PROMETHEUS_SERIES = frozenset({"up", "ALERTS"})
 # Plausible values for the dashboard's template variables and Grafana's built-ins.
@@ -45,23 +67,22 @@ TEMPLATE_VALUES = {
     "datasource": "prometheus",
     "job": JOB,
     "instance": ".+",
+    "account": ".*",
     "model": ".+",
     "__rate_interval": "1m",
     "__interval": "1m",
     "__range": "1h",
 }
 
-T = TypeVar("T")
+
+# ------------------------------------------------------------------ tools
 
 
-# ------------------------------------------------------------------ tools and processes
-
-
-def require_tool(name: str) -> str:
+def require_tool(name: str, package: str = "prometheus") -> str:
     """Path of an executable; skip the test (fail in CI) when it is not installed."""
     path = shutil.which(name)
     if path is None:
-        message = f"{name} is not on PATH (Debian: apt-get install prometheus)"
+        message = f"{name} is not on PATH (Debian: apt-get install {package})"
         if in_ci():
             pytest.fail(message)
         pytest.skip(message)
@@ -76,157 +97,6 @@ def run(argv: list[str], timeout: float = 60, **kwargs: Any) -> subprocess.Compl
 
 def promtool(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
     return run([require_tool("promtool"), *args], timeout=timeout)
-
-
-class Process:
-    """A child process whose output goes to a log file; stop() always reaps it."""
-
-    def __init__(
-        self,
-        name: str,
-        argv: list[str],
-        log_path: Path,
-        *,
-        env: dict[str, str] | None = None,
-        cwd: Path | None = None,
-    ) -> None:
-        self.name = name
-        self.argv = argv
-        self.log_path = log_path
-        self._log = log_path.open("wb")
-        self.proc = subprocess.Popen(
-            argv,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            env=env,
-            cwd=cwd,
-        )
-
-    @property
-    def running(self) -> bool:
-        return self.proc.poll() is None
-
-    def log_tail(self, lines: int = 40) -> str:
-        self._log.flush()
-        try:
-            text = self.log_path.read_text(errors="replace")
-        except OSError:
-            return ""
-        return "\n".join(text.splitlines()[-lines:])
-
-    def stop(self, timeout: float = 10) -> None:
-        """SIGTERM, then SIGKILL after `timeout` seconds; this process only."""
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=timeout)
-        self._log.close()
-
-    def check_alive(self) -> None:
-        if not self.running:
-            raise AssertionError(
-                f"{self.name} exited with status {self.proc.returncode}:\n{self.log_tail()}"
-            )
-
-
-def wait_until(
-    check: Callable[[], T | None],
-    *,
-    timeout: float,
-    what: str,
-    interval: float = 0.25,
-    alive: list[Process] | tuple[Process, ...] = (),
-) -> T:
-    """Call `check` until it returns something truthy, at most `timeout` seconds.
-
-    Exceptions from `check` count as "not yet"; the last one is reported at the deadline.
-    A process in `alive` that exits ends the wait at once, with its log.
-    """
-    deadline = time.monotonic() + timeout
-    last_error: BaseException | None = None
-    while True:
-        for process in alive:
-            process.check_alive()
-        try:
-            result = check()
-        except (requests.RequestException, AssertionError, KeyError, ValueError) as exc:
-            last_error, result = exc, None
-        if result:
-            return result
-        if time.monotonic() >= deadline:
-            detail = f": last error: {last_error!r}" if last_error else ""
-            raise AssertionError(f"timed out after {timeout:g}s waiting for {what}{detail}")
-        time.sleep(interval)
-
-
-# ------------------------------------------------------------------ config and rules rewrite
-# Shared by the integration test and the demo (scripts/demo.py).
-
-
-def rewrite_config(shipped: dict[str, Any], target: str, rules_file: Path) -> dict[str, Any]:
-    """The shipped config with only the target, the intervals and the rule path changed."""
-    config = copy.deepcopy(shipped)
-    config.setdefault("global", {}).update(scrape_interval="1s", evaluation_interval="1s")
-    config["rule_files"] = [str(rules_file)]
-    jobs = [job for job in config["scrape_configs"] if job["job_name"] == JOB]
-    assert len(jobs) == 1, f"the shipped config must have one job {JOB!r}"
-    job = jobs[0]
-    job.update(scrape_interval="1s", scrape_timeout="1s", static_configs=[{"targets": [target]}])
-    config.pop("alerting", None)  # no Alertmanager here; /api/v1/alerts is enough
-    return config
-
-
-def shorten_window(match: re.Match[str]) -> str:
-    seconds = int(match.group(1)) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[match.group(2)]
-    return f"[{max(30, seconds // 10)}s]"
-
-
-def rewrite_rules(shipped: dict[str, Any], for_: str = "2s") -> dict[str, Any]:
-    """The shipped rules with `for:` set to `for_` and range windows a tenth as long
-    (at least 30s), so that a fault shows within seconds whatever ran before it."""
-    rules = copy.deepcopy(shipped)
-    for group in rules["groups"]:
-        for rule in group["rules"]:
-            if "for" in rule:
-                rule["for"] = for_
-            rule["expr"] = re.sub(r"\[(\d+)([smhd])\]", shorten_window, rule["expr"])
-    return rules
-
-
-# ------------------------------------------------------------------ Prometheus HTTP API
-
-
-def prom_get(base_url: str, path: str, params: dict[str, str] | None = None) -> Any:
-    """GET a Prometheus API path; returns `data`, raises ValueError on an API error."""
-    response = requests.get(f"{base_url}{path}", params=params, timeout=10)
-    body = response.json()
-    if body.get("status") != "success":
-        raise ValueError(f"{path} {params}: {body.get('errorType')}: {body.get('error')}")
-    return body["data"]
-
-
-def prom_query(base_url: str, expr: str) -> list[dict[str, Any]]:
-    """Instant query; the result as a list of {metric, value} (a scalar becomes one item)."""
-    data = prom_get(base_url, "/api/v1/query", {"query": expr})
-    if data["resultType"] in ("scalar", "string"):
-        return [{"metric": {}, "value": data["result"]}]
-    return list(data["result"])
-
-
-def prom_values(base_url: str, expr: str) -> dict[tuple[tuple[str, str], ...], float]:
-    """Instant query as {sorted label items: float value}."""
-    return {
-        tuple(sorted(item["metric"].items())): float(item["value"][1])
-        for item in prom_query(base_url, expr)
-    }
-
-
-def prom_alerts(base_url: str) -> list[dict[str, Any]]:
-    return list(prom_get(base_url, "/api/v1/alerts")["alerts"])
 
 
 # ------------------------------------------------------------------ project files
@@ -262,8 +132,9 @@ def dashboard_queries(dashboard: dict[str, Any]) -> list[tuple[str, str]]:
                 where = f"panel {panel['id']} {panel.get('title')!r} ref {target.get('refId')}"
                 queries.append((where, target["expr"]))
     for annotation in dashboard.get("annotations", {}).get("list", []):
-        if annotation.get("expr"):
-            queries.append((f"annotation {annotation['name']!r}", annotation["expr"]))
+        expr = (annotation.get("target") or {}).get("expr") or annotation.get("expr")
+        if expr:
+            queries.append((f"annotation {annotation['name']!r}", expr))
     for variable in dashboard.get("templating", {}).get("list", []):
         if variable.get("type") != "query":
             continue
@@ -291,6 +162,14 @@ def substitute(expr: str, values: dict[str, str] | None = None) -> str:
         return table[name]
 
     return _VARIABLE.sub(replace, expr)
+
+
+def is_exporter_level(name: str) -> bool:
+    """Series about the exporter itself, which carry no `account` label (Prometheus' `up`,
+    pinference_exporter_*, the probe interval): every other pinference series has one."""
+    return name == "up" or name.startswith("pinference_exporter_") or name in {
+        "pinference_probe_interval_seconds",
+    }
 
 
 def contract_metrics() -> dict[str, str]:

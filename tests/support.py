@@ -1,19 +1,8 @@
-"""Small helpers shared by every kind of test (the exporter's, the plugin's, Prometheus')."""
+"""Small helpers shared by every kind of test; they live in `llm_pinference.testing`
+(shared with the demo) and are re-exported here for the tests' imports."""
 
 from __future__ import annotations
 
-import os
-import socket
+from llm_pinference.testing import free_port, in_ci
 
-
-def in_ci() -> bool:
-    """In CI a missing tool (prometheus, promtool) is a failure, not a skip."""
-    return os.environ.get("CI", "").lower() in ("1", "true", "yes")
-
-
-def free_port() -> int:
-    """A loopback port nothing listens on right now (bound, then released): free to use,
-    or, left alone, a port where connections are refused."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+__all__ = ["free_port", "in_ci"]

@@ -7,10 +7,11 @@ rewritten programmatically: the target and intervals of the config; the `for:` d
 and range windows of the rules, so that alerts can be seen within seconds.
 
 Checks: the target is up; every dashboard query and every alert expression evaluates
-without error; the dashboard queries show what the fake serves; a healthy exporter raises
-no alert; a 401 from the API raises PinferenceAuthFailing and a 404 of the watched model
-raises PinferenceWatchedModelMissing. Skipped only when `prometheus` is not installed
-(a failure in CI).
+without error; the dashboard queries show what the fake serves (the error budget row
+included); a healthy exporter raises no alert over two full rule evaluations; a 401 and a
+403 from the API raise PinferenceAuthFailing and turn the "Auth OK" panel to REJECTED (and
+back after recovery); a 404 of the watched model raises PinferenceWatchedModelMissing.
+Skipped only when `prometheus` is not installed (a failure in CI).
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ from promhelpers import (
     require_tool,
     rewrite_config,
     rewrite_rules,
+    rules_evaluated_since,
     substitute,
     wait_until,
 )
@@ -193,7 +195,7 @@ def test_rewrites_keep_the_shipped_content(tmp_path: Path) -> None:
     assert shipped["scrape_configs"][0]["static_configs"][0]["targets"] == ["localhost:8795"]
 
     rules = rewrite_rules(load_yaml(RULES), TEST_FOR)
-    rewritten = {r["alert"]: r for g in rules["groups"] for r in g["rules"]}
+    rewritten = {r.get("alert") or r["record"]: r for g in rules["groups"] for r in g["rules"]}
     for original in alert_rules():
         copy_ = rewritten[original["alert"]]
         assert copy_["for"] == TEST_FOR
@@ -202,6 +204,9 @@ def test_rewrites_keep_the_shipped_content(tmp_path: Path) -> None:
         assert copy_["expr"].replace(" ", "") != "" and "[5m]" not in copy_["expr"]
     assert "[30s]" in rewritten["PinferenceAuthFailing"]["expr"]
     assert "[360s]" in rewritten["PinferenceCatalogShrunk"]["expr"]
+    # recording rules keep their names (the dashboard reads them) with shorter windows
+    assert "[25920s]" in rewritten["account:pinference_list_errors:ratio_rate3d"]["expr"]
+    assert rewritten["pinference:slo_objective:ratio"]["expr"] == "vector(0.995)"
 
 
 # ------------------------------------------------------------------ with Prometheus
@@ -263,9 +268,9 @@ def test_dashboard_shows_what_the_fake_serves(stack: Stack) -> None:
             expect(title, list(values.values()) == [1.0], values)
         values = stack.query(panel_exprs("Models listed now")["A"])
         expect("Models listed now", list(values.values()) == [float(len(catalogue))], values)
-        values = stack.query(panel_exprs("Catalogue")["A"])
+        values = stack.query(panel_exprs("Catalog")["A"])
         models = {dict(labels)["model"] for labels in values}
-        expect("Catalogue", models == catalogue, sorted(models ^ catalogue))
+        expect("Catalog", models == catalogue, sorted(models ^ catalogue))
         values = stack.query(panel_exprs("Watched models now")["A"])
         expect("Watched models now", {dict(k)["model"]: v for k, v in values.items()}
                == {WATCHED: 1.0}, values)  # fmt: skip
@@ -283,6 +288,15 @@ def test_dashboard_shows_what_the_fake_serves(stack: Stack) -> None:
         expect("Exporter version", all(dict(k).get("version") for k in values) and values, values)
         values = stack.query(panel_exprs("List success ratio (24h)")["A"])
         expect("List success ratio (24h)", list(values.values()) == [1.0], values)
+        # the error budget row, from the recording rules Prometheus runs
+        values = stack.query(panel_exprs("Objective")["A"])
+        expect("Objective", list(values.values()) == [0.995], values)
+        for title in ("Availability (30d)", "Error budget remaining (30d)"):
+            values = stack.query(panel_exprs(title)["A"])
+            expect(title, list(values.values()) == [1.0], values)
+        for ref, expr in panel_exprs("Error budget burn rate").items():
+            values = stack.query(expr)
+            expect(f"burn rate {ref}", list(values.values()) == [0.0], values)
         if problems:
             raise AssertionError("; ".join(problems))
         return True
@@ -292,41 +306,58 @@ def test_dashboard_shows_what_the_fake_serves(stack: Stack) -> None:
 
 def test_healthy_exporter_raises_no_alert(stack: Stack) -> None:
     wait_for_data(stack, f'rate(pinference_probes_total{{job="{JOB}"}}[30s]) > 0', "probes")
-    time.sleep(3)  # a few evaluations with data: a false positive would be pending by now
-    for _ in range(3):
+    # Every rule group evaluated twice with that data: a false positive would be at least
+    # pending now (every `for:` is 2s here, and pending shows at the first evaluation).
+    for _ in range(2):
+        since = time.time()
+        wait_until(
+            lambda since=since: rules_evaluated_since(stack.prom_url, since),
+            timeout=ALERT_TIMEOUT, what="the rule groups to be evaluated", alive=stack.processes,
+        )  # fmt: skip
         alerts = active_alerts(stack)
         assert not alerts, [(a["labels"], a["state"]) for a in alerts]
-        time.sleep(1)
 
 
-def test_unauthorized_raises_the_auth_alert(stack: Stack) -> None:
+@pytest.mark.parametrize("status", [401, 403])
+def test_auth_rejection_raises_the_alert_and_shows_on_the_panel(stack: Stack, status: int) -> None:
+    """The "Auth OK" panel, evaluated by Prometheus, says REJECTED (0) under a 401 and a
+    403, and OK again after recovery; PinferenceAuthFailing fires for each endpoint."""
     from llm_pinference.fake import Fault
 
-    wait_for_data(stack, f'pinference_up{{job="{JOB}"}} == 1', "a healthy exporter first")
-    stack.fake.set_fault("list", Fault(status=401))
-    stack.fake.set_fault("get", Fault(status=401))
+    auth_ok = panel_exprs("Auth OK")["A"]
+    wait_until(
+        lambda: list(stack.query(auth_ok).values()) == [1.0],
+        timeout=DATA_TIMEOUT, what="the Auth OK panel to show OK first", alive=stack.processes,
+    )  # fmt: skip
+    stack.fake.set_fault("list", Fault(status=status))
+    stack.fake.set_fault("get", Fault(status=status))
     try:
+        wait_until(
+            lambda: list(stack.query(auth_ok).values()) == [0.0],
+            timeout=DATA_TIMEOUT, what=f"the Auth OK panel to show REJECTED under {status}",
+            alive=stack.processes,
+        )  # fmt: skip
         alerts = wait_until(
-            lambda: [a for a in active_alerts(stack, "PinferenceAuthFailing")
-                     if a["state"] in ("pending", "firing")],
+            lambda: (found := [a for a in active_alerts(stack, "PinferenceAuthFailing")
+                               if a["state"] in ("pending", "firing")])
+            and {a["labels"]["endpoint"] for a in found} == {"list", "get"} and found,
             timeout=ALERT_TIMEOUT, what="PinferenceAuthFailing", alive=stack.processes,
         )  # fmt: skip
         for alert in alerts:
             assert alert["labels"]["job"] == JOB
             assert alert["labels"]["instance"] == stack.target
+            assert alert["labels"].get("account", "default") == "default"
             assert alert["labels"]["severity"] == "critical"
-            assert alert["labels"]["endpoint"] in ("list", "get")
-            assert "401 Unauthorized" in alert["annotations"]["description"]
+            assert "401 Unauthorized or 403 Forbidden" in alert["annotations"]["description"]
             assert alert["annotations"]["runbook_url"].endswith("#pinferenceauthfailing")
-        auth_ok = panel_exprs("Auth OK")["A"]
-        wait_until(
-            lambda: list(stack.query(auth_ok).values()) == [0.0],
-            timeout=DATA_TIMEOUT, what="the Auth OK panel to show REJECTED",
-        )  # fmt: skip
         assert not active_alerts(stack, "PinferenceRateLimited")
         assert not active_alerts(stack, "PinferenceServerErrors")
     finally:
         stack.fake.clear_faults()
+    wait_until(
+        lambda: list(stack.query(auth_ok).values()) == [1.0],
+        timeout=DATA_TIMEOUT, what="the Auth OK panel to recover", alive=stack.processes,
+    )  # fmt: skip
 
 
 def test_missing_watched_model_raises_its_alert(stack: Stack) -> None:
@@ -340,8 +371,10 @@ def test_missing_watched_model_raises_its_alert(stack: Stack) -> None:
             timeout=ALERT_TIMEOUT, what="PinferenceWatchedModelMissing", alive=stack.processes,
         )  # fmt: skip
         assert alert["labels"]["model"] == WATCHED
+        # an exporter without account labels probes the one account called default
+        account = alert["labels"].get("account", "default")
         assert alert["annotations"]["summary"] == (
-            f"Watched model {WATCHED} is missing from Pinference"
+            f"Watched model {WATCHED} is missing for account {account}"
         )
     finally:
         stack.fake.clear_faults()
