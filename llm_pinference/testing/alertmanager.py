@@ -53,8 +53,7 @@ class WebhookReceiver:
                 except ValueError:
                     payload = {"invalid": body.decode("utf-8", "replace")}
                 payload["_path"] = self.path
-                with receiver._lock:
-                    receiver._notifications.append(payload)
+                receiver.record(payload)
                 self.send_response(200)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
@@ -65,6 +64,10 @@ class WebhookReceiver:
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    def record(self, payload: dict[str, Any]) -> None:
+        with self._lock:
+            self._notifications.append(payload)
 
     def start(self) -> WebhookReceiver:
         self._thread.start()
