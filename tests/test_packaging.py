@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ast
 import email
+import importlib.util
 import re
 import subprocess
 import sys
@@ -171,12 +172,20 @@ def _expected_wheel_files(source: Path) -> set[str]:
     for folder, package in PACKAGE_FOLDERS.items():
         for path in (source / folder).rglob("*.py"):
             expected.add(f"{package}/{path.relative_to(source / folder).as_posix()}")
-    for folder in ASSET_FOLDERS:
-        for path in (source / folder).rglob("*"):
-            relative = path.relative_to(source).as_posix()
-            if path.is_file() and not relative.startswith("deploy/assets/"):
-                expected.add(f"pinference_exporter/assets/{relative}")
+    expected.update(f"pinference_exporter/assets/{name}" for name in _asset_names(source))
     return expected
+
+
+def _asset_names(source: Path) -> list[str]:
+    """The files of the asset folders (not dot files, not the assets package's code)."""
+    return sorted(
+        path.relative_to(source).as_posix()
+        for folder in ASSET_FOLDERS
+        for path in (source / folder).rglob("*")
+        if path.is_file()
+        and not path.name.startswith(".")
+        and not path.relative_to(source).as_posix().startswith("deploy/assets/")
+    )
 
 
 @pytest.mark.integration
@@ -308,13 +317,7 @@ def test_assets_come_with_the_wheel(
     module = [exporter_venv, "-m", "pinference_exporter.assets"]
     names = run([*module, "--list"]).stdout.split()
     source = dist["source"]
-    expected = sorted(
-        p.relative_to(source).as_posix()
-        for folder in ASSET_FOLDERS
-        for p in (source / folder).rglob("*")
-        if p.is_file() and not p.relative_to(source).as_posix().startswith("deploy/assets/")
-    )
-    assert names == expected
+    assert names == _asset_names(source)
     for wanted in (
         "grafana/dashboards/pinference.json",
         "prometheus/pinference.rules.yml",
@@ -386,3 +389,27 @@ def test_exporter_without_its_extra_says_what_to_install(llm_venv: LlmVenv) -> N
         assert (result.returncode, result.stdout, result.stderr) == (2, "", MISSING_EXTRA + "\n")
     library = run([python, "-c", "import pinference_exporter"], check=False)
     assert "ImportError: the exporter needs its extra" in library.stderr
+
+
+def test_assets_from_a_source_tree_are_the_wheels(tmp_path: Path) -> None:
+    """From a checkout (an editable install), the same names, read from the folders."""
+    spec = importlib.util.spec_from_file_location(
+        "assets_under_test", ROOT / "deploy" / "assets" / "__init__.py"
+    )
+    assert spec and spec.loader
+    assets = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(assets)
+    found = assets.assets()
+    assert list(found) == _asset_names(ROOT)
+    assert (
+        assets.read("prometheus/prometheus.yml")
+        == (ROOT / "prometheus/prometheus.yml").read_bytes()
+    )
+    with pytest.raises(assets.AssetError, match="no asset named"):
+        assets.read("../pyproject.toml")
+    (tmp_path / "out" / "docs").mkdir(parents=True)
+    (tmp_path / "out" / "docs" / "alerts.md").write_text("mine")
+    with pytest.raises(assets.AssetError, match="exists; use --force"):
+        assets.extract(tmp_path / "out")
+    assert (tmp_path / "out" / "docs" / "alerts.md").read_text() == "mine"  # nothing written
+    assert not (tmp_path / "out" / "prometheus").exists()

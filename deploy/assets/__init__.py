@@ -41,8 +41,8 @@ def _base() -> Traversable:
 
 
 def _walk(node: Traversable, name: PurePosixPath) -> Iterator[tuple[str, Traversable]]:
-    if str(name) in SKIP or name.name in SKIP:
-        return
+    if str(name) in SKIP or name.name in SKIP or name.name.startswith("."):
+        return  # (dot files, such as a .gitignore, are not assets)
     if node.is_dir():
         for child in sorted(node.iterdir(), key=lambda c: c.name):
             yield from _walk(child, name / child.name)
