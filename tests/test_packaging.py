@@ -391,13 +391,16 @@ def test_exporter_without_its_extra_says_what_to_install(llm_venv: LlmVenv) -> N
     assert "ImportError: the exporter needs its extra" in library.stderr
 
 
-def test_assets_from_a_source_tree_are_the_wheels(tmp_path: Path) -> None:
+def test_assets_from_a_source_tree_are_the_wheels(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """From a checkout (an editable install), the same names, read from the folders."""
     spec = importlib.util.spec_from_file_location(
         "assets_under_test", ROOT / "deploy" / "assets" / "__init__.py"
     )
     assert spec and spec.loader
     assets = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, spec.name, assets)
     spec.loader.exec_module(assets)
     found = assets.assets()
     assert list(found) == _asset_names(ROOT)
