@@ -125,7 +125,7 @@ def test_every_imported_distribution_is_declared_for_its_audience() -> None:
 def test_base_dependencies_leave_out_both_front_ends() -> None:
     base = {_requirement_name(r) for r in PYPROJECT["project"]["dependencies"]}
     extras = PYPROJECT["project"]["optional-dependencies"]
-    assert base == {"requests"}
+    assert base == {"requests", "urllib3"}
     assert {"llm", "openai", "click"} <= {_requirement_name(r) for r in extras["llm"]}
     assert {_requirement_name(r) for r in extras["exporter"]} == {"prometheus-client", "pyyaml"}
 
@@ -207,7 +207,7 @@ def test_wheel_holds_every_module_and_asset_under_unambiguous_names(
     assert {"Homepage", "Documentation", "Issues"} <= set(urls)
     assert "Typing :: Typed" in metadata.get_all("Classifier")
     unconditional = [r for r in metadata.get_all("Requires-Dist") if "extra ==" not in r]
-    assert [_requirement_name(r) for r in unconditional] == ["requests"]
+    assert [_requirement_name(r) for r in unconditional] == ["requests", "urllib3"]
     assert "pinference-exporter = pinference_exporter.cli:main" in entry_points
     assert "pinference = llm_pinference.plugin" in entry_points
 
