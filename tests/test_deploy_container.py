@@ -12,25 +12,27 @@ from __future__ import annotations
 import json
 import os
 import re
+import secrets
 import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from deploy_helpers import ROOT, require, run
+from deploy_helpers import require, run, source_copy
 from support import free_port
 
 from llm_pinference.fake import FakePinference
 
 pytestmark = pytest.mark.integration
 
-CONTAINERFILE = ROOT / "deploy" / "container" / "Containerfile"
 BASE_IMAGE = "localhost/debian-py:bookworm"
 # The base image's rootfs, kept between runs (mmdebstrap takes ~30 s, an import ~5 s).
 BASE_TAR = Path(os.environ.get("PINFERENCE_BASE_TAR", "/var/tmp/pinference-ci/debian-py.tar"))
 IMAGE = "localhost/pinference-exporter:test"
 KEY = "pit_container_test_key_7c1e"
+# Left where the compose stack keeps its secrets, in the build context: must not get in.
+PLANTED_SECRET = f"pit_{secrets.token_hex(12)}"  # random: not in any shipped file
 # How this machine kind runs Podman (../shared containers recipe): runc with cgroupfs,
 # and no default ulimits (setrlimit fails in this sandbox).
 CONTAINERS_CONF = """\
@@ -73,11 +75,12 @@ def ensure_base_image(podman: list[str]) -> None:
         if os.geteuid() != 0:
             pytest.skip("building the Debian base image with mmdebstrap needs root")
         BASE_TAR.parent.mkdir(parents=True, exist_ok=True)
-        partial = BASE_TAR.with_suffix(".partial")
+        partial = BASE_TAR.with_name(BASE_TAR.name + ".partial")
         run(
             [
                 mmdebstrap,
                 "--variant=minbase",
+                "--format=tar",
                 "--include=python3,python3-venv,ca-certificates",
                 "bookworm",
                 partial,
@@ -89,8 +92,12 @@ def ensure_base_image(podman: list[str]) -> None:
 
 
 @pytest.fixture(scope="module")
-def image(podman: list[str]) -> str:
+def image(podman: list[str], tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The image, built from the files a clone has (unchanged files hit the layer cache),
+    with a key planted in deploy/compose/secrets/."""
     ensure_base_image(podman)
+    context = source_copy(tmp_path_factory.mktemp("context"))
+    (context / "deploy" / "compose" / "secrets" / "prime_api_key").write_text(PLANTED_SECRET)
     mounts = [f"--volume={m}:{m}:ro" for m in BUILD_MOUNTS if Path(m).exists()]
     started = time.monotonic()
     run(
@@ -101,9 +108,9 @@ def image(podman: list[str]) -> str:
             "--network=host",
             *mounts,
             f"--build-arg=BASE={BASE_IMAGE}",
-            f"--file={CONTAINERFILE}",
+            f"--file={context / 'deploy' / 'container' / 'Containerfile'}",
             f"--tag={IMAGE}",
-            ROOT,
+            context,
         ],
         timeout=900,
     )
@@ -136,11 +143,12 @@ def test_image_is_non_root_exposes_8795_and_checks_its_health(
     assert "--api.key-file=/run/secrets/prime_api_key" in config["Cmd"]
 
 
-def test_runtime_has_no_compiler_and_no_pip(podman: list[str], image: str) -> None:
+def test_runtime_has_no_compiler_no_pip_and_no_secret(podman: list[str], image: str) -> None:
     script = (
         "for t in gcc cc c++ clang make pip pip3 curl wget; do command -v $t; done;"
         " /opt/pinference/bin/python -c 'import pip' 2>/dev/null && echo pip-module;"
-        " ls /opt/build /wheels /src 2>/dev/null; true"
+        " ls /opt/build /wheels /src 2>/dev/null;"
+        f" grep -rl {PLANTED_SECRET} /opt /home /tmp /etc 2>/dev/null; true"
     )
     found = run(
         [*podman, "run", "--rm", "--network=host", "--entrypoint=/bin/sh", image, "-c", script]

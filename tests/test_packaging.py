@@ -12,6 +12,7 @@ import ast
 import email
 import importlib.util
 import re
+import secrets
 import subprocess
 import sys
 import tarfile
@@ -44,6 +45,7 @@ MISSING_EXTRA = (
     "pinference-exporter: error: the exporter needs its extra: "
     "pip install 'llm-pinference[exporter]'"
 )
+SECRETS = "deploy/compose/secrets"
 # The folders shipped as data under pinference_exporter/assets/ (deploy/assets is its code).
 ASSET_FOLDERS = ("prometheus", "grafana", "docs", "deploy")
 # Source folder -> import name in the wheel.
@@ -142,17 +144,27 @@ def test_build_requirement_supports_the_license_expression() -> None:
 # ------------------------------------------------------------- the built distribution
 
 
+# What a user of the compose stack keeps in its secrets folder: never shipped.
+PLANTED_SECRET = f"pit_{secrets.token_hex(12)}"  # random: not in any shipped file
+
+
 @pytest.fixture(scope="module")
 def dist(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """sdist and wheel, built the way a release is (`python -m build`: the wheel from the
-    unpacked sdist), from the files a fresh clone has."""
+    unpacked sdist), from the files a fresh clone has, plus a key where the compose stack
+    keeps it."""
     require("git", "apt-get install git")
     source = source_copy(tmp_path_factory.mktemp("clone"))
+    (source / SECRETS / "prime_api_key").write_text(PLANTED_SECRET)
     out = tmp_path_factory.mktemp("dist")
     run([sys.executable, "-m", "build", "--outdir", out, source], timeout=600, env=tool_env())
     (sdist,) = out.glob("*.tar.gz")
     (wheel,) = out.glob("*.whl")
-    return {"sdist": sdist, "wheel": wheel, "source": source}
+    # `pip install .` builds the wheel from the checkout itself, not through the sdist
+    direct = tmp_path_factory.mktemp("direct")
+    run([sys.executable, "-m", "build", "--wheel", "--outdir", direct, source], env=tool_env())
+    (direct_wheel,) = direct.glob("*.whl")
+    return {"sdist": sdist, "wheel": wheel, "direct_wheel": direct_wheel, "source": source}
 
 
 @pytest.mark.integration
@@ -177,15 +189,20 @@ def _expected_wheel_files(source: Path) -> set[str]:
 
 
 def _asset_names(source: Path) -> list[str]:
-    """The files of the asset folders (not dot files, not the assets package's code)."""
+    """The files of the asset folders (not dot files, not the assets package's code, not
+    the compose stack's secrets)."""
     return sorted(
         path.relative_to(source).as_posix()
         for folder in ASSET_FOLDERS
         for path in (source / folder).rglob("*")
         if path.is_file()
         and not path.name.startswith(".")
-        and not path.relative_to(source).as_posix().startswith("deploy/assets/")
+        and not path.relative_to(source).as_posix().startswith(("deploy/assets/", SECRETS))
     )
+
+
+def _leaks(names_and_bytes: list[tuple[str, bytes]]) -> list[str]:
+    return [n for n, data in names_and_bytes if PLANTED_SECRET.encode() in data or SECRETS in n]
 
 
 @pytest.mark.integration
@@ -200,6 +217,10 @@ def test_wheel_holds_every_module_and_asset_under_unambiguous_names(
         metadata = email.message_from_bytes(archive.read(info))
         licence = [n for n in archive.namelist() if n.endswith(".dist-info/licenses/LICENSE")]
         entry_points = archive.read(info.replace("METADATA", "entry_points.txt")).decode()
+    for built in (dist["wheel"], dist["direct_wheel"]):
+        with zipfile.ZipFile(built) as archive:
+            assert _leaks([(n, archive.read(n)) for n in archive.namelist()]) == [], built.name
+    assert _wheel_files(dist["direct_wheel"]) == files
     assert licence
     assert metadata["License-Expression"] == "Apache-2.0"
     urls = dict(u.split(", ", 1) for u in metadata.get_all("Project-URL"))
@@ -216,10 +237,14 @@ def test_wheel_holds_every_module_and_asset_under_unambiguous_names(
 def test_sdist_is_a_complete_source_tree(dist: dict[str, Path]) -> None:
     with tarfile.open(dist["sdist"]) as archive:
         names = {n.split("/", 1)[1] for n in archive.getnames() if "/" in n}
+        members = [m for m in archive.getmembers() if m.isfile()]
+        assert _leaks([(m.name, archive.extractfile(m).read()) for m in members]) == []  # type: ignore[union-attr]
     source = dist["source"]
     for folder in ("tests", "grafana", "prometheus", "docs", "deploy", "llm_pinference"):
         wanted = {
-            p.relative_to(source).as_posix() for p in (source / folder).rglob("*") if p.is_file()
+            p.relative_to(source).as_posix()
+            for p in (source / folder).rglob("*")
+            if p.is_file() and not p.relative_to(source).as_posix().startswith(SECRETS)
         }
         assert wanted and wanted <= names, f"{folder}: missing {sorted(wanted - names)}"
     assert {"LICENSE", "README.md", "pyproject.toml", "tests/conftest.py"} <= names

@@ -24,7 +24,8 @@ if TYPE_CHECKING:
     from importlib.resources.abc import Traversable
 
 FOLDERS = ("prometheus", "grafana", "docs", "deploy")  # top folders of the repository
-SKIP = {"__pycache__", "deploy/assets"}  # deploy/assets: this package's own code
+# deploy/assets is this package's own code; compose/secrets holds a user's secrets
+SKIP = {"__pycache__", "deploy/assets", "deploy/compose/secrets"}
 
 
 class AssetError(Exception):
