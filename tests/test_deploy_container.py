@@ -99,6 +99,7 @@ def image(podman: list[str], tmp_path_factory: pytest.TempPathFactory) -> str:
     context = source_copy(tmp_path_factory.mktemp("context"))
     (context / "deploy" / "compose" / "secrets" / "prime_api_key").write_text(PLANTED_SECRET)
     mounts = [f"--volume={m}:{m}:ro" for m in BUILD_MOUNTS if Path(m).exists()]
+    previous = run([*podman, "image", "inspect", "--format={{.Id}}", IMAGE], check=False)
     started = time.monotonic()
     run(
         [
@@ -115,6 +116,9 @@ def image(podman: list[str], tmp_path_factory: pytest.TempPathFactory) -> str:
         timeout=900,
     )
     print(f"image built in {time.monotonic() - started:.1f}s")
+    current = run([*podman, "image", "inspect", "--format={{.Id}}", IMAGE]).stdout.strip()
+    if previous.returncode == 0 and previous.stdout.strip() != current:
+        run([*podman, "image", "rm", previous.stdout.strip()], check=False)  # replaced
     return IMAGE
 
 
