@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test test-versions dist lint bench clean
 
 $(STAMP): pyproject.toml scripts/bootstrap-venv
 	./scripts/bootstrap-venv $(VENV) test,bench
@@ -13,17 +13,29 @@ $(STAMP): pyproject.toml scripts/bootstrap-venv
 demo: $(STAMP)
 	$(PY) scripts/demo.py
 
-## make test: lint, then the whole test suite (unit + loopback integration)
+## make test: lint, then the whole test suite (unit + loopback integration, packaging,
+## the container image with podman, compose, Kubernetes and systemd checks)
 test: $(STAMP)
-	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff check . .ci/test-versions
 	$(PY) -m pytest
 
+## make test-versions: the fast part of the suite on the oldest Python with every
+## dependency at its floor (llm 0.26, ...), and on the newest Python with the newest
+test-versions: $(STAMP)
+	$(PY) .ci/test-versions
+
+## make dist: the sdist and the wheel in dist/, checked with twine
+dist: $(STAMP)
+	rm -rf dist
+	$(PY) -m build --outdir dist .
+	$(PY) -m twine check --strict dist/*
+
 lint: $(STAMP)
-	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff check . .ci/test-versions
 	$(VENV)/bin/ruff format --check llm_pinference exporter
 
 bench: $(STAMP)
 	$(PY) bench/run_all.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache build *.egg-info
+	rm -rf $(VENV) .pytest_cache build dist *.egg-info
