@@ -13,7 +13,7 @@ It imports the core (`llm_pinference.settings`, `.client`, `.models`) and never 
 
 from llm_pinference import __version__
 
-from . import _extra  # noqa: F401  (first: a missing extra is one line, not a traceback)
+from . import needs_extra  # noqa: F401  (first: a missing extra is one line, not a traceback)
 from .app import Exporter
 from .config import ConfigError, ExporterConfig, parse_duration
 

@@ -24,8 +24,9 @@ if TYPE_CHECKING:
     from importlib.resources.abc import Traversable
 
 FOLDERS = ("prometheus", "grafana", "docs", "deploy")  # top folders of the repository
-# deploy/assets is this package's own code; compose/secrets holds a user's secrets
-SKIP = {"__pycache__", "deploy/assets", "deploy/compose/secrets"}
+# deploy/assets is this package's own code; compose/secrets holds a user's secrets;
+# grafana/schema-check is the project's own dashboard check (node tooling), not an asset
+SKIP = {"__pycache__", "deploy/assets", "deploy/compose/secrets", "grafana/schema-check"}
 
 
 class AssetError(Exception):
