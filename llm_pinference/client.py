@@ -6,6 +6,7 @@ and most commands never make a request.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import time
@@ -30,6 +31,9 @@ from .text import one_line, printable, redact, redact_data
 if TYPE_CHECKING:
     import requests
 
+    from .probes import PhaseClock, Phases
+    from .tlsinfo import TLSInfo
+
 DEFAULT_CONNECT_TIMEOUT = 3.05
 DEFAULT_READ_TIMEOUT = 10.0
 DEFAULT_MAX_BYTES = 16 * 1024 * 1024
@@ -46,6 +50,10 @@ class ModelList:
     models: list[ModelInfo]
     skipped: int  # entries that were not objects with a string id (or repeated an id)
     status: int
+    #: With `list_models(fresh=True)`: where the request's time went, and the TLS details
+    #: of its connection (None over http). None otherwise.
+    timing: Phases | None = None
+    tls: TLSInfo | None = None
 
 
 def check_model_id(model_id: str) -> str:
@@ -105,10 +113,13 @@ class PinferenceClient:
         total_timeout: float | None = None,
         max_bytes: int = DEFAULT_MAX_BYTES,
         session: requests.Session | None = None,
+        ca_file: str | None = None,
     ) -> None:
         """`connect_timeout` bounds the connect, `read_timeout` each wait for data, and
         `total_timeout` (default: connect + read) the whole exchange. A `session` given here
-        gets the deadline-aware adapter mounted for http and https."""
+        gets the deadline-aware adapter mounted for http and https. `ca_file`: a PEM bundle
+        of the certificate authorities to trust instead of the default ones (TLS is always
+        verified)."""
         self.settings = resolve_settings() if settings is None else settings
         self.connect_timeout = connect_timeout
         self.read_timeout = read_timeout
@@ -116,6 +127,7 @@ class PinferenceClient:
             connect_timeout + read_timeout if total_timeout is None else total_timeout
         )
         self.max_bytes = max_bytes
+        self.ca_file = ca_file
         self._session = session
         if session is not None:
             from .transport import mount
@@ -146,8 +158,18 @@ class PinferenceClient:
         if self._session is not None:
             self._session.close()
 
-    def list_models(self) -> ModelList:
-        status, payload = self.request_json("models")
+    def list_models(self, *, fresh: bool = False) -> ModelList:
+        """The model list. With `fresh`, the request goes out on a new connection and the
+        result carries its phases (`timing`) and TLS details (`tls`).
+
+        Why a new connection: a probe on a kept-alive connection sees neither the name
+        resolution, nor the TCP connect, nor the TLS handshake; a DNS record gone wrong, a
+        certificate expired or replaced, a load balancer refusing new connections would go
+        unnoticed while the old connection lives. A fresh one fails as a new client would,
+        and measures what a new client waits for. It stays in the pool afterwards, so the
+        requests that follow (get probes) may reuse it.
+        """
+        status, payload, clock, ended = self._get_json("models", fresh=fresh)
         items = extract_model_list(payload)
         if items is None:
             raise self._error(
@@ -162,7 +184,9 @@ class PinferenceClient:
                 f"none of the {len(items)} entries in the model list is a model with an id",
                 status=status,
             )
-        return ModelList(models=models, skipped=skipped, status=status)
+        if clock is None:
+            return ModelList(models=models, skipped=skipped, status=status)
+        return ModelList(models, skipped, status, timing=clock.phases(ended), tls=clock.tls)
 
     def get_model(self, model_id: str) -> ModelInfo:
         status, payload = self.request_json(model_path(model_id))
@@ -189,21 +213,32 @@ class PinferenceClient:
         The whole exchange (connect, status line and headers, body) ends within
         `total_timeout`, however slowly the server sends; see `transport`.
         """
+        status, payload, _, _ = self._get_json(path)
+        return status, payload
+
+    def _get_json(
+        self, path: str, *, fresh: bool = False
+    ) -> tuple[int, Any, PhaseClock | None, float]:
+        """`request_json`, plus (with `fresh`) the exchange's clock and its end."""
         import requests
 
-        from .transport import deadline
+        from .transport import deadline, phase_clock
 
         headers = {"Accept": "application/json", **self.settings.headers()}
         connect = min(self.connect_timeout, self.total_timeout)
-        with deadline(self.total_timeout) as watch:
+        # The clock starts first: setting up the deadline is part of what the call costs.
+        timing = phase_clock(fresh=True) if fresh else contextlib.nullcontext()
+        with timing as clock, deadline(self.total_timeout) as watch:
             try:
                 with self.session.get(
                     self.url(path),
                     headers=headers,
                     timeout=(connect, self.read_timeout),
                     stream=True,
+                    **self._verify(),
                 ) as response:
                     body = self._read_capped(response, watch.at)
+                    ended = time.monotonic()
                     status = response.status_code
                     failure = None if 200 <= status < 300 else self._http_error(response, body)
             except PinferenceError as exc:
@@ -231,7 +266,12 @@ class PinferenceClient:
             )
         # Whatever the API sends back (names, ids, owners...) may echo the key or the URL's
         # credentials: both front ends get data with them already removed.
-        return status, redact_data(payload, self.settings.secrets)
+        return status, redact_data(payload, self.settings.secrets), clock, ended
+
+    def _verify(self) -> dict[str, Any]:
+        # Only when set: requests then keeps its usual choice (the session's, or
+        # REQUESTS_CA_BUNDLE) otherwise.
+        return {"verify": self.ca_file} if self.ca_file else {}
 
     def _total_timeout_message(self) -> str:
         return f"no complete answer within {self.total_timeout:g}s (total deadline)"
@@ -241,9 +281,10 @@ class PinferenceClient:
 
         if isinstance(exc, requests.ConnectTimeout):
             return Reason.TIMEOUT, f"cannot connect within {connect:g}s (connect timeout)"
-        if isinstance(exc, (requests.Timeout, TimeoutError)):
+        from .transport import describe_failure, read_timed_out
+
+        if isinstance(exc, (requests.Timeout, TimeoutError)) or read_timed_out(exc):
             return Reason.TIMEOUT, f"no data for {self.read_timeout:g}s (read timeout)"
-        from .transport import describe_failure
 
         return describe_failure(exc)
 
