@@ -29,6 +29,7 @@ import contextlib
 import http.client
 import io
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Iterator
@@ -340,7 +341,11 @@ def describe_failure(exc: Exception) -> tuple[Reason, str]:
 
     refused = " (connection refused)" if wraps(ConnectionRefusedError) else ""
     rules: list[tuple[bool, Reason, str]] = [
-        (isinstance(exc, rex.SSLError), Reason.CONNECTION_ERROR, "TLS error talking to the API"),
+        (
+            isinstance(exc, rex.SSLError) or wraps(ssl.SSLError),
+            Reason.CONNECTION_ERROR,
+            "TLS error talking to the API" + _tls_detail(causes),
+        ),
         (
             isinstance(exc, (rex.InvalidURL, rex.MissingSchema, rex.InvalidSchema)),
             Reason.CONNECTION_ERROR,
@@ -379,6 +384,20 @@ def describe_failure(exc: Exception) -> tuple[Reason, str]:
         if matched:
             return reason, message
     return Reason.CONNECTION_ERROR, f"request failed ({type(exc).__name__})"
+
+
+def _tls_detail(causes: list[BaseException]) -> str:
+    """What went wrong in TLS, from OpenSSL's own words: `: certificate verify failed
+    (certificate has expired)`, `: wrong version number`; "" when nothing says."""
+    for cause in causes:
+        if isinstance(cause, ssl.SSLCertVerificationError):
+            why = cause.verify_message
+            return ": certificate verify failed" + (f" ({why})" if why else "")
+    for cause in causes:
+        reason = getattr(cause, "reason", None) if isinstance(cause, ssl.SSLError) else None
+        if isinstance(reason, str) and reason:
+            return ": " + reason.lower().replace("_", " ")
+    return ""
 
 
 def read_timed_out(exc: Exception) -> bool:
