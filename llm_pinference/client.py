@@ -7,6 +7,7 @@ and most commands never make a request.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import re
 import time
@@ -16,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, unquote
 
 from . import __version__
+from .chatprobe import CHAT_PROBE_MAX_TOKENS, CHAT_PROBE_PROMPT, ChatProbeResult
 from .errors import (
     InvalidModelId,
     PinferenceError,
@@ -29,8 +31,11 @@ from .settings import Settings, resolve_settings
 from .text import one_line, printable, redact, redact_data
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
     import requests
 
+    from .chatprobe import ChatStream
     from .probes import PhaseClock, Phases
     from .tlsinfo import TLSInfo
 
@@ -204,6 +209,101 @@ class PinferenceClient:
             )
         return model
 
+    def chat_probe(
+        self,
+        model_id: str,
+        *,
+        max_tokens: int = CHAT_PROBE_MAX_TOKENS,
+        prompt: str = CHAT_PROBE_PROMPT,
+        total_timeout: float | None = None,
+    ) -> ChatProbeResult:
+        """Stream a tiny chat completion from `model_id` and time it (see `chatprobe`).
+
+        The whole exchange, stream included, ends within `total_timeout` (default: the
+        client's), and the stream is capped at `max_bytes`. Failures raise PinferenceError
+        with the usual reasons: the HTTP status's, timeout (the deadline, or a stream that
+        stalls past the read timeout), connection_error, and invalid_response for a stream
+        that ends before `[DONE]`, breaks its JSON or carries an error.
+        """
+        import requests
+
+        from .chatprobe import ChatStream, StreamError, chat_request
+        from .transport import deadline
+
+        if not isinstance(model_id, str) or not model_id:
+            raise InvalidModelId("model id must not be empty")
+        if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1:
+            raise ValueError("max_tokens must be an integer >= 1")
+        total = self.total_timeout if total_timeout is None else total_timeout
+        body = json.dumps(chat_request(model_id, prompt, max_tokens)).encode()
+        headers = {
+            "Accept": "text/event-stream",
+            "Content-Type": "application/json",
+            **self.settings.headers(),
+        }
+        connect = min(self.connect_timeout, total)
+        status: int | None = None
+        with deadline(total) as watch:
+            started = time.monotonic()
+            try:
+                with self.session.post(
+                    self.url("chat/completions"),
+                    data=body,
+                    headers=headers,
+                    timeout=(connect, self.read_timeout),
+                    stream=True,
+                    **self._verify(),
+                ) as response:
+                    status = response.status_code
+                    if 200 <= status < 300:
+                        stream = ChatStream(started)
+                        self._read_events(response, stream, watch.at)
+                        result = stream.result(model_id, status)
+                        failure = None
+                    else:
+                        failure = self._http_error(response, self._read_capped(response, watch.at))
+            except StreamError as exc:
+                failure = self._error(
+                    Reason.INVALID_RESPONSE, exc.message, status=status, api_message=exc.api_message
+                )
+            except PinferenceError as exc:
+                failure = exc
+            except (requests.RequestException, OSError) as exc:
+                failure = self._error(*self._transport_failure(exc, connect))
+        if watch.expired:  # whatever the read returned, it was cut at the deadline
+            failure = self._error(Reason.TIMEOUT, self._total_timeout_message(total))
+        if failure is not None:
+            raise failure
+        reason = result.finish_reason  # the server's words: shown, so scrubbed
+        return dataclasses.replace(
+            result, finish_reason=None if reason is None else self._clean(reason)
+        )
+
+    def _read_events(
+        self, response: requests.Response, stream: ChatStream, deadline_at: float
+    ) -> None:
+        """Feed the response's events to `stream` as they arrive, until `[DONE]`."""
+        from .chatprobe import EventStream
+
+        declared = response.headers.get("Content-Length", "")
+        if declared.isdigit() and int(declared) > self.max_bytes:
+            raise self._too_large(response.status_code)
+        events = EventStream()
+        size = 0
+        for piece in _pieces(response):
+            now = time.monotonic()
+            size += len(piece)
+            if size > self.max_bytes:
+                raise self._too_large(response.status_code)
+            if now > deadline_at:  # for sessions without the watchdog, as in _read_capped
+                raise self._error(Reason.TIMEOUT, self._total_timeout_message())
+            for data in events.feed(piece):
+                stream.feed(data, now)
+            if stream.done is not None:
+                return  # what may follow [DONE] is not waited for
+        for data in events.end():
+            stream.feed(data, time.monotonic())
+
     def url(self, path: str) -> str:
         return f"{self.settings.base_url}/{path}"
 
@@ -273,8 +373,9 @@ class PinferenceClient:
         # REQUESTS_CA_BUNDLE) otherwise.
         return {"verify": self.ca_file} if self.ca_file else {}
 
-    def _total_timeout_message(self) -> str:
-        return f"no complete answer within {self.total_timeout:g}s (total deadline)"
+    def _total_timeout_message(self, seconds: float | None = None) -> str:
+        seconds = self.total_timeout if seconds is None else seconds
+        return f"no complete answer within {seconds:g}s (total deadline)"
 
     def _transport_failure(self, exc: Exception, connect: float) -> tuple[Reason, str]:
         import requests
@@ -337,6 +438,34 @@ class PinferenceClient:
         """One printable line without secrets (redacted before it is cut to length, so no
         part of a secret survives the cut)."""
         return printable(one_line(redact(text, self.settings.secrets)))
+
+
+def _pieces(response: requests.Response) -> Iterator[bytes]:
+    """The body as it arrives: each read returns what is there (`read1`), so an event is
+    seen when it comes, whether the body is chunked or not. requests' own iteration waits
+    for a full buffer on a body that is not chunked; it is kept for urllib3 1.x, which
+    has no read1. urllib3's errors become requests' ones, as requests' iteration does."""
+    from requests import exceptions as rex
+    from urllib3 import exceptions as u3
+
+    read1 = getattr(response.raw, "read1", None)
+    if read1 is None:
+        yield from response.iter_content(chunk_size=None if response.raw.chunked else 65536)
+        return
+    while True:
+        try:
+            piece = read1(65536, decode_content=True)
+        except u3.ProtocolError as exc:
+            raise rex.ChunkedEncodingError(exc) from exc
+        except u3.DecodeError as exc:
+            raise rex.ContentDecodingError(exc) from exc
+        except u3.ReadTimeoutError as exc:
+            raise rex.ConnectionError(exc) from exc
+        except u3.SSLError as exc:
+            raise rex.SSLError(exc) from exc
+        if not piece:
+            return
+        yield piece
 
 
 def json_depth(value: object) -> int:

@@ -129,6 +129,13 @@ def test_a_fresh_probe_over_https_reads_the_handshake_and_the_served_chain(
     assert result.tls.chain_length == 2
 
 
+def test_the_chat_probe_over_https(https_fake: FakePinference, pki: Pki) -> None:
+    result = client(https_fake.base_url, ca_file=str(pki.ca)).chat_probe("deepseek-chat")
+    assert result.status == 200 and result.ttft is not None and result.output_tokens > 0
+    err = failure(lambda: client(https_fake.base_url).chat_probe("deepseek-chat"))
+    assert "TLS error" in str(err)
+
+
 def test_a_leaf_served_alone_is_the_earliest_expiry(pki: Pki) -> None:
     with FakePinference(certfile=pki.leaf, keyfile=pki.leaf_key) as fake:
         tls = client(fake.base_url, ca_file=str(pki.ca)).list_models(fresh=True).tls
