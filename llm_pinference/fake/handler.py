@@ -190,7 +190,7 @@ class _Handler(BaseHTTPRequestHandler):
         def normal() -> Response:
             if not isinstance(body, bytes):
                 return body
-            return self._normal(endpoint, model_id, method, body, headers)
+            return self._normal(endpoint, model_id, method, body, headers, fault=fault)
 
         response = self._apply_fault(fault, endpoint, model_id, body, normal) if fault else normal()
         if response is None:
@@ -205,6 +205,8 @@ class _Handler(BaseHTTPRequestHandler):
         method: str | None,
         body: bytes,
         headers: dict[str, str],
+        *,
+        fault: Fault | None = None,
     ) -> Response:
         app = self.server.app
         key = _bearer(headers)
@@ -219,7 +221,7 @@ class _Handler(BaseHTTPRequestHandler):
             if model is None:
                 return error_response(404, model=model_id or "")
             return Response(200, dumps(model))
-        return self._chat(body, team or None)
+        return self._chat(body, team or None, fault)
 
     def _reject(self, endpoint: str | None, method: str | None, key: str) -> Response | None:
         """404 for unknown routes, 401 for a wrong key, 405 for a wrong method."""
@@ -236,7 +238,7 @@ class _Handler(BaseHTTPRequestHandler):
             return response
         return None
 
-    def _chat(self, raw: bytes, team: str | None) -> Response:
+    def _chat(self, raw: bytes, team: str | None, fault: Fault | None = None) -> Response:
         try:
             body = json.loads(raw)
         except (ValueError, RecursionError) as exc:
@@ -249,9 +251,17 @@ class _Handler(BaseHTTPRequestHandler):
             return error_response(404, model=model_id)
         reply = chat.build_reply(model_id, body)
         if body.get("stream") is True:
+            pacing = None
+            if fault is not None:
+                pacing = chat.Pacing(
+                    ttft_delay=fault.ttft_delay,
+                    token_interval=fault.token_interval,
+                    error=fault.mode == "stream_error",
+                    cut=fault.mode == "stream_cut",
+                )
             return Response(
                 200,
-                chat.stream_events(model_id, body, reply),
+                chat.stream_events(model_id, body, reply, pacing, self.server.stopping.wait),
                 content_type="text/event-stream; charset=utf-8",
                 headers={"Cache-Control": "no-cache"},
             )
