@@ -22,7 +22,9 @@ PHASES: tuple[str, ...] = ("resolve", "connect", "tls", "processing", "transfer"
 class Phases:
     """Seconds spent in each phase of one request; they add up to `total`.
 
-    resolve: from the start of the call until the host name is resolved;
+    resolve: from the start of the call until the host name is resolved (as with
+    blackbox_exporter, it holds the client's own setup too: ~1 ms here, the deadline's
+    timer and requests' preparation, which is most of it on loopback);
     connect: the TCP connect; tls: the TLS handshake (0 for http);
     processing: until the first byte of the response (the request sent, the server
     working); transfer: from that first byte to the end of the body. On a reused
