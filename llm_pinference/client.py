@@ -38,12 +38,15 @@ if TYPE_CHECKING:
     from .chatprobe import ChatStream
     from .probes import PhaseClock, Phases
     from .tlsinfo import TLSInfo
+    from .transport import Deadline
 
 DEFAULT_CONNECT_TIMEOUT = 3.05
 DEFAULT_READ_TIMEOUT = 10.0
 DEFAULT_MAX_BYTES = 16 * 1024 * 1024
 #: API objects nest 6 levels deep; anything past this is refused as invalid.
 MAX_JSON_DEPTH = 64
+# How much of a body that is not an event stream is kept for the API's message in it.
+_HEAD_BYTES = 65536
 USER_AGENT = f"llm-pinference/{__version__}"
 # RFC 3986 sub-delims and the like that are safe in a path segment; `/` and `:` kept as the
 # real clients send them.
@@ -257,7 +260,7 @@ class PinferenceClient:
                     status = response.status_code
                     if 200 <= status < 300:
                         stream = ChatStream(started)
-                        self._read_events(response, stream, watch.at)
+                        self._read_events(response, stream, watch)
                         result = stream.result(model_id, status)
                         failure = None
                     else:
@@ -280,29 +283,36 @@ class PinferenceClient:
         )
 
     def _read_events(
-        self, response: requests.Response, stream: ChatStream, deadline_at: float
+        self, response: requests.Response, stream: ChatStream, deadline: Deadline
     ) -> None:
         """Feed the response's events to `stream` as they arrive, until `[DONE]`."""
-        from .chatprobe import EventStream
+        from .chatprobe import EventStream, StreamError
 
         declared = response.headers.get("Content-Length", "")
         if declared.isdigit() and int(declared) > self.max_bytes:
             raise self._too_large(response.status_code)
         events = EventStream()
+        head = b""  # the start of the body: the API's message if it is not a stream
         size = 0
         for piece in _pieces(response):
             now = time.monotonic()
             size += len(piece)
             if size > self.max_bytes:
                 raise self._too_large(response.status_code)
-            if now > deadline_at:  # for sessions without the watchdog, as in _read_capped
-                raise self._error(Reason.TIMEOUT, self._total_timeout_message())
+            if now > deadline.at:  # for sessions without the watchdog, as in _read_capped
+                raise self._error(Reason.TIMEOUT, self._total_timeout_message(deadline.seconds))
+            if len(head) < _HEAD_BYTES:
+                head += piece[: _HEAD_BYTES - len(head)]
             for data in events.feed(piece):
                 stream.feed(data, now)
             if stream.done is not None:
                 return  # what may follow [DONE] is not waited for
         for data in events.end():
             stream.feed(data, time.monotonic())
+        if not stream.events:
+            raise StreamError(
+                "the answer is not an event stream (no `data:` events)", api_error_message(head)
+            )
 
     def url(self, path: str) -> str:
         return f"{self.settings.base_url}/{path}"

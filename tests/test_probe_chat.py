@@ -127,6 +127,14 @@ def test_a_broken_stream_is_invalid_response(fake: FakePinference, body: str, sa
     assert says in str(err)
 
 
+def test_a_json_error_instead_of_a_stream_keeps_the_apis_message(fake: FakePinference) -> None:
+    error = {"error": {"message": "Model is overloaded, try again", "type": "server_error"}}
+    fake.set_fault("chat", Fault(body=json.dumps(error)))
+    err = failure(lambda: client(fake).chat_probe(MODEL))
+    assert (err.reason, err.api_message) == (Reason.INVALID_RESPONSE, error["error"]["message"])
+    assert "not an event stream" in str(err)
+
+
 def test_an_error_in_the_stream_is_invalid_response_with_the_apis_words(
     fake: FakePinference,
 ) -> None:
