@@ -342,7 +342,7 @@ def describe_failure(exc: Exception) -> tuple[Reason, str]:
     refused = " (connection refused)" if wraps(ConnectionRefusedError) else ""
     rules: list[tuple[bool, Reason, str]] = [
         (
-            isinstance(exc, rex.SSLError) or wraps(ssl.SSLError),
+            isinstance(exc, rex.SSLError),
             Reason.CONNECTION_ERROR,
             "TLS error talking to the API" + _tls_detail(causes),
         ),
