@@ -15,6 +15,11 @@ within ~20 ms of the deadline. The connect (TCP and TLS handshake) is bounded by
 no more than the time left. Name resolution is the one step a socket timeout cannot bound;
 it is left to the system resolver.
 
+The same connections note, for the thread's `PhaseClock` (`phase_clock()`), when the host
+name was resolved, the TCP connection made, the TLS handshake done and the first byte of
+the response read: the phases of a probe. With a `fresh` clock a kept-alive connection is
+closed before the request is sent, and the request goes out on a new one.
+
 Imported only when a request is made: it imports requests.
 """
 
@@ -22,7 +27,9 @@ from __future__ import annotations
 
 import contextlib
 import http.client
+import io
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Iterator
@@ -33,9 +40,16 @@ from requests import exceptions as rex
 from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
-from urllib3.exceptions import ConnectTimeoutError, NewConnectionError, ProxyError
+from urllib3.exceptions import (
+    ConnectTimeoutError,
+    NewConnectionError,
+    ProxyError,
+    ReadTimeoutError,
+)
 
 from .errors import Reason
+from .probes import PhaseClock
+from .tlsinfo import tls_info
 
 try:
     from urllib3.exceptions import NameResolutionError
@@ -126,11 +140,93 @@ def _current() -> Deadline | None:
     return getattr(_local, "deadline", None)
 
 
+@contextlib.contextmanager
+def phase_clock(fresh: bool = False) -> Iterator[PhaseClock]:
+    """Note the phases of the block's request (made through a `DeadlineAdapter`) on a new
+    `PhaseClock`; with `fresh`, on a connection of its own (see `PhaseClock`)."""
+    clock = PhaseClock(fresh)
+    previous = getattr(_local, "clock", None)
+    _local.clock = clock
+    try:
+        yield clock
+    finally:
+        _local.clock = previous
+
+
+def _clock() -> PhaseClock | None:
+    return getattr(_local, "clock", None)
+
+
+class _MarkWhenApplied(list):  # type: ignore[type-arg]
+    """Socket options that note on the clock when urllib3 applies them: on each socket it
+    makes, right after the host name is resolved and right before the TCP connect. The
+    one hook between the two that urllib3 (1.x and 2.x) offers without copying its code."""
+
+    def __init__(self, options: Any, clock: PhaseClock) -> None:
+        super().__init__(options or ())
+        self.clock = clock
+
+    def __iter__(self) -> Any:
+        self.clock.mark_resolved()
+        return super().__iter__()
+
+
+class _FirstByteReader(io.RawIOBase):
+    """A socket's raw reader that notes on the clock when the first bytes arrive."""
+
+    def __init__(self, raw: Any, clock: PhaseClock) -> None:
+        super().__init__()
+        self.raw = raw
+        self.clock: PhaseClock | None = clock
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int | None:
+        count = self.raw.readinto(buffer)
+        if count and self.clock is not None:
+            self.clock.mark_first_byte()
+            self.clock = None
+        return count  # type: ignore[no-any-return]
+
+    def fileno(self) -> int:
+        return int(self.raw.fileno())
+
+    def close(self) -> None:
+        if not self.closed:
+            self.raw.close()
+        super().close()
+
+
+class _SocketForResponse:
+    """What http.client's response reads from: the socket, its reader timed."""
+
+    def __init__(self, sock: Any, clock: PhaseClock) -> None:
+        self.sock = sock
+        self.clock = clock
+
+    def makefile(self, mode: str = "rb", *args: Any, **kwargs: Any) -> io.BufferedReader:
+        return io.BufferedReader(_FirstByteReader(self.sock.makefile(mode, 0), self.clock))
+
+
+class TimedResponse(http.client.HTTPResponse):
+    """http.client's response; under a `phase_clock()` it notes the first byte read."""
+
+    def __init__(self, sock: Any, *args: Any, **kwargs: Any) -> None:
+        clock = _clock()
+        timed = sock if clock is None else _SocketForResponse(sock, clock)
+        super().__init__(timed, *args, **kwargs)
+
+
 class _WatchedConnection:
-    """Mixed into urllib3's connection classes: sockets go to the thread's deadline."""
+    """Mixed into urllib3's connection classes: sockets go to the thread's deadline, and
+    the phases to the thread's clock."""
 
     timeout: Any
     sock: socket.socket | None
+    socket_options: Any
+    response_class = TimedResponse
+    secure = False  # TLS is set up in connect()
 
     def _new_conn(self) -> socket.socket:
         watch = _current()
@@ -140,7 +236,16 @@ class _WatchedConnection:
                 raise ConnectTimeoutError(self, "the total deadline passed before connecting")
             if isinstance(self.timeout, (int, float)):
                 self.timeout = min(self.timeout, left)
-        sock: socket.socket = super()._new_conn()  # type: ignore[misc]
+        clock = _clock()
+        options = self.socket_options
+        if clock is not None:
+            self.socket_options = _MarkWhenApplied(options, clock)
+        try:
+            sock: socket.socket = super()._new_conn()  # type: ignore[misc]
+        finally:
+            self.socket_options = options
+        if clock is not None:
+            clock.mark_connected()
         if watch is not None:
             # The TLS handshake that follows reads with this timeout, as one whole: with
             # the time the TCP connect took taken off, the handshake ends by the deadline.
@@ -157,8 +262,17 @@ class _WatchedConnection:
             # The TLS socket, for HTTPS. urllib3 connects before request() (below) for
             # HTTPS today; http.client connects inside it, which this covers too.
             watch.watch(self.sock)
+        clock = _clock()
+        if clock is not None and self.secure:
+            clock.mark_secured(tls_info(self.sock))
 
     def request(self, *args: Any, **kwargs: Any) -> Any:
+        clock = _clock()
+        if clock is not None and clock.fresh and self.sock is not None and not clock.has_connected:
+            # Kept alive from an earlier exchange: a fresh probe wants what a new client
+            # sees (name resolution, connect, handshake), so it closes this one; the
+            # request below connects again (http.client opens a closed connection).
+            self.close()  # type: ignore[attr-defined]
         watch = _current()
         if watch is not None:
             watch.watch(self.sock)  # a kept-alive connection (a new one connects below)
@@ -170,7 +284,7 @@ class WatchedHTTPConnection(_WatchedConnection, HTTPConnection):
 
 
 class WatchedHTTPSConnection(_WatchedConnection, HTTPSConnection):
-    pass
+    secure = True
 
 
 class _HTTPPool(HTTPConnectionPool):
@@ -227,7 +341,11 @@ def describe_failure(exc: Exception) -> tuple[Reason, str]:
 
     refused = " (connection refused)" if wraps(ConnectionRefusedError) else ""
     rules: list[tuple[bool, Reason, str]] = [
-        (isinstance(exc, rex.SSLError), Reason.CONNECTION_ERROR, "TLS error talking to the API"),
+        (
+            isinstance(exc, rex.SSLError),
+            Reason.CONNECTION_ERROR,
+            "TLS error talking to the API" + _tls_detail(causes),
+        ),
         (
             isinstance(exc, (rex.InvalidURL, rex.MissingSchema, rex.InvalidSchema)),
             Reason.CONNECTION_ERROR,
@@ -266,6 +384,26 @@ def describe_failure(exc: Exception) -> tuple[Reason, str]:
         if matched:
             return reason, message
     return Reason.CONNECTION_ERROR, f"request failed ({type(exc).__name__})"
+
+
+def _tls_detail(causes: list[BaseException]) -> str:
+    """What went wrong in TLS, from OpenSSL's own words: `: certificate verify failed
+    (certificate has expired)`, `: wrong version number`; "" when nothing says."""
+    for cause in causes:
+        if isinstance(cause, ssl.SSLCertVerificationError):
+            why = cause.verify_message
+            return ": certificate verify failed" + (f" ({why})" if why else "")
+    for cause in causes:
+        reason = getattr(cause, "reason", None) if isinstance(cause, ssl.SSLError) else None
+        if isinstance(reason, str) and reason:
+            return ": " + reason.lower().replace("_", " ")
+    return ""
+
+
+def read_timed_out(exc: Exception) -> bool:
+    """True if `exc` comes from a read that waited longer than the read timeout: requests
+    raises those met while reading the body as a ConnectionError, not as a Timeout."""
+    return any(isinstance(c, (ReadTimeoutError, TimeoutError)) for c in _causes(exc))
 
 
 def _causes(exc: BaseException) -> list[BaseException]:

@@ -177,6 +177,18 @@ def test_read_timeout_has_its_own_message(fake: FakePinference) -> None:
     assert 0.45 <= elapsed <= 0.5 + SLACK
 
 
+def test_a_body_that_stalls_past_the_read_timeout_is_a_timeout(fake: FakePinference) -> None:
+    # The head and 100 bytes at once, then nothing for longer than the read timeout:
+    # requests reports that as a ConnectionError; it is still a timeout.
+    fake.set_fault("list", Fault(mode="drip", drip_part="body", drip_bytes=100, drip_interval=2))
+    elapsed, err = timed_failure(
+        client(fake.base_url, read_timeout=0.5, total_timeout=5).list_models
+    )
+    assert err.reason is Reason.TIMEOUT
+    assert str(err) == "timeout: no data for 0.5s (read timeout)"
+    assert 0.45 <= elapsed <= 0.5 + SLACK
+
+
 def test_the_default_total_is_connect_plus_read() -> None:
     api = PinferenceClient(Settings(), connect_timeout=0.5, read_timeout=2)
     assert api.total_timeout == 2.5

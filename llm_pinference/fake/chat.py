@@ -28,6 +28,43 @@ class ChatRequestError(ValueError):
 
 
 @dataclass(frozen=True)
+class Pacing:
+    """How a stream is sent: waits before the first token and between tokens, and the
+    stream's two faults (see ``faults.Fault``)."""
+
+    ttft_delay: float = 0.0
+    token_interval: float = 0.0
+    error: bool = False  # an error event after the first token, then [DONE]
+    cut: bool = False  # end after half the tokens, without [DONE]
+
+
+#: An error event as OpenAI-compatible servers send one in the middle of a stream.
+STREAM_ERROR = {
+    "error": {
+        "message": "The model stopped generating: upstream inference error",
+        "type": "server_error",
+        "code": "upstream_error",
+    }
+}
+
+
+def _no_wait(_seconds: float) -> bool:
+    return False
+
+
+@dataclass(frozen=True)
+class _Token:
+    """A chunk that carries generated output (text or a tool call): the waits go before it."""
+
+    data: bytes
+    index: int
+    count: int
+
+
+_DONE_EVENT = b"data: [DONE]\n\n"
+
+
+@dataclass(frozen=True)
 class Reply:
     """What the assistant answers: either text or one tool call."""
 
@@ -162,8 +199,36 @@ def completion(model: str, body: dict[str, Any], reply: Reply) -> dict[str, Any]
     }
 
 
-def stream_events(model: str, body: dict[str, Any], reply: Reply) -> Iterator[bytes]:
-    """The SSE byte stream: role chunk, content pieces, finish, optional usage, [DONE]."""
+def stream_events(
+    model: str,
+    body: dict[str, Any],
+    reply: Reply,
+    pacing: Pacing | None = None,
+    wait: Callable[[float], bool] = _no_wait,
+) -> Iterator[bytes]:
+    """The SSE byte stream: role chunk, content pieces, finish, optional usage, [DONE].
+
+    ``pacing`` spaces the token chunks with ``wait(seconds)`` (which returns True when
+    the server stops: the stream then ends where it is) and may break the stream."""
+    pace = pacing or Pacing()
+    for event in _events(model, body, reply):
+        if not isinstance(event, _Token):
+            if not (pace.cut and event == _DONE_EVENT):
+                yield event
+            continue
+        if pace.cut and event.index >= max(1, event.count // 2):
+            return
+        delay = pace.ttft_delay if event.index == 0 else pace.token_interval
+        if delay and wait(delay):
+            return
+        yield event.data
+        if pace.error:
+            yield _sse(STREAM_ERROR)
+            yield _DONE_EVENT
+            return
+
+
+def _events(model: str, body: dict[str, Any], reply: Reply) -> Iterator[bytes | _Token]:
     base = {
         "id": _completion_id(model, body),
         "object": "chat.completion.chunk",
@@ -185,30 +250,31 @@ def stream_events(model: str, body: dict[str, Any], reply: Reply) -> Iterator[by
 
     if reply.tool_call is not None:
         call = reply.tool_call
-        yield chunk(
-            {
-                "role": "assistant",
-                "content": None,
-                "tool_calls": [
-                    {
-                        "index": 0,
-                        "id": call["id"],
-                        "type": "function",
-                        "function": {"name": call["function"]["name"], "arguments": ""},
-                    }
-                ],
-            }
-        )
+        first = {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [
+                {
+                    "index": 0,
+                    "id": call["id"],
+                    "type": "function",
+                    "function": {"name": call["function"]["name"], "arguments": ""},
+                }
+            ],
+        }
         arguments = call["function"]["arguments"]
-        yield chunk({"tool_calls": [{"index": 0, "function": {"arguments": arguments}}]})
+        rest = {"tool_calls": [{"index": 0, "function": {"arguments": arguments}}]}
+        yield _Token(chunk(first), 0, 2)
+        yield _Token(chunk(rest), 1, 2)
     else:
         yield chunk({"role": "assistant", "content": ""})
-        for piece in split_pieces(reply.content or ""):
-            yield chunk({"content": piece})
+        pieces = split_pieces(reply.content or "")
+        for index, piece in enumerate(pieces):
+            yield _Token(chunk({"content": piece}), index, len(pieces))
     yield chunk({}, reply.finish_reason)
     if include_usage:
         yield _sse({**base, "choices": [], "usage": reply.usage})
-    yield b"data: [DONE]\n\n"
+    yield _DONE_EVENT
 
 
 def split_pieces(text: str, pieces: int = 4) -> list[str]:

@@ -21,8 +21,12 @@ FAULT_MODES = frozenset(
         "nested",
         "drip",
         "reset",
+        "stream_error",
+        "stream_cut",
     }
 )
+#: Modes that change how a response is sent, not what it is.
+SENDING_MODES = frozenset({"drip", "reset", "stream_error", "stream_cut"})
 #: What a "drip" fault sends slowly: the status line and headers, the body, or both.
 DRIP_PARTS = frozenset({"head", "body", "all"})
 DEFAULT_HUGE_BYTES = 20 * 1024 * 1024
@@ -43,6 +47,13 @@ class Fault:
     seconds (of the status line and headers, the body, or all: ``drip_part``), and
     ``reset`` promises the whole body, sends half and resets the connection (RST).
     ``nested`` answers 200 with JSON nested ``nested_depth`` arrays deep.
+
+    Streamed chat completions (only those) also take: ``ttft_delay``, a wait after the
+    headers and before the first token (the time to first token a probe sees);
+    ``token_interval``, a wait between token chunks (a slow stream); and two modes,
+    ``stream_error`` (an error event after the first token, then ``[DONE]``, as vLLM
+    sends it) and ``stream_cut`` (the stream ends after half the tokens, before
+    ``[DONE]``, the HTTP body itself complete).
     """
 
     status: int | None = None
@@ -57,6 +68,8 @@ class Fault:
     drip_bytes: int = 1
     drip_interval: float = 0.5
     drip_part: str = "all"
+    ttft_delay: float = 0.0
+    token_interval: float = 0.0
 
     def __post_init__(self) -> None:
         if self.status is not None and (not _is_int(self.status) or not 200 <= self.status <= 599):
@@ -76,15 +89,16 @@ class Fault:
         for name in ("huge_bytes", "nested_depth", "drip_bytes"):
             if not _is_int(getattr(self, name)) or getattr(self, name) < 1:
                 raise ValueError(f"{name} must be an integer >= 1")
-        if not is_number(self.drip_interval) or self.drip_interval < 0:
-            raise ValueError("drip_interval must be a number >= 0")
+        for name in ("drip_interval", "ttft_delay", "token_interval"):
+            if not is_number(getattr(self, name)) or getattr(self, name) < 0:
+                raise ValueError(f"{name} must be a number >= 0")
         if self.drip_part not in DRIP_PARTS:
             raise ValueError(f"drip_part must be one of {sorted(DRIP_PARTS)}")
 
     @property
     def shapes_the_body(self) -> bool:
         """True for the modes that replace the response (not the ones that send it oddly)."""
-        return self.mode is not None and self.mode not in ("drip", "reset")
+        return self.mode is not None and self.mode not in SENDING_MODES
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Fault:

@@ -11,6 +11,7 @@ import hmac
 import json
 import select
 import socket
+import ssl
 import struct
 import sys
 import threading
@@ -29,14 +30,23 @@ from .responses import HTML_TYPE, JSON_TYPE, Drip, Response, dumps, error_respon
 from .routing import ADMIN_PREFIX, route
 from .state import FakeState
 
+#: How long a client may take over the TLS handshake before its connection is dropped.
+HANDSHAKE_TIMEOUT = 10.0
+
 
 class FakeHTTPServer(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
     request_queue_size = 128
 
-    def __init__(self, address: tuple[str, int], app: FakeState) -> None:
+    def __init__(
+        self,
+        address: tuple[str, int],
+        app: FakeState,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
         self.app = app
+        self.ssl_context = ssl_context
         self.stopping = threading.Event()
         self.connections: set[socket.socket] = set()
         self._connections_lock = threading.Lock()
@@ -58,6 +68,22 @@ class FakeHTTPServer(ThreadingHTTPServer):
         for conn in conns:
             with contextlib.suppress(OSError):
                 conn.shutdown(socket.SHUT_RDWR)
+
+    def finish_request(self, request: Any, client_address: Any) -> None:
+        """Serve one connection; over TLS, after the handshake (in the connection's own
+        thread, so a slow client holds up no other)."""
+        if self.ssl_context is None:
+            super().finish_request(request, client_address)
+            return
+        request.settimeout(HANDSHAKE_TIMEOUT)
+        try:
+            tls = self.ssl_context.wrap_socket(request, server_side=True)
+        except (OSError, ValueError):  # a failed handshake (ssl.SSLError is an OSError)
+            return
+        try:
+            super().finish_request(tls, client_address)
+        finally:
+            tls.close()
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         if not isinstance(sys.exc_info()[1], OSError):  # disconnects are not news
@@ -164,7 +190,7 @@ class _Handler(BaseHTTPRequestHandler):
         def normal() -> Response:
             if not isinstance(body, bytes):
                 return body
-            return self._normal(endpoint, model_id, method, body, headers)
+            return self._normal(endpoint, model_id, method, body, headers, fault=fault)
 
         response = self._apply_fault(fault, endpoint, model_id, body, normal) if fault else normal()
         if response is None:
@@ -179,6 +205,8 @@ class _Handler(BaseHTTPRequestHandler):
         method: str | None,
         body: bytes,
         headers: dict[str, str],
+        *,
+        fault: Fault | None = None,
     ) -> Response:
         app = self.server.app
         key = _bearer(headers)
@@ -193,7 +221,7 @@ class _Handler(BaseHTTPRequestHandler):
             if model is None:
                 return error_response(404, model=model_id or "")
             return Response(200, dumps(model))
-        return self._chat(body, team or None)
+        return self._chat(body, team or None, fault)
 
     def _reject(self, endpoint: str | None, method: str | None, key: str) -> Response | None:
         """404 for unknown routes, 401 for a wrong key, 405 for a wrong method."""
@@ -210,7 +238,7 @@ class _Handler(BaseHTTPRequestHandler):
             return response
         return None
 
-    def _chat(self, raw: bytes, team: str | None) -> Response:
+    def _chat(self, raw: bytes, team: str | None, fault: Fault | None = None) -> Response:
         try:
             body = json.loads(raw)
         except (ValueError, RecursionError) as exc:
@@ -223,9 +251,17 @@ class _Handler(BaseHTTPRequestHandler):
             return error_response(404, model=model_id)
         reply = chat.build_reply(model_id, body)
         if body.get("stream") is True:
+            pacing = None
+            if fault is not None:
+                pacing = chat.Pacing(
+                    ttft_delay=fault.ttft_delay,
+                    token_interval=fault.token_interval,
+                    error=fault.mode == "stream_error",
+                    cut=fault.mode == "stream_cut",
+                )
             return Response(
                 200,
-                chat.stream_events(model_id, body, reply),
+                chat.stream_events(model_id, body, reply, pacing, self.server.stopping.wait),
                 content_type="text/event-stream; charset=utf-8",
                 headers={"Cache-Control": "no-cache"},
             )
@@ -275,6 +311,8 @@ class _Handler(BaseHTTPRequestHandler):
         while not stopping.is_set():
             try:
                 readable, _, _ = select.select([sock], [], [], 0.1)
+                # Over TLS recv() refuses flags (ValueError, below): the hang then ends at
+                # the first bytes from the client, its close included.
                 if readable and not sock.recv(1, socket.MSG_PEEK):
                     return  # orderly close from the client
             except (OSError, ValueError):

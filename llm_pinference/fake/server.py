@@ -10,6 +10,8 @@ The rest lives beside it: ``handler`` (HTTP), ``routing``, ``responses``, ``faul
 
 from __future__ import annotations
 
+import os
+import ssl
 import threading
 from typing import Any
 
@@ -27,12 +29,32 @@ class FakePinference(FakeState):
 
     Usable as a context manager. All public methods are thread-safe. ``reset()`` (and
     the admin reset) returns to the state given to the constructor.
+
+    With ``certfile`` (PEM: the certificate, then any intermediates) and ``keyfile`` it
+    serves HTTPS; a bad pair raises OSError (ssl.SSLError) here, before anything binds.
     """
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *args: Any,
+        certfile: str | os.PathLike[str] | None = None,
+        keyfile: str | os.PathLike[str] | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(*args, **kwargs)
+        self._ssl_context: ssl.SSLContext | None = None
+        if certfile is not None:
+            context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            context.load_cert_chain(certfile, keyfile)
+            self._ssl_context = context
+        elif keyfile is not None:
+            raise ValueError("a TLS key needs its certificate (certfile)")
         self._server: FakeHTTPServer | None = None
         self._thread: threading.Thread | None = None
+
+    @property
+    def scheme(self) -> str:
+        return "http" if self._ssl_context is None else "https"
 
     # lifecycle
 
@@ -41,7 +63,7 @@ class FakePinference(FakeState):
         with self._lock:
             if self._server is not None:
                 raise RuntimeError("FakePinference is already running")
-            server = FakeHTTPServer((self._host, self._port), self)
+            server = FakeHTTPServer((self._host, self._port), self, self._ssl_context)
             thread = threading.Thread(
                 target=server.serve_forever,
                 kwargs={"poll_interval": 0.05},  # shutdown() waits one poll at most

@@ -75,10 +75,15 @@ class FakeState:
         return self._port
 
     @property
+    def scheme(self) -> str:
+        """``http``; ``https`` for a server given a certificate."""
+        return "http"
+
+    @property
     def url(self) -> str:
         """The server root, e.g. ``http://127.0.0.1:8099``."""
         host = f"[{self._host}]" if ":" in self._host else self._host
-        return f"http://{host}:{self.port}"
+        return f"{self.scheme}://{host}:{self.port}"
 
     @property
     def base_url(self) -> str:

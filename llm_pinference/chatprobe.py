@@ -1,0 +1,268 @@
+"""The inference probe without the network: the request it sends, the reading of the
+event stream that answers it, what it returns, and what it cost.
+
+The probe (`PinferenceClient.chat_probe`) sends a tiny fixed prompt as a streamed chat
+completion and reads the server-sent events as they arrive: the first token's arrival is
+the time to first token, `data: [DONE]` the end. A stream that ends before `[DONE]`, holds
+an event that is not JSON, or carries an `error` object is not a working inference
+(`StreamError`, which the client reports as invalid_response).
+
+Standard library only.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from .errors import error_body_message
+from .models import Pricing
+
+#: The probe's prompt: short, cheap, and answered the same way by any chat model.
+CHAT_PROBE_PROMPT = "Reply with the single word: ok"
+CHAT_PROBE_MAX_TOKENS = 8
+_DONE = b"[DONE]"
+# Generated text in a delta: the answer, a reasoning model's thoughts, a tool call.
+_TOKEN_FIELDS = ("content", "reasoning_content", "reasoning", "tool_calls")
+MAX_EVENT_DEPTH = 64
+
+
+def chat_request(model_id: str, prompt: str, max_tokens: int) -> dict[str, Any]:
+    """The streamed chat completion the probe sends (usage asked for in the stream)."""
+    return {
+        "model": model_id,
+        "messages": [{"role": "user", "content": prompt}],
+        "max_tokens": max_tokens,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    }
+
+
+@dataclass(frozen=True)
+class TokenUsage:
+    """Tokens of one completion. From the usage the API reported; without one,
+    `output_tokens` counts the chunks that carried text and `estimated` is True (the
+    prompt's and the cache's counts are then unknown: None)."""
+
+    prompt_tokens: int | None
+    output_tokens: int
+    cached_tokens: int | None  # prompt tokens read from the provider's cache, if said
+    estimated: bool
+
+
+@dataclass(frozen=True)
+class ChatProbeResult:
+    """One successful inference probe. Times are seconds from the start of the request."""
+
+    model: str
+    status: int
+    ttft: float | None  # the first token's arrival; None if the stream held no token
+    duration: float  # until `data: [DONE]`
+    usage: TokenUsage
+    finish_reason: str | None
+
+    @property
+    def output_tokens(self) -> int:
+        return self.usage.output_tokens
+
+    @property
+    def prompt_tokens(self) -> int | None:
+        return self.usage.prompt_tokens
+
+
+class StreamError(ValueError):
+    """The event stream is not a working completion; `api_message` is the API's own word
+    when it sent an error event."""
+
+    def __init__(self, message: str, api_message: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.api_message = api_message
+
+
+class EventStream:
+    """Splits server-sent events: `feed()` bytes as they come, get the `data` of each
+    complete event (multi-line data joined with newlines; comments and other fields
+    dropped). Lines may end with CRLF, LF or CR, split anywhere between reads."""
+
+    def __init__(self) -> None:
+        self._pending = bytearray()
+        self._data: list[bytes] = []
+
+    def feed(self, chunk: bytes) -> list[bytes]:
+        self._pending += chunk
+        events: list[bytes] = []
+        start = 0
+        while True:
+            end = _line_end(self._pending, start)
+            if end is None:
+                break
+            line, start = bytes(self._pending[start : end[0]]), end[1]
+            self._line(line, events)
+        del self._pending[:start]
+        return events
+
+    def end(self) -> list[bytes]:
+        """The data of an event the stream ended in (without its blank line)."""
+        events: list[bytes] = []
+        if self._pending:
+            self._line(bytes(self._pending.rstrip(b"\r")), events)
+            self._pending.clear()
+        self._line(b"", events)
+        return events
+
+    def _line(self, line: bytes, events: list[bytes]) -> None:
+        if not line:
+            if self._data:
+                events.append(b"\n".join(self._data))
+                self._data = []
+            return
+        name, _, value = line.partition(b":")
+        if name == b"data":
+            self._data.append(value[1:] if value.startswith(b" ") else value)
+
+
+def _line_end(buffer: bytearray, start: int) -> tuple[int, int] | None:
+    """(end of the line, start of the next) for the first line from `start`, if whole. A
+    CR last in the buffer waits: an LF may follow in the next read."""
+    lf = buffer.find(b"\n", start)
+    cr = buffer.find(b"\r", start, lf if lf >= 0 else len(buffer))
+    if cr >= 0:
+        if cr + 1 == len(buffer):
+            return None
+        return cr, cr + 2 if buffer[cr + 1] == 0x0A else cr + 1
+    return None if lf < 0 else (lf, lf + 1)
+
+
+class ChatStream:
+    """Reads the events of a streamed chat completion (`feed()` each event's data with the
+    time it arrived), then `result()`."""
+
+    def __init__(self, started: float) -> None:
+        self.started = started
+        self.first_token: float | None = None
+        self.done: float | None = None
+        self.events = 0
+        self.text_chunks = 0
+        self.usage: Mapping[str, Any] | None = None
+        self.finish_reason: str | None = None
+
+    def feed(self, data: bytes, now: float) -> None:
+        """Take one event; raises StreamError for an error event or one that is not a
+        JSON object. Events after `[DONE]` are ignored."""
+        if self.done is not None:
+            return
+        self.events += 1
+        if data.strip() == _DONE:
+            self.done = now
+            return
+        event = _decode(data)
+        if event.get("error") is not None:
+            raise StreamError("the stream carried an error", error_body_message(event))
+        usage = event.get("usage")
+        if isinstance(usage, Mapping):
+            self.usage = usage
+        choices = event.get("choices")
+        if choices is None:
+            return
+        if not isinstance(choices, list):
+            raise StreamError("a stream event's `choices` is not a list")
+        for choice in choices:
+            self._choice(choice, now)
+
+    def _choice(self, choice: object, now: float) -> None:
+        if not isinstance(choice, Mapping):
+            raise StreamError("a stream event's choice is not an object")
+        delta = choice.get("delta")
+        if isinstance(delta, Mapping) and any(delta.get(f) for f in _TOKEN_FIELDS):
+            self.text_chunks += 1
+            if self.first_token is None:
+                self.first_token = now
+        reason = choice.get("finish_reason")
+        if isinstance(reason, str) and reason:
+            self.finish_reason = reason
+
+    def result(self, model: str, status: int) -> ChatProbeResult:
+        """What the stream showed; StreamError if it ended before `[DONE]`."""
+        if self.done is None:
+            if not self.events:
+                raise StreamError("the answer is not an event stream (no `data:` events)")
+            raise StreamError("the stream ended before `data: [DONE]`")
+        return ChatProbeResult(
+            model=model,
+            status=status,
+            ttft=None if self.first_token is None else self.first_token - self.started,
+            duration=self.done - self.started,
+            usage=token_usage(self.usage, self.text_chunks),
+            finish_reason=self.finish_reason,
+        )
+
+
+def _decode(data: bytes) -> Mapping[str, Any]:
+    try:
+        event = json.loads(data)
+        deep = _too_deep(event)
+    except (ValueError, RecursionError):
+        raise StreamError("a stream event is not JSON") from None
+    if deep:
+        raise StreamError("a stream event is nested too deeply")
+    if not isinstance(event, dict):
+        raise StreamError("a stream event is not a JSON object")
+    return event
+
+
+def _too_deep(value: object) -> bool:
+    todo: list[tuple[object, int]] = [(value, 0)]
+    while todo:
+        item, depth = todo.pop()
+        if depth > MAX_EVENT_DEPTH:
+            return True
+        children = item.values() if isinstance(item, dict) else item
+        if isinstance(item, (dict, list)):
+            todo.extend((c, depth + 1) for c in children if isinstance(c, (dict, list)))
+    return False
+
+
+def token_usage(usage: Mapping[str, Any] | None, text_chunks: int) -> TokenUsage:
+    """The counts from an OpenAI-style `usage` object, or estimated from the chunks."""
+    output = _count(usage, "completion_tokens") if usage is not None else None
+    if usage is None or output is None:
+        return TokenUsage(None, text_chunks, None, estimated=True)
+    details = usage.get("prompt_tokens_details")
+    cached = _count(details, "cached_tokens") if isinstance(details, Mapping) else None
+    if cached is None:  # DeepSeek's spelling
+        cached = _count(usage, "prompt_cache_hit_tokens")
+    return TokenUsage(_count(usage, "prompt_tokens"), output, cached, estimated=False)
+
+
+def _count(data: Mapping[str, Any], key: str) -> int | None:
+    value = data.get(key)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return int(value) if value >= 0 and value == int(value) else None
+
+
+def estimate_cost(usage: TokenUsage, pricing: Pricing) -> float | None:
+    """USD for these tokens at these prices (per million tokens): prompt tokens not read
+    from the cache at the input price, cached ones at the cache-read price (the input
+    price when that one is not listed: what they cost at most), output at the output
+    price. None when a count or a price that matters is unknown (a zero count needs no
+    price)."""
+    if usage.prompt_tokens is None:
+        return None
+    cached = min(usage.cached_tokens or 0, usage.prompt_tokens)
+    cache_price = pricing.cache_read if pricing.cache_read is not None else pricing.input
+    parts = (
+        (usage.prompt_tokens - cached, pricing.input),
+        (cached, cache_price),
+        (usage.output_tokens, pricing.output),
+    )
+    total = 0.0
+    for tokens, price in parts:
+        if tokens:
+            if price is None:
+                return None
+            total += tokens * price
+    return total / 1_000_000
