@@ -17,13 +17,13 @@ import threading
 from prometheus_client import ProcessCollector, generate_latest
 from prometheus_client.registry import CollectorRegistry
 
-from llm_pinference.settings import Settings, resolve_settings
+from llm_pinference.settings import Settings
 from llm_pinference.text import redact_url
 
 from .collector import PinferenceCollector
 from .config import ExporterConfig
 from .prober import Prober
-from .state import ProbeState, Snapshot
+from .state import ProbeState
 from .web import ExporterApp, ExporterServer, PageInfo
 from .webconfig import BasicAuth
 
@@ -31,7 +31,7 @@ from .webconfig import BasicAuth
 class Exporter:
     def __init__(self, config: ExporterConfig) -> None:
         self.config = config.check()
-        self.settings: Settings = config.settings or resolve_settings()
+        self.settings: Settings = config.account().settings
         self.state = ProbeState(max_series=config.max_series)
         self.registry = CollectorRegistry()
         self.registry.register(PinferenceCollector(self.state, config.probe_interval))
@@ -108,9 +108,6 @@ class Exporter:
     def run_probe_cycle(self) -> bool:
         """One list probe plus the get probes, now; False if a 429 pause skipped it."""
         return self.prober.run_cycle()
-
-    def snapshot(self) -> Snapshot:
-        return self.state.snapshot()
 
     def scrape(self) -> str:
         """The metrics in the Prometheus text format, as a scrape would get them."""

@@ -8,7 +8,6 @@ on stderr and exit status 2; failing to listen is exit status 1.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import logging
 import platform
 import signal
@@ -18,22 +17,12 @@ from collections.abc import Sequence
 from typing import Any, NoReturn
 
 from llm_pinference import __version__
-from llm_pinference.settings import Settings, resolve_settings
+from llm_pinference.text import format_duration, redact_url
 
 from .app import Exporter
-from .config import (
-    OPTIONS,
-    ConfigError,
-    ExporterConfig,
-    ListenAddress,
-    format_duration,
-    load_config_file,
-    parse_option,
-    read_key_file,
-    redact_url,
-)
+from .config import ExporterConfig, build_config, load_config_file, log_options
 from .logs import kv, setup_logging
-from .webconfig import load_web_config
+from .options import OPTIONS, ConfigError, ListenAddress, parse_option
 
 PROG = "pinference-exporter"
 log = logging.getLogger("exporter")
@@ -66,7 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
             option.flag,
             dest=option.key,
             metavar=option.metavar,
-            help=option.help,
+            help=option.full_help,
             action="append" if option.repeat else "store",
         )
     parser.add_argument(
@@ -86,40 +75,6 @@ def resolve_values(args: argparse.Namespace) -> dict[str, Any]:
     return values
 
 
-def resolve_api(values: dict[str, Any]) -> Settings:
-    settings = resolve_settings()
-    if "api.base_url" in values:
-        settings = dataclasses.replace(settings, base_url=values["api.base_url"])
-    if "api.team_id" in values:
-        settings = dataclasses.replace(settings, team_id=values["api.team_id"])
-    if "api.api_key_file" in values:
-        settings = dataclasses.replace(settings, api_key=read_key_file(values["api.api_key_file"]))
-    return settings
-
-
-def build_config(values: dict[str, Any]) -> ExporterConfig:
-    defaults = ExporterConfig()
-    address = values.get("web.listen_address")
-    config = ExporterConfig(
-        settings=resolve_api(values),
-        listen_address=str(address) if address is not None else defaults.listen_address,
-        telemetry_path=values.get("web.telemetry_path", defaults.telemetry_path),
-        probe_interval=values.get("probe.interval", defaults.probe_interval),
-        probe_timeout=values.get("probe.timeout"),
-        probe_models=values.get("probe.models", ()),
-        sample_size=values.get("probe.sample_size", defaults.sample_size),
-        concurrency=values.get("probe.concurrency", defaults.concurrency),
-        max_series=values.get("models.max_series", defaults.max_series),
-        max_response_bytes=values.get("probe.max_response_bytes", defaults.max_response_bytes),
-        web=load_web_config(
-            values.get("web.config_file"),
-            values.get("web.tls_cert_file"),
-            values.get("web.tls_key_file"),
-        ),
-    )
-    return config.check()
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
@@ -131,8 +86,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except SystemExit as exc:  # --help and --version
         return int(exc.code or 0)
-    setup_logging(values.get("log.level", "info"), values.get("log.format", "logfmt"),
-                  secrets=[exporter.settings.api_key])  # fmt: skip
+    setup_logging(**log_options(values), secrets=[exporter.settings.api_key])
     stopping: list[int] = []  # a plain list: a signal handler must not take locks
 
     def on_signal(signum: int, _frame: object) -> None:

@@ -179,7 +179,7 @@ class Prober:
             return True
 
     def _targets(self) -> list[tuple[str, bool]]:
-        """Watched models, or else a rotating sample of the last listed catalogue."""
+        """Watched models, or else a rotating sample of the last listed catalog."""
         if self._watched:
             return [(model, True) for model in self.config.probe_models]
         ids = self.state.catalog_ids()
@@ -225,7 +225,7 @@ class Prober:
         self.state.record("list", duration, finished, status=result.status)
         self._succeeded("list", duration, models=len(result.models), skipped=result.skipped)
         if added or removed:
-            log.info("catalogue changed", extra=kv(added=added, removed=removed))
+            log.info("catalog changed", extra=kv(added=added, removed=removed))
 
     def _get_job(self, model: str, watched: bool) -> Callable[[], None]:
         def job() -> None:

@@ -68,11 +68,11 @@ class ExporterApp:
             return self._route(environ, start_response)
         except Exception:  # a bug must cost one 500, not a traceback per request on stderr
             log.exception("request failed", extra={"kv": {"path": environ.get("PATH_INFO")}})
-            return _text(start_response, "500 Internal Server Error", "internal error\n")
+            return _plain(start_response, "500 Internal Server Error", "internal error\n")
 
     def _route(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
         if self._auth is not None and not self._auth.allows(environ.get("HTTP_AUTHORIZATION")):
-            return _text(
+            return _plain(
                 start_response,
                 "401 Unauthorized",
                 "Unauthorized\n",
@@ -82,12 +82,12 @@ class ExporterApp:
         if path == self.page.telemetry_path:
             return self._metrics(environ, start_response)
         if environ.get("REQUEST_METHOD") not in ("GET", "HEAD"):
-            return _text(start_response, "405 Method Not Allowed", "GET only\n",
+            return _plain(start_response, "405 Method Not Allowed", "GET only\n",
                          [("Allow", "GET, HEAD")])  # fmt: skip
         routes = {"/": self._landing, "/-/healthy": self._healthy, "/-/ready": self._ready}
         route = routes.get(path)
         if route is None:
-            return _text(start_response, "404 Not Found", "Not Found\n")
+            return _plain(start_response, "404 Not Found", "Not Found\n")
         return route(start_response)
 
     def _landing(self, start_response: StartResponse) -> list[bytes]:
@@ -99,13 +99,13 @@ class ExporterApp:
         return [body]
 
     def _healthy(self, start_response: StartResponse) -> list[bytes]:
-        return _text(start_response, "200 OK", "Healthy\n")
+        return _plain(start_response, "200 OK", "Healthy\n")
 
     def _ready(self, start_response: StartResponse) -> list[bytes]:
         # Ready once a list probe has finished, whatever its outcome: the metrics are real.
         if self._snapshot().list_done:
-            return _text(start_response, "200 OK", "Ready\n")
-        return _text(start_response, "503 Service Unavailable",
+            return _plain(start_response, "200 OK", "Ready\n")
+        return _plain(start_response, "503 Service Unavailable",
                      "Not ready: the first list probe has not finished\n")  # fmt: skip
 
     def landing_page(self, snap: Snapshot) -> str:
@@ -157,7 +157,7 @@ class ExporterApp:
 <th>last success</th><th>probes</th><th>failures</th></tr>
 {"".join(rows)}
 </table>
-<p>Catalogue: {models}. Probe cycles: {snap.cycles}.</p>
+<p>Catalog: {models}. Probe cycles: {snap.cycles}.</p>
 <p><a href="{path}">Metrics</a> &middot; <a href="/-/healthy">/-/healthy</a> &middot;
 <a href="/-/ready">/-/ready</a></p>
 </body></html>
@@ -171,7 +171,7 @@ def _ago(when: float | None, now: float) -> str:
     return f"{stamp} ({format_duration(max(0.0, now - when))} ago)"
 
 
-def _text(
+def _plain(
     start_response: StartResponse,
     status: str,
     body: str,

@@ -29,7 +29,7 @@ from typing import Any
 
 from llm_pinference.text import os_reason
 
-from .config import ConfigError
+from .options import ConfigError
 
 TLS_VERSIONS = {
     "TLS10": ssl.TLSVersion.TLSv1,

@@ -65,7 +65,7 @@ def test_list_fault_gives_its_reason(fake: FakePinference, name: str) -> None:
         assert s.value("pinference_probes_total", endpoint="list") == 2
         expected = dict.fromkeys(REASONS, 0.0) | {reason: 1.0}
         assert failures(s, "list") == expected
-        # The catalogue keeps describing the last successful list.
+        # The catalog keeps describing the last successful list.
         assert s.value("pinference_catalog_models") == len(fake.models)
         assert s.value("pinference_probe_duration_seconds_count", endpoint="list") == 2
 
@@ -203,7 +203,7 @@ def test_429_on_a_get_skips_the_rest_of_the_cycle(fake: FakePinference) -> None:
         assert len(fake.requests_for("get")) == 1
 
 
-def test_catalogue_changes_are_counted_between_successful_lists(fake: FakePinference) -> None:
+def test_catalog_changes_are_counted_between_successful_lists(fake: FakePinference) -> None:
     first = [{"id": f"a/m{i}", "object": "model"} for i in range(4)]
     fake.set_models(first)
     with make_exporter(fake.base_url, sample_size=0) as exporter:

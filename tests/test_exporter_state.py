@@ -11,7 +11,7 @@ import pytest
 from exporter_helpers import make_exporter, promtool_check, scrape, wait_for
 from prometheus_client.parser import text_string_to_metric_families
 
-from exporter.state import BUCKETS, OTHER_OWNERS, Catalog, ProbeState
+from exporter.state import BUCKETS, OTHER_OWNERS, ListedModels, ProbeState
 from llm_pinference.fake import FakePinference, Fault
 from llm_pinference.models import ModelInfo
 
@@ -47,7 +47,7 @@ def test_snapshots_do_not_change_afterwards() -> None:
 
 def test_catalog_caps_owners_and_models_keeping_the_total() -> None:
     models = [ModelInfo(id=f"o{i % 5}/m{i}", owned_by=f"o{i % 5}") for i in range(23)]
-    catalog = Catalog.build(models, max_series=3, finished=0.0)
+    catalog = ListedModels.build(models, max_series=3, finished=0.0)
     assert catalog.total == 23 and catalog.dropped == 20 and len(catalog.info) == 3
     assert [owner for owner, _ in catalog.owners][-1] == OTHER_OWNERS
     assert len(catalog.owners) == 4 and sum(n for _, n in catalog.owners) == 23

@@ -137,7 +137,7 @@ def test_model_series_are_capped_with_the_dropped_count(fake: FakePinference) ->
 def test_rotating_sample_exercises_get_without_availability_series(fake: FakePinference) -> None:
     ids = {m["id"] for m in fake.models}
     with make_exporter(fake.base_url, sample_size=3) as exporter:
-        for _ in range(4):  # 4 x 3 >= 11 models: the rotation covers the whole catalogue
+        for _ in range(4):  # 4 x 3 >= 11 models: the rotation covers the whole catalog
             exporter.run_probe_cycle()
         s = scrape(exporter)
         assert s.value("pinference_probes_total", endpoint="get") == 12
