@@ -4,6 +4,10 @@ YAML file, the environment and flags.
 Flags and config-file keys mirror each other (`--probe.interval` is `probe: {interval: ...}`);
 `options.OPTIONS` is the one table of both. Every bad value raises `ConfigError` with a
 one-line message naming the flag or the file key.
+
+Accounts: flags, the environment and the file's `api`/`probe` sections describe one account,
+`default`. A file may list `accounts` instead; each entry then says everything about its
+account (nothing comes from the environment), and the one-account flags are refused.
 """
 
 from __future__ import annotations
@@ -21,12 +25,16 @@ from .options import (
     DEFAULT_JITTER,
     DEFAULT_TIMEOUT,
     MAX_CONCURRENCY,
+    MAX_INTERVAL,
     MIN_RESPONSE_BYTES,
     OPTIONS,
     OPTIONS_BY_KEY,
+    RENAMED,
     ConfigError,
     ListenAddress,
+    Option,
     Target,
+    account_name,
     default,
     parse_duration,
     parse_listen_address,
@@ -35,6 +43,7 @@ from .options import (
 from .webconfig import WebConfig, load_web_config
 
 __all__ = [
+    "DEFAULT_ACCOUNT",
     "AccountConfig",
     "ConfigError",
     "ExporterConfig",
@@ -46,13 +55,17 @@ __all__ = [
     "read_key_file",
 ]
 
-RESERVED_PATHS = ("/", "/-/healthy", "/-/ready")
+DEFAULT_ACCOUNT = "default"
+RESERVED_PATHS = ("/", "/-/healthy", "/-/ready", "/-/reload")
+ACCOUNTS_KEY = "accounts"  # the config file's list of accounts
+ACCOUNT_OPTIONS = tuple(o for o in OPTIONS if o.target is Target.ACCOUNT)
 
 
 @dataclass(frozen=True)
 class AccountConfig:
-    """One account: where to probe, as whom, and which models."""
+    """One account: a name (the `account` label), where to probe, as whom, which models."""
 
+    name: str = DEFAULT_ACCOUNT
     base_url: str = default("api.base_url")
     team_id: str | None = None
     api_key: str | None = field(default=None, repr=False)
@@ -66,19 +79,29 @@ class AccountConfig:
 
     @classmethod
     def from_settings(cls, settings: Settings, **fields: Any) -> AccountConfig:
-        return cls(settings.base_url, settings.team_id, settings.api_key, **fields)
+        return cls(base_url=settings.base_url, team_id=settings.team_id,
+                   api_key=settings.api_key, **fields)  # fmt: skip
+
+    def check(self) -> AccountConfig:
+        account_name(self.name)
+        if self.sample_size < 0:
+            raise ConfigError(f"account {self.name}: sample size must be >= 0")
+        if any(not isinstance(m, str) or not m for m in self.probe_models):
+            raise ConfigError(f"account {self.name}: model ids must be non-empty strings")
+        return self
 
 
 @dataclass(frozen=True)
 class ExporterConfig:
     """Everything the exporter needs.
 
-    `settings`, `probe_models` and `sample_size` describe its one account (`settings=None`
-    resolves key, team and base URL from the environment, like the CLI).
+    `accounts` lists the accounts to probe. Without it, `settings`, `probe_models` and
+    `sample_size` describe the one account `default` (`settings=None` resolves key, team
+    and base URL from the environment, like the CLI).
     """
 
     settings: Settings | None = None
-    listen_address: str = default("web.listen_address")
+    listen_address: str | tuple[str, ...] = default("web.listen_address")
     telemetry_path: str = default("web.telemetry_path")
     probe_interval: float = default("probe.interval")
     probe_timeout: float | None = None  # None: DEFAULT_TIMEOUT, or half the interval if shorter
@@ -88,7 +111,11 @@ class ExporterConfig:
     max_series: int = default("models.max_series")
     max_response_bytes: int = default("probe.max_response_bytes")
     jitter: float = DEFAULT_JITTER  # random extra delay per cycle, as a share of the interval
-    web: WebConfig | None = None  # TLS and basic auth; None serves plain HTTP
+    web: WebConfig | None = None  # TLS, basic auth and headers; None serves plain HTTP
+    accounts: tuple[AccountConfig, ...] = ()
+    enable_lifecycle: bool = default("web.enable_lifecycle")
+    log_level: str = default("log.level")
+    log_format: str = default("log.format")
 
     @property
     def timeout(self) -> float:
@@ -97,22 +124,34 @@ class ExporterConfig:
         return min(DEFAULT_TIMEOUT, self.probe_interval / 2)
 
     @property
-    def address(self) -> ListenAddress:
-        return parse_listen_address(self.listen_address)
+    def addresses(self) -> tuple[ListenAddress, ...]:
+        given = self.listen_address
+        return tuple(map(parse_listen_address, [given] if isinstance(given, str) else given))
 
-    def account(self) -> AccountConfig:
-        """The account to probe; without `settings`, resolved from the environment now."""
+    @property
+    def address(self) -> ListenAddress:
+        """The first listen address (the one `Exporter.url` points at)."""
+        return self.addresses[0]
+
+    def resolved_accounts(self) -> tuple[AccountConfig, ...]:
+        """The accounts to probe; the one-account shorthand resolved (environment read now)."""
+        if self.accounts:
+            return self.accounts
         settings = self.settings if self.settings is not None else resolve_settings()
-        return AccountConfig.from_settings(
-            settings, probe_models=self.probe_models, sample_size=self.sample_size
+        return (
+            AccountConfig.from_settings(
+                settings, probe_models=self.probe_models, sample_size=self.sample_size
+            ),
         )
 
     def check(self) -> ExporterConfig:
         """Raise ConfigError on an inconsistent value; returns self for chaining."""
-        self.address  # noqa: B018 -- parses, raising ConfigError
+        if not self.addresses:
+            raise ConfigError("--web.listen-address: give at least one address")
         interval, timeout = self.probe_interval, self.timeout
-        if not (math.isfinite(interval) and interval > 0):
-            raise ConfigError("--probe.interval must be longer than 0s")
+        if not (math.isfinite(interval) and 0 < interval <= MAX_INTERVAL):
+            longest = format_duration(MAX_INTERVAL)
+            raise ConfigError(f"--probe.interval must be longer than 0s and at most {longest}")
         if not (math.isfinite(timeout) and timeout > 0):
             raise ConfigError("--probe.timeout must be longer than 0s")
         if timeout >= interval:
@@ -136,37 +175,67 @@ class ExporterConfig:
             raise ConfigError("jitter must be from 0 to 0.5 of the interval")
         if any(not isinstance(m, str) or not m for m in self.probe_models):
             raise ConfigError("--probe.models: model ids must be non-empty strings")
+        names = [account.check().name for account in self.accounts]
+        duplicates = sorted({name for name in names if names.count(name) > 1})
+        if duplicates:
+            raise ConfigError(f"account name {duplicates[0]!r} is used more than once")
         return self
 
 
-# --- building it: file, then flags, over the environment and defaults ---------------
+# --- building it: flags over the file, over the environment and defaults -----------
 
 
-def build_config(values: Mapping[str, Any]) -> ExporterConfig:
-    """The config from parsed values keyed like `probe.interval` (flags over the file).
+@dataclass(frozen=True)
+class Values:
+    """Parsed option values keyed like `probe.interval`, and where each came from."""
 
-    Options that were not given keep their defaults; the account's base URL and team fall
-    back to the environment and ~/.prime/config.json through the core's settings.
+    values: Mapping[str, Any] = field(default_factory=dict)
+    origins: Mapping[str, str] = field(default_factory=dict)  # key -> flag or "FILE: key"
+    accounts: tuple[Mapping[str, Any], ...] | None = None  # the file's list, parsed
+    accounts_origin: str = ""
+
+    def over(self, lower: Values) -> Values:
+        """These values on top of `lower` (the file's list of accounts is kept)."""
+        return Values(
+            {**lower.values, **self.values},
+            {**lower.origins, **self.origins},
+            self.accounts if self.accounts is not None else lower.accounts,
+            self.accounts_origin or lower.accounts_origin,
+        )
+
+
+def build_config(given: Values | Mapping[str, Any]) -> ExporterConfig:
+    """The config from parsed values (flags over the file); reads key and web config files.
+
+    Options that were not given keep the table's defaults; the default account's base URL
+    and team fall back to the environment and ~/.prime/config.json through the core.
     """
-    given = {key: value for key, value in values.items() if key in OPTIONS_BY_KEY}
+    if not isinstance(given, Values):
+        given = Values(dict(given))
     fields: dict[Target, dict[str, Any]] = {target: {} for target in Target}
     for option in OPTIONS:
-        if option.key in given:
-            fields[option.target][option.field] = given[option.key]
-    account = _account(fields[Target.ACCOUNT])
+        if option.key in given.values:
+            fields[option.target][option.field] = given.values[option.key]
+    if given.accounts is not None:
+        for option in ACCOUNT_OPTIONS:
+            if option.key in given.values:
+                raise ConfigError(
+                    f"{given.origins.get(option.key, option.key)} describes the one default "
+                    f"account: with {ACCOUNTS_KEY} in {given.accounts_origin}, set "
+                    f"{option.account_key} per account"
+                )
+        accounts = tuple(_listed_account(entry) for entry in given.accounts)
+    else:
+        accounts = (_default_account(fields[Target.ACCOUNT]),)
     return ExporterConfig(
-        settings=account.settings,
-        probe_models=account.probe_models,
-        sample_size=account.sample_size,
-        web=load_web_config(**fields[Target.WEB]),
-        **fields[Target.EXPORTER],
+        accounts=accounts, web=load_web_config(**fields[Target.WEB]), **fields[Target.EXPORTER]
     ).check()
 
 
-def _account(given: dict[str, Any]) -> AccountConfig:
-    """The account from its options, the environment (through the core) for the rest."""
+def _default_account(given: dict[str, Any]) -> AccountConfig:
+    """The `default` account: its options, else the environment through the core."""
     resolved = resolve_settings()
-    for option in OPTIONS:
+    for option in ACCOUNT_OPTIONS:
         if option.env and option.field not in given:
             given[option.field] = getattr(resolved, option.field)
     key_file = given.get("key_file")
@@ -174,12 +243,12 @@ def _account(given: dict[str, Any]) -> AccountConfig:
                          **given)  # fmt: skip
 
 
-def log_options(values: Mapping[str, Any]) -> dict[str, Any]:
-    """Keyword arguments for `logs.setup_logging` (the table's defaults where not given)."""
-    return {o.field: values.get(o.key, o.default) for o in OPTIONS if o.target is Target.LOG}
+def _listed_account(entry: Mapping[str, Any]) -> AccountConfig:
+    key_file = entry.get("key_file")
+    return AccountConfig(api_key=read_key_file(key_file) if key_file else None, **entry)
 
 
-def load_config_file(path: str | Path) -> dict[str, Any]:
+def load_config_file(path: str | Path) -> Values:
     """Read the YAML config file into parsed values keyed like `probe.interval`.
 
     Unknown sections and keys are errors (a typo must not silently fall back to a default).
@@ -199,12 +268,16 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
         line = f" (line {mark.line + 1})" if mark is not None else ""
         raise ConfigError(f"{path}: not valid YAML{line}") from None
     if data is None:
-        return {}
-    sections = sorted({key.split(".")[0] for key in OPTIONS_BY_KEY})
+        return Values()
+    sections = sorted({key.split(".")[0] for key in OPTIONS_BY_KEY} | {ACCOUNTS_KEY})
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping of sections ({', '.join(sections)})")
     values: dict[str, Any] = {}
+    accounts: tuple[Mapping[str, Any], ...] | None = None
     for section, body in data.items():
+        if section == ACCOUNTS_KEY:
+            accounts = _accounts(body, path)
+            continue
         if section not in sections:
             raise ConfigError(f"{path}: unknown section {section!r} (known: {', '.join(sections)})")
         if body is None:
@@ -216,14 +289,51 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
             option = OPTIONS_BY_KEY.get(key)
             if option is None:
                 known = ", ".join(k.split(".")[1] for k in OPTIONS_BY_KEY if k.startswith(section))
-                raise ConfigError(f"{path}: unknown key {key!r} (known in {section}: {known})")
-            if value is None:
+                renamed = f"; renamed {RENAMED[key]}" if key in RENAMED else ""
+                raise ConfigError(
+                    f"{path}: unknown key {key!r} (known in {section}: {known}{renamed})"
+                )
+            if value is not None:
+                values[key] = _file_value(option, value, path, f"{path}: {key}")
+    origins = {key: f"{path}: {key}" for key in values}
+    return Values(values, origins, accounts, str(path))
+
+
+def _file_value(option: Option, value: object, path: Path, where: str) -> Any:
+    parsed = parse_option(option, value, where)
+    if option.is_path:
+        parsed = str(path.parent / Path(parsed).expanduser())
+    return parsed
+
+
+def _accounts(body: object, path: Path) -> tuple[Mapping[str, Any], ...]:
+    """The `accounts` list: each entry's keys are those of ACCOUNT_OPTIONS, and `name`."""
+    if not isinstance(body, list) or not body:
+        raise ConfigError(f"{path}: {ACCOUNTS_KEY} must be a non-empty list of accounts")
+    by_key = {o.account_key: o for o in ACCOUNT_OPTIONS if o.account_key}
+    known = ", ".join(["name", *by_key])
+    entries: list[Mapping[str, Any]] = []
+    for index, entry in enumerate(body):
+        where = f"{path}: {ACCOUNTS_KEY}[{index}]"
+        if not isinstance(entry, dict):
+            raise ConfigError(f"{where}: expected a mapping ({known})")
+        if "name" not in entry:
+            raise ConfigError(f"{where}: every account needs a name")
+        try:
+            fields: dict[str, Any] = {"name": account_name(entry["name"])}
+        except ConfigError as exc:
+            raise ConfigError(f"{where}: name: {exc}") from None
+        where = f"{path}: {ACCOUNTS_KEY}[{fields['name']}]"
+        for name, value in entry.items():
+            if name == "name":
                 continue
-            parsed = parse_option(option, value, f"{path}: {key}")
-            if option.is_path:
-                parsed = str(path.parent / Path(parsed).expanduser())
-            values[key] = parsed
-    return values
+            option = by_key.get(name)
+            if option is None:
+                raise ConfigError(f"{where}: unknown key {name!r} (known: {known})")
+            if value is not None:
+                fields[option.field] = _file_value(option, value, path, f"{where}: {name}")
+        entries.append(fields)
+    return tuple(entries)
 
 
 def read_key_file(path: str) -> str:

@@ -26,6 +26,8 @@ from llm_pinference.text import DURATION_UNITS, format_duration, redact_url
 
 DEFAULT_TIMEOUT = 10.0  # or half the interval, if that is shorter
 DEFAULT_JITTER = 0.1
+MIN_INTERVAL = 1.0  # for flags and files; the in-process API allows faster probing (tests)
+MAX_INTERVAL = 86400.0
 MAX_CONCURRENCY = 64
 MIN_RESPONSE_BYTES = 1024
 LOG_LEVELS = ("debug", "info", "warn", "error")
@@ -78,10 +80,6 @@ def parse_listen_address(text: object) -> ListenAddress:
     return ListenAddress(match["v6"] or match["host"] or "", int(match["port"]))
 
 
-def _listen_address(value: object) -> str:
-    return str(value).strip() if parse_listen_address(value) else ""
-
-
 def _integer(minimum: int, maximum: int | None = None) -> Callable[[object], int]:
     def parse(value: object) -> int:
         number: int | None = None
@@ -112,18 +110,63 @@ def non_empty_string(value: object) -> str:
     return value.strip()
 
 
-def _model_ids(value: object) -> tuple[str, ...]:
-    """A list of model ids (a single string is one id); duplicates dropped, order kept."""
-    items = [value] if isinstance(value, str) else value
-    if not isinstance(items, list):
-        raise ConfigError(f"{value!r} is not a list of model ids")
-    ids: list[str] = []
-    for item in items:
-        if not isinstance(item, str) or not item.strip():
-            raise ConfigError(f"{item!r} is not a model id")
-        if item.strip() not in ids:
-            ids.append(item.strip())
-    return tuple(ids)
+def _list_of(what: str, item: Callable[[object], Any]) -> Callable[[object], tuple[Any, ...]]:
+    """A YAML list or a repeated flag (one string is a list of one); duplicates dropped."""
+
+    def parse(value: object) -> tuple[Any, ...]:
+        items = [value] if isinstance(value, str) else value
+        if not isinstance(items, list) or not items:
+            raise ConfigError(f"{value!r} is not a list of {what}s")
+        parsed: list[Any] = []
+        for entry in items:
+            one = item(entry)
+            if one not in parsed:
+                parsed.append(one)
+        return tuple(parsed)
+
+    return parse
+
+
+def _model_id(value: object) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigError(f"{value!r} is not a model id")
+    return value.strip()
+
+
+def _listen_address(value: object) -> str:
+    parse_listen_address(value)  # raises ConfigError
+    return str(value).strip()
+
+
+def _bounded_duration(minimum: float, maximum: float) -> Callable[[object], float]:
+    def parse(value: object) -> float:
+        seconds = parse_duration(value)
+        if not minimum <= seconds <= maximum:
+            raise ConfigError(
+                f"{value!r} is outside {format_duration(minimum)} to {format_duration(maximum)}"
+            )
+        return seconds
+
+    return parse
+
+
+def _switch(value: object) -> bool:
+    if isinstance(value, bool):
+        return value
+    raise ConfigError(f"{value!r} is not true or false")
+
+
+ACCOUNT_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,62}")
+
+
+def account_name(value: object) -> str:
+    """A label-safe account name: letters, digits, `_` and `-`, at most 63 characters."""
+    if not isinstance(value, str) or not ACCOUNT_NAME_RE.fullmatch(value):
+        raise ConfigError(
+            f"{value!r} is not an account name (letters, digits, _ and -; at most 63, "
+            "starting with a letter or digit)"
+        )
+    return value
 
 
 def _base_url(value: object) -> str:
@@ -142,7 +185,6 @@ class Target(Enum):
     EXPORTER = "exporter"  # an ExporterConfig field
     ACCOUNT = "account"  # an AccountConfig field (the account's API and probes)
     WEB = "web"  # an argument of webconfig.load_web_config
-    LOG = "log"  # an argument of logs.setup_logging
 
 
 @dataclass(frozen=True)
@@ -158,8 +200,10 @@ class Option:
     env: str | None = None  # the environment variable (resolved by the core's settings)
     metavar: str = "VALUE"
     repeat: bool = False  # a repeatable flag; a YAML list in the file
+    switch: bool = False  # a flag without a value; true or false in the file
     is_path: bool = False  # relative paths in the config file are relative to the file
     show: Callable[[Any], str] = str  # the default as the help shows it
+    account_key: str | None = None  # its key in an entry of the file's `accounts` list
 
     @property
     def full_help(self) -> str:
@@ -176,8 +220,9 @@ class Option:
 
 OPTIONS: tuple[Option, ...] = (
     Option("web.listen_address", "--web.listen-address", Target.EXPORTER, "listen_address",
-           _listen_address, "address to listen on, e.g. :8795 (all interfaces), "
-           "127.0.0.1:8795, [::1]:8795", default=":8795", metavar="ADDRESS"),
+           _list_of("listen address", _listen_address), "address to listen on, e.g. :8795 "
+           "(all interfaces), 127.0.0.1:8795, [::1]:8795 (repeatable: listens on each)",
+           default=(":8795",), show=", ".join, metavar="ADDRESS", repeat=True),
     Option("web.telemetry_path", "--web.telemetry-path", Target.EXPORTER, "telemetry_path",
            non_empty_string, "path of the metrics endpoint", default="/metrics", metavar="PATH"),
     Option("web.config_file", "--web.config.file", Target.WEB, "path", non_empty_string,
@@ -188,19 +233,26 @@ OPTIONS: tuple[Option, ...] = (
            "--web.tls-key-file)", metavar="FILE", is_path=True),
     Option("web.tls_key_file", "--web.tls-key-file", Target.WEB, "key_file", non_empty_string,
            "private key for --web.tls-cert-file (PEM)", metavar="FILE", is_path=True),
+    Option("web.enable_lifecycle", "--web.enable-lifecycle", Target.EXPORTER,
+           "enable_lifecycle", _switch, "accept POST /-/reload (SIGHUP reloads in any case)",
+           default=False, show=lambda _: "off", switch=True),
     Option("probe.interval", "--probe.interval", Target.EXPORTER, "probe_interval",
-           parse_duration, "time between probe cycles, e.g. 30s, 1m30s", default=30.0,
+           _bounded_duration(MIN_INTERVAL, MAX_INTERVAL), "time between probe cycles, e.g. "
+           f"30s, 1m30s; from {format_duration(MIN_INTERVAL)} to "
+           f"{format_duration(MAX_INTERVAL)}", default=30.0,
            show=format_duration, metavar="DURATION"),
     Option("probe.timeout", "--probe.timeout", Target.EXPORTER, "probe_timeout",
            parse_duration, "timeout of one probe request; shorter than the interval",
            default_help=f"{format_duration(DEFAULT_TIMEOUT)}, or half the interval if that "
            "is shorter", metavar="DURATION"),
-    Option("probe.models", "--probe.models", Target.ACCOUNT, "probe_models", _model_ids,
-           "a model to watch with GET /models/{id} (repeatable); exported as "
-           "pinference_model_available", metavar="MODEL", repeat=True),
+    Option("probe.models", "--probe.models", Target.ACCOUNT, "probe_models",
+           _list_of("model id", _model_id), "a model to watch with GET /models/{id} "
+           "(repeatable); exported as pinference_model_available", metavar="MODEL",
+           repeat=True, account_key="models"),
     Option("probe.sample_size", "--probe.sample-size", Target.ACCOUNT, "sample_size",
            _integer(0, 100), "without --probe.models: listed models to GET per cycle, "
-           "rotating through the catalog (0 = none)", default=2, metavar="N"),
+           "rotating through the catalog (0 = none)", default=2, metavar="N",
+           account_key="sample_size"),
     Option("probe.concurrency", "--probe.concurrency", Target.EXPORTER, "concurrency",
            _integer(1, MAX_CONCURRENCY), "GET probes running at once", default=4,
            metavar="N"),
@@ -211,20 +263,23 @@ OPTIONS: tuple[Option, ...] = (
            _integer(0), "most pinference_model_info series, and pinference_models owners",
            default=1000, metavar="N"),
     Option("api.base_url", "--api.base-url", Target.ACCOUNT, "base_url", _base_url,
-           "API base URL", default=DEFAULT_BASE_URL, env=ENV_URL, metavar="URL"),
+           "API base URL", default=DEFAULT_BASE_URL, env=ENV_URL, metavar="URL",
+           account_key="base_url"),
     Option("api.team_id", "--api.team-id", Target.ACCOUNT, "team_id", non_empty_string,
            "team id sent as X-Prime-Team-ID with the key", default_help="none", env=ENV_TEAM,
-           metavar="ID"),
-    Option("api.api_key_file", "--api-key-file", Target.ACCOUNT, "key_file", non_empty_string,
-           "read the API key from this file, e.g. a mounted secret",
+           metavar="ID", account_key="team_id"),
+    Option("api.key_file", "--api.key-file", Target.ACCOUNT, "key_file", non_empty_string,
+           "read the API key from this file, e.g. a mounted secret (re-read on reload)",
            default_help=f"the key in ${ENV_KEY}, else in {PRIME_CONFIG}", metavar="FILE",
-           is_path=True),
-    Option("log.level", "--log.level", Target.LOG, "level", _choice(LOG_LEVELS),
+           is_path=True, account_key="key_file"),
+    Option("log.level", "--log.level", Target.EXPORTER, "log_level", _choice(LOG_LEVELS),
            f"{', '.join(LOG_LEVELS)}", default="info", metavar="LEVEL"),
-    Option("log.format", "--log.format", Target.LOG, "fmt", _choice(LOG_FORMATS),
+    Option("log.format", "--log.format", Target.EXPORTER, "log_format", _choice(LOG_FORMATS),
            f"{' or '.join(LOG_FORMATS)}", default="logfmt", metavar="FORMAT"),
 )  # fmt: skip
 OPTIONS_BY_KEY = {option.key: option for option in OPTIONS}
+# Old spellings, refused with a pointer to the new one.
+RENAMED = {"--api-key-file": "--api.key-file", "api.api_key_file": "api.key_file"}
 
 
 def default(key: str) -> Any:

@@ -157,6 +157,12 @@ class ProbeState:
         with self._lock:
             self._available[model] = value
 
+    def keep_available(self, models: Iterable[str]) -> None:
+        """Forget availability of models no longer watched (their series disappear)."""
+        keep = set(models)
+        with self._lock:
+            self._available = {m: v for m, v in self._available.items() if m in keep}
+
     def set_paused_until(self, until: float | None) -> None:
         """Wall time until which probing waits for a 429's Retry-After (for display)."""
         with self._lock:

@@ -208,7 +208,10 @@ def demo_exporter(fake: FakePinference, env: dict[str, str], work: Path) -> None
         step("The fault clears and the exporter recovers")
         fake.clear_faults()
         wait_for(
-            lambda: "pinference_up 1.0" in requests.get(f"{base}/metrics", timeout=2).text,
+            lambda: (
+                'pinference_up{account="default"} 1.0'
+                in requests.get(f"{base}/metrics", timeout=2).text
+            ),
             "recovery",
         )
         scrape(f"{base}/metrics", ("pinference_up",))

@@ -142,7 +142,8 @@ class ExporterProcess:
     def _read_port(self) -> int:
         def port() -> int | None:
             for line in list(self.lines):
-                match = re.search(r'listen(?:=|": ")[^\s"]*:(\d+)', line)  # logfmt or JSON
+                # logfmt or JSON; the first of the comma-separated addresses
+                match = re.search(r'listen(?:=|": ")[^\s",]*:(\d+)', line)
                 if "starting" in line and match:
                     return int(match[1])
             if self.proc.poll() is not None:

@@ -29,6 +29,9 @@ def test_demo_runs_end_to_end():
     assert "Traceback" not in text
     assert "Pinference: pinference/meta-llama/llama-3.1-70b-instruct" in text  # llm models
     assert "Hello from meta-llama/llama-3.1-70b-instruct! You said: Say hello" in text
-    assert 'pinference_probe_failures_total{endpoint="list",reason="unauthorized"}' in text
+    assert (
+        'pinference_probe_failures_total{account="default",endpoint="list",reason="unauthorized"}'
+        in text
+    )
     if shutil.which("prometheus"):
         assert "PinferenceAuthFailing [firing]" in text

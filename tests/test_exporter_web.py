@@ -20,9 +20,9 @@ from prometheus_client.openmetrics.parser import (
 from support import free_port as closed_port
 
 from exporter import Exporter, ExporterConfig
+from exporter.config import AccountConfig
 from exporter.webconfig import load_web_config
 from llm_pinference.fake import FakePinference, Fault, generate_catalogue
-from llm_pinference.settings import Settings
 
 
 def get(exporter: Exporter, path: str, **kwargs: object) -> requests.Response:
@@ -80,7 +80,7 @@ def test_metrics_negotiate_gzip_and_openmetrics(fake: FakePinference) -> None:
             exporter.metrics_url, headers={"Accept-Encoding": "gzip"}, stream=True, timeout=10
         )
         assert zipped.headers["Content-Encoding"] == "gzip"
-        assert b"pinference_up 1.0" in gzip.decompress(zipped.raw.read())
+        assert b'pinference_up{account="default"} 1.0' in gzip.decompress(zipped.raw.read())
         om = get(exporter, "/metrics", headers={"Accept": "application/openmetrics-text"})
         assert om.headers["Content-Type"].startswith("application/openmetrics-text")
         families = {f.name: f for f in openmetrics_families(om.text)}
@@ -116,7 +116,8 @@ def test_label_values_are_escaped(fake: FakePinference) -> None:
         exporter.run_probe_cycle()
         s = scrape(exporter)
         (info,) = s.labelsets("pinference_model_info")
-        assert info == {"model": odd, "owned_by": 'o"w\\n', "display_name": "a\nb", "serving": ""}
+        assert info == {"account": "default", "model": odd, "owned_by": 'o"w\\n',
+                        "display_name": "a\nb", "serving": ""}  # fmt: skip
         assert s.value("pinference_model_available", model=odd) == 1  # the GET found it
         assert s.value("pinference_models", owned_by='o"w\\n') == 1
 
@@ -202,9 +203,9 @@ def test_jitter_delays_each_cycle_by_up_to_a_share_of_the_interval(
             calls.append((low, high))
             return high
 
-    settings = Settings(base_url=fake.base_url)
-    config = ExporterConfig(probe_interval=0.5, probe_timeout=0.4, sample_size=0, jitter=0.5)
-    prober = Prober(config, settings, ProbeState(), rng=Highest())  # type: ignore[arg-type]
+    account = AccountConfig(base_url=fake.base_url, sample_size=0)
+    config = ExporterConfig(probe_interval=0.5, probe_timeout=0.4, jitter=0.5)
+    prober = Prober(config, account, ProbeState(), rng=Highest())  # type: ignore[arg-type]
     prober.start()
     try:
         wait_for(lambda: len(fake.requests_for("list")) >= 3, what="three cycles")
