@@ -115,7 +115,7 @@ def _list_of(what: str, item: Callable[[object], Any]) -> Callable[[object], tup
 
     def parse(value: object) -> tuple[Any, ...]:
         items = [value] if isinstance(value, str) else value
-        if not isinstance(items, list) or not items:
+        if not isinstance(items, list):
             raise ConfigError(f"{value!r} is not a list of {what}s")
         parsed: list[Any] = []
         for entry in items:

@@ -70,11 +70,36 @@ def _matches(have: dict[str, str], want: dict[str, str]) -> bool:
 
 def scrape(exporter: Exporter, **kwargs: Any) -> Scrape:
     """A real HTTP scrape of the telemetry path, parsed and linted with promtool."""
-    response = requests.get(exporter.metrics_url, timeout=10, **kwargs)
+    return scrape_url(exporter.metrics_url, **kwargs)
+
+
+def scrape_url(url: str, **kwargs: Any) -> Scrape:
+    response = requests.get(url, timeout=10, **kwargs)
     assert response.status_code == 200, response.text
     text = response.text
     promtool_check(text)
     return Scrape(text, {f.name: f for f in text_string_to_metric_families(text)})
+
+
+def bcrypt_hash(password: str, cost: int = 4) -> str:
+    """A bcrypt hash as htpasswd -B makes them (cost 4: fast, for tests)."""
+    import bcrypt
+
+    return bcrypt.hashpw(password.encode(), bcrypt.gensalt(rounds=cost)).decode()
+
+
+def make_certificate(folder: Path, name: str = "server", days: int = 2) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1 and localhost (usable as its own CA)."""
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is not installed")
+    cert, key = folder / f"{name}.pem", folder / f"{name}.key"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", str(days),
+         "-keyout", str(key), "-out", str(cert), "-subj", f"/CN={name}",
+         "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"],
+        check=True, capture_output=True, timeout=60,
+    )  # fmt: skip
+    return cert, key
 
 
 def promtool_path() -> str | None:

@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import gzip
 import itertools
-import shutil
 import socket
-import subprocess
 import threading
 import time
 from pathlib import Path
 
 import pytest
 import requests
-from exporter_helpers import PW_HASH, SECRET, make_exporter, scrape, wait_for
+from exporter_helpers import PW_HASH, SECRET, make_certificate, make_exporter, scrape, wait_for
 from prometheus_client.openmetrics.parser import (
     text_string_to_metric_families as openmetrics_families,
 )
@@ -244,17 +242,7 @@ def test_listen_on_every_interface(fake: FakePinference) -> None:
 @pytest.fixture(scope="module")
 def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """A self-signed certificate for 127.0.0.1 (also usable as its own CA)."""
-    if shutil.which("openssl") is None:
-        pytest.skip("openssl is not installed")
-    folder = tmp_path_factory.mktemp("tls")
-    cert, key = folder / "cert.pem", folder / "key.pem"
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-         "-keyout", str(key), "-out", str(cert), "-subj", "/CN=localhost",
-         "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"],
-        check=True, capture_output=True, timeout=60,
-    )  # fmt: skip
-    return cert, key
+    return make_certificate(tmp_path_factory.mktemp("tls"))
 
 
 def test_tls_from_flags(fake: FakePinference, certificate: tuple[Path, Path]) -> None:
