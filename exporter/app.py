@@ -127,9 +127,6 @@ class Exporter:
     def prober_of(self, account: str) -> Prober:
         return self._accounts[account].prober
 
-    def state_of(self, account: str) -> ProbeState:
-        return self._accounts[account].state
-
     @property
     def prober(self) -> Prober:
         """The first account's prober (the only one, without a list of accounts)."""

@@ -126,8 +126,8 @@ class ProbeState:
         status: int = 0,
         reason: str | None = None,
         error: str | None = None,
-    ) -> EndpointStats:
-        """Count one probe; `reason=None` is a success. Returns the previous stats."""
+    ) -> None:
+        """Count one probe; `reason=None` is a success."""
         if reason is not None and reason not in REASONS:
             raise ValueError(f"unknown reason {reason!r}")
         with self._lock:
@@ -135,7 +135,6 @@ class ProbeState:
             self._endpoints[endpoint] = previous.recorded(duration, finished, status, reason, error)
             if endpoint == "list":
                 self._list_done = True
-        return previous
 
     def record_catalog(self, models: Iterable[ModelInfo], finished: float) -> tuple[int, int]:
         """Store a successful list; returns (added, removed) since the previous one."""
