@@ -16,7 +16,6 @@ from exporter.config import (
     parse_listen_address,
 )
 from llm_pinference import __version__
-from llm_pinference.client import DEFAULT_MAX_BYTES
 from llm_pinference.settings import DEFAULT_BASE_URL
 from llm_pinference.text import format_duration, redact_url
 
@@ -73,7 +72,7 @@ def test_defaults() -> None:
     assert config.addresses == (ListenAddress("", 8795),) and config.telemetry_path == "/metrics"
     assert config.probe_interval == 30 and config.timeout == 10
     assert config.concurrency == 4 and config.max_series == 1000
-    assert config.max_response_bytes == DEFAULT_MAX_BYTES and config.web is None
+    assert config.max_response_bytes == 16 * 1024 * 1024 and config.web is None
     assert not config.enable_lifecycle
     (account,) = config.accounts
     assert account.name == "default" and account.sample_size == 2

@@ -26,6 +26,7 @@ from exporter_helpers import (
 
 from exporter import Exporter, ExporterConfig
 from exporter.config import ConfigError
+from exporter.web import ListenError
 from exporter.webconfig import BasicAuth, hash_checker, load_web_config
 from llm_pinference.fake import FakePinference
 from llm_pinference.settings import Settings
@@ -140,7 +141,7 @@ def test_every_listen_address_serves_and_a_busy_one_fails_the_start(
         port = busy.getsockname()[1]
         config = ExporterConfig(settings=Settings(base_url=fake.base_url),
                                 listen_address=("127.0.0.1:0", f"127.0.0.1:{port}"))  # fmt: skip
-        with pytest.raises(OSError, match=f"cannot listen on 127.0.0.1:{port}: "):
+        with pytest.raises(ListenError, match=f"cannot listen on 127.0.0.1:{port}: "):
             Exporter(config).start(probe=False)
 
 

@@ -109,3 +109,21 @@ def test_soak_background_loop_survives_rotating_faults(
         assert s.value("pinference_probes_total", endpoint="list") >= 5
         assert s.value("pinference_model_available", model=watched[0]) == 1
     assert not [r for r in caplog.records if "crashed" in r.getMessage()]
+
+
+def test_promtool_check_never_passes_silently_without_promtool(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import exporter_helpers
+
+    bad = "# TYPE x_total counter\nx_total 1\nx_total 2\n"  # a duplicate: promtool objects
+    if exporter_helpers.promtool_path() is not None:
+        with pytest.raises(AssertionError, match="promtool check metrics"):
+            exporter_helpers.promtool_check(bad)
+    monkeypatch.setattr(exporter_helpers, "promtool_path", lambda: None)
+    monkeypatch.delenv("CI", raising=False)
+    with pytest.raises(pytest.skip.Exception, match="promtool is not installed"):
+        exporter_helpers.promtool_check(bad)
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="promtool is not installed"):
+        exporter_helpers.promtool_check(bad)

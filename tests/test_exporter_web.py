@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import itertools
 import socket
+import ssl
 import threading
 import time
 from pathlib import Path
@@ -254,8 +255,9 @@ def test_tls_from_flags(fake: FakePinference, certificate: tuple[Path, Path]) ->
         with pytest.raises(requests.exceptions.SSLError):
             get(exporter, "/-/healthy")  # not trusted without the CA
         plain = exporter.url.replace("https://", "http://")
-        with pytest.raises(requests.exceptions.ConnectionError):
+        with pytest.raises(requests.exceptions.ConnectionError) as refused:
             requests.get(plain + "/-/healthy", timeout=10)
+        assert refused.type is requests.exceptions.ConnectionError  # dropped, not an SSLError
         assert get(exporter, "/-/healthy", verify=str(cert)).status_code == 200  # still serving
 
 
@@ -273,7 +275,7 @@ def test_tls_client_certificates_and_basic_auth_from_web_config(
     )
     web = load_web_config(str(config))
     with make_exporter(fake.base_url, web=web) as exporter:
-        with pytest.raises(requests.exceptions.RequestException):
+        with pytest.raises(requests.exceptions.SSLError):
             get(exporter, "/-/healthy", verify=str(cert))  # no client certificate
         client = {"verify": str(cert), "cert": (str(cert), str(key))}
         assert get(exporter, "/-/healthy", **client).status_code == 401
@@ -301,3 +303,39 @@ def test_slow_tls_client_does_not_block_others(
             assert result == [200]
         finally:
             idle.close()
+
+
+def _handshake(port: int, cafile: Path, **versions: ssl.TLSVersion) -> str:
+    """Connect with a client limited to `minimum`/`maximum`; the version negotiated."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.load_verify_locations(cafile=str(cafile))
+    for bound, version in versions.items():
+        setattr(context, f"{bound}_version", version)
+    with (
+        socket.create_connection(("127.0.0.1", port), timeout=10) as raw,
+        context.wrap_socket(raw, server_hostname="127.0.0.1") as tls,
+    ):
+        return str(tls.version())
+
+
+def test_tls_min_and_max_versions_are_applied(
+    fake: FakePinference, certificate: tuple[Path, Path], tmp_path: Path
+) -> None:
+    cert, key = certificate
+    tls12, tls13 = ssl.TLSVersion.TLSv1_2, ssl.TLSVersion.TLSv1_3
+    web = tmp_path / "web.yml"
+    tls = f"tls_server_config:\n  cert_file: {cert}\n  key_file: {key}\n"
+    web.write_text(tls + "  min_version: TLS13\n")
+    with make_exporter(fake.base_url, web=load_web_config(str(web))) as exporter:
+        assert _handshake(exporter.port, cert) == "TLSv1.3"
+        with pytest.raises(ssl.SSLError):  # a client that stops at TLS 1.2 is refused
+            _handshake(exporter.port, cert, maximum=tls12)
+    web.write_text(tls + "  max_version: TLS12\n")
+    with make_exporter(fake.base_url, web=load_web_config(str(web))) as exporter:
+        assert _handshake(exporter.port, cert) == "TLSv1.2"
+        with pytest.raises(ssl.SSLError):
+            _handshake(exporter.port, cert, minimum=tls13)
+    web.write_text(tls)  # the defaults: TLS 1.2 to 1.3
+    with make_exporter(fake.base_url, web=load_web_config(str(web))) as exporter:
+        assert _handshake(exporter.port, cert, maximum=tls12) == "TLSv1.2"
+        assert _handshake(exporter.port, cert) == "TLSv1.3"
