@@ -6,6 +6,7 @@ scrape helper also runs `promtool check metrics` on every output.
 
 from __future__ import annotations
 
+import itertools
 import time
 
 import pytest
@@ -268,3 +269,17 @@ def _landing(exporter: Exporter) -> str:
     import requests
 
     return requests.get(exporter.url + "/", timeout=10).text
+
+
+def test_the_next_cycle_starts_on_time_after_a_timed_out_probe(fake: FakePinference) -> None:
+    """Cycles start every interval from the previous start, not from its end: a probe that
+    runs into its timeout does not push the schedule back."""
+    fake.set_fault("list", Fault(mode="hang"))
+    config = {"probe_interval": 1.0, "probe_timeout": 0.8, "sample_size": 0, "jitter": 0.0}
+    with make_exporter(fake.base_url, **config) as exporter:
+        exporter.prober.start()
+        wait_for(lambda: len(fake.requests_for("list")) >= 4, what="four cycles")
+    starts = [r.time for r in fake.requests_for("list")]
+    gaps = [b - a for a, b in itertools.pairwise(starts)][:3]
+    # On time: 1s apart (a schedule counted from each cycle's end would give 1.8s).
+    assert all(0.95 <= gap < 1.0 + TIMEOUT_SLACK for gap in gaps), gaps
