@@ -4,13 +4,15 @@ the one description of every option (help, defaults, config fields)."""
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
-from exporter_helpers import ROOT
+from exporter_helpers import ROOT, make_exporter, scrape
 
 from exporter import cli
 from exporter.config import AccountConfig, ExporterConfig
 from exporter.options import OPTIONS, Target
+from llm_pinference.fake import FakePinference
 
 PACKAGE = ROOT / "exporter"
 
@@ -87,3 +89,25 @@ def test_config_defaults_are_the_tables() -> None:
             assert getattr(configs[option.target], option.field) == option.default, option.key
             checked += 1
     assert checked >= 7
+
+
+def test_docs_metrics_lists_every_family_with_its_labels(fake: FakePinference) -> None:
+    """docs/metrics.md is the contract: each row's name and labels are what is exported."""
+    rows = {}
+    for line in (ROOT / "docs" / "metrics.md").read_text(encoding="utf-8").splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) == 4 and cells[0].startswith("`pinference_"):
+            names = re.sub(r"\([^)]*\)", "", cells[2])  # drop value lists: (`list`, `get`)
+            labels = {m.split("`")[1] for m in names.split(",") if "`" in m}
+            rows[cells[0].strip("`")] = labels
+    assert len(rows) >= 18
+    with make_exporter(fake.base_url, probe_models=("meta-llama/llama-3.1-70b-instruct",)) as exp:
+        exp.run_probe_cycle()
+        scraped = scrape(exp)
+    exported = {}
+    for family in scraped.families.values():
+        if not family.name.startswith("pinference_"):
+            continue
+        name = family.name + ("_total" if family.type == "counter" else "")
+        exported[name] = {k for s in family.samples for k in s.labels if k != "le"}
+    assert exported == rows

@@ -356,3 +356,28 @@ def test_version_and_help(capsys: pytest.CaptureFixture[str]) -> None:
                  "--log.format", "--web.config.file", "--web.tls-cert-file",
                  "--web.tls-key-file", "--version"):  # fmt: skip
         assert flag in help_text
+
+
+def test_the_readme_config_examples_are_valid(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import re
+
+    import yaml
+    from exporter_helpers import ROOT
+
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## The exporter\n", 1)[1].split("\n## ", 1)[0]
+    blocks = re.findall(r"```yaml\n(.*?)```", section, flags=re.S)
+    assert len(blocks) == 2
+    (tmp_path / "key").write_text("sk-example-key")
+    for block in blocks:
+        data = yaml.safe_load(block)
+        for entry in [data.get("api") or {}, *(data.get("accounts") or [])]:
+            if "key_file" in entry:
+                entry["key_file"] = "key"  # the README's /run/secrets/... are not here
+        data.get("web", {}).pop("config_file", None)
+        path = tmp_path / "exporter.yml"
+        path.write_text(yaml.safe_dump(data))
+        assert cli.main([f"--config.file={path}", "--config.check"]) == 0, capsys.readouterr()
+        assert capsys.readouterr().out == "ok\n"
