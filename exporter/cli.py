@@ -171,7 +171,7 @@ def _serve(exporter: Exporter, signals: list[int]) -> int:
             signum = signals.pop(0)
             if signum != signal.SIGHUP:
                 break
-            log.info("reloading", extra=kv(signal="SIGHUP"))
+            log.debug("reloading", extra=kv(signal="SIGHUP"))
             with contextlib.suppress(ConfigError):  # logged, counted, the old config kept
                 exporter.reload()
         log.info("shutting down", extra=kv(signal=signal.Signals(signum).name))

@@ -226,7 +226,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("web.telemetry_path", "--web.telemetry-path", Target.EXPORTER, "telemetry_path",
            non_empty_string, "path of the metrics endpoint", default="/metrics", metavar="PATH"),
     Option("web.config_file", "--web.config.file", Target.WEB, "path", non_empty_string,
-           "exporter-toolkit web config (tls_server_config, basic_auth_users)",
+           "exporter-toolkit web config (tls_server_config, http_server_config, "
+           "basic_auth_users); read again when it changes",
            metavar="FILE", is_path=True),
     Option("web.tls_cert_file", "--web.tls-cert-file", Target.WEB, "cert_file",
            non_empty_string, "serve HTTPS with this certificate (PEM; needs "
