@@ -98,7 +98,9 @@ class Exporter:
         self.registry = CollectorRegistry()
         self.registry.register(PinferenceCollector(self._reading))
         ProcessCollector(registry=self.registry)
-        self.app = ExporterApp(self.registry, self.view, self.web, self.reload)
+        self.app = ExporterApp(
+            self.registry, lambda: self._current.config, self.view, self.web, self.reload
+        )
         self._servers: list[ExporterServer] = []
         self._listening: list[ListenAddress] = []  # what the servers were bound to
         self._threads: list[threading.Thread] = []

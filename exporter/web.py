@@ -64,11 +64,15 @@ class ExporterApp:
     def __init__(
         self,
         registry: CollectorRegistry,
+        config: Callable[[], ExporterConfig],
         view: Callable[[], View],
         web: WebConfigWatcher,
         reload: Callable[[], None],
     ) -> None:
+        """`config` is read for each request; `view` (every account's state) only by the
+        pages that show it, not by scrapes."""
         self._metrics = make_wsgi_app(registry)
+        self._config = config
         self._view = view
         self._web = web
         self._reload = reload
@@ -112,25 +116,25 @@ class ExporterApp:
         return []
 
     def _route(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
-        view = self._view()
+        config = self._config()
         path = environ.get("PATH_INFO") or "/"
         method = environ.get("REQUEST_METHOD")
         if path == "/-/reload":
-            return self._reload_route(view, method, start_response)
+            return self._reload_route(config, method, start_response)
         routes = {"/": self._landing, "/-/healthy": self._healthy, "/-/ready": self._ready}
-        if path != view.config.telemetry_path and path not in routes:
+        if path != config.telemetry_path and path not in routes:
             return _plain(start_response, "404 Not Found", "Not Found\n")
         if method not in GET_ONLY:
             return _plain(start_response, "405 Method Not Allowed", "GET or HEAD only\n",
                           [("Allow", ", ".join(GET_ONLY))])  # fmt: skip
-        if path == view.config.telemetry_path:
+        if path == config.telemetry_path:
             return self._metrics(environ, start_response)
-        return routes[path](view, start_response)
+        return routes[path](start_response)
 
     def _reload_route(
-        self, view: View, method: str | None, start_response: StartResponse
+        self, config: ExporterConfig, method: str | None, start_response: StartResponse
     ) -> list[bytes]:
-        if not view.config.enable_lifecycle:
+        if not config.enable_lifecycle:
             return _plain(start_response, "403 Forbidden",
                           "Lifecycle API is not enabled (--web.enable-lifecycle).\n")  # fmt: skip
         if method not in RELOAD_METHODS:
@@ -143,21 +147,21 @@ class ExporterApp:
                           f"failed to reload config: {one_line(str(exc))}\n")  # fmt: skip
         return _plain(start_response, "200 OK", "Reloaded\n")
 
-    def _landing(self, view: View, start_response: StartResponse) -> list[bytes]:
-        body = landing_page(view).encode()
+    def _landing(self, start_response: StartResponse) -> list[bytes]:
+        body = landing_page(self._view()).encode()
         start_response(
             "200 OK",
             [("Content-Type", "text/html; charset=utf-8"), ("Content-Length", str(len(body)))],
         )
         return [body]
 
-    def _healthy(self, view: View, start_response: StartResponse) -> list[bytes]:
+    def _healthy(self, start_response: StartResponse) -> list[bytes]:
         return _plain(start_response, "200 OK", "Healthy\n")
 
-    def _ready(self, view: View, start_response: StartResponse) -> list[bytes]:
+    def _ready(self, start_response: StartResponse) -> list[bytes]:
         # Ready once every account's list probe has finished, whatever its outcome: the
         # metrics are real.
-        if view.ready:
+        if self._view().ready:
             return _plain(start_response, "200 OK", "Ready\n")
         return _plain(start_response, "503 Service Unavailable",
                       "Not ready: the first list probe has not finished\n")  # fmt: skip
