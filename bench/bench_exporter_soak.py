@@ -3,7 +3,8 @@
     .venv/bin/python bench/bench_exporter_soak.py [--quick] [--json] [--seconds S]
 
 The real CLI (`python -m exporter`, a child process) probes the fake API (in this process)
-every 100 ms with a 50 ms timeout, watching a few models. Every ~0.5 s a thread switches
+as 10 accounts, each every second (the shortest interval allowed) with a 500 ms timeout,
+watching a few models: about 10 cycles a second in all. Every ~0.5 s a thread switches
 the fake to a random fault (401/402/403/404/429 with Retry-After 0/500/503, html,
 malformed, truncated, wrong_shape, huge, drop, hang, delay, empty, or none) on list, get
 or both, and scrapes /metrics (each scrape must parse). Every second: the exporter's VmRSS
@@ -44,6 +45,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from llm_pinference.fake import FakePinference, Fault, default_catalogue
 
 TOLERANCE_KIB = 2048  # growth over the second half still called flat
+ACCOUNTS = 10  # each probed every second: ~10 probe cycles a second in all
 MAX_RESPONSE = 64 * 1024  # the exporter's --probe.max-response-bytes: `huge` exceeds it
 FAULTS: dict[str, Fault | None] = {
     "401": Fault(status=401), "402": Fault(status=402), "403": Fault(status=403),
@@ -101,10 +103,15 @@ def soak(seconds: float, seed: int) -> dict[str, Any]:
     models = default_catalogue()
     watched = [m["id"] for m in models[:3]]
     with FakePinference(models=models) as fake, tempfile.TemporaryDirectory() as home:
+        config = os.path.join(home, "exporter.yml")
+        with open(config, "w", encoding="utf-8") as file:
+            file.write("accounts:\n" + "".join(
+                f"  - {{name: a{i}, base_url: '{fake.base_url}', models: {watched!r}}}\n"
+                for i in range(ACCOUNTS)
+            ))  # fmt: skip
         argv = [sys.executable, "-m", "exporter", "--web.listen-address=127.0.0.1:0",
-                f"--api.base-url={fake.base_url}", "--probe.interval=100ms",
-                "--probe.timeout=50ms", f"--probe.max-response-bytes={MAX_RESPONSE}",
-                *(f"--probe.models={m}" for m in watched)]  # fmt: skip
+                f"--config.file={config}", "--probe.interval=1s", "--probe.timeout=500ms",
+                f"--probe.max-response-bytes={MAX_RESPONSE}"]  # fmt: skip
         # A clean HOME and no PRIME_* variables: never a real key or API.
         env = {k: v for k, v in os.environ.items() if not k.startswith("PRIME_")}
         env["HOME"] = home
@@ -160,8 +167,9 @@ def summarise(
     half = len(samples) // 2
     slope = least_squares_slope(times[half:], rss[half:])  # KiB per second
     growth = slope * (times[-1] - times[half])
-    probes = {s.labels["endpoint"]: int(s.value)
-              for s in families["pinference_probes"].samples}  # fmt: skip
+    probes: Counter[str] = Counter()
+    for s in families["pinference_probes"].samples:  # summed over the accounts
+        probes[s.labels["endpoint"]] += int(s.value)
     reasons: Counter[str] = Counter()
     for s in families["pinference_probe_failures"].samples:
         reasons[s.labels["reason"]] += int(s.value)
@@ -173,7 +181,7 @@ def summarise(
                     "second_half_growth": thread_growth},
         "rss_slope_kib_per_min": slope * 60, "rss_growth_second_half_kib": growth,
         "flat": growth < TOLERANCE_KIB and thread_growth <= 0,
-        "probes": probes, "probes_per_s": sum(probes.values()) / seconds,
+        "probes": dict(probes), "probes_per_s": sum(probes.values()) / seconds,
         "failures": dict(reasons.most_common()),
         "faults_switched": sum(chaos.faults.values()), "faults": dict(chaos.faults),
         "scrapes": chaos.scrapes, "bad_scrapes": chaos.bad_scrapes[:5],
@@ -186,7 +194,8 @@ def summarise(
 
 def report(res: dict[str, Any]) -> None:
     rss, threads = res["rss_kib"], res["threads"]
-    print(f"exporter soak: {res['seconds']:.0f} s, probe interval 100 ms (timeout 50 ms), a new "
+    print(f"exporter soak: {res['seconds']:.0f} s, {ACCOUNTS} accounts probed every 1 s "
+          f"(timeout 500 ms), a new "
           f"fault every ~0.5 s ({res['faults_switched']} switches), {res['samples']} samples")
     print(table(["", "first", "last", "max"], [
         ["RSS (MiB)", *(f"{rss[k] / 1024:.1f}" for k in ("first", "last", "max"))],

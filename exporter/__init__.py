@@ -2,11 +2,13 @@
 
 It imports the core (`llm_pinference.settings`, `.client`, `.models`) and never `llm`.
 
-    from exporter import Exporter, ExporterConfig
-    from llm_pinference.settings import Settings
+    from exporter import AccountConfig, Exporter, ExporterConfig
 
-    config = ExporterConfig(settings=Settings(base_url=url), listen_address="127.0.0.1:0",
-                            probe_interval=1.0)
+    config = ExporterConfig(
+        accounts=(AccountConfig(name="default", base_url=url),),  # or settings=Settings(...)
+        listen_address="127.0.0.1:0",
+        probe_interval=1.0,
+    )
     with Exporter(config) as exporter:
         print(exporter.metrics_url)
 """
@@ -15,6 +17,13 @@ from llm_pinference import __version__
 
 from . import needs_extra  # noqa: F401  (first: a missing extra is one line, not a traceback)
 from .app import Exporter
-from .config import ConfigError, ExporterConfig, parse_duration
+from .config import AccountConfig, ConfigError, ExporterConfig, parse_duration
 
-__all__ = ["ConfigError", "Exporter", "ExporterConfig", "__version__", "parse_duration"]
+__all__ = [
+    "AccountConfig",
+    "ConfigError",
+    "Exporter",
+    "ExporterConfig",
+    "__version__",
+    "parse_duration",
+]

@@ -1,39 +1,30 @@
-"""`pinference-exporter` (also `python -m exporter`): flags, config file, signals.
+"""`pinference-exporter` (also `python -m exporter`): flags, config file, signals, reload.
 
 Precedence: flags, then the `--config.file` YAML, then the environment and
 ~/.prime/config.json (key, team, base URL), then defaults. A bad flag or value is one line
-on stderr and exit status 2; failing to listen is exit status 1.
+on stderr and exit status 2; failing to listen is exit status 1. SIGHUP (and POST /-/reload
+with --web.enable-lifecycle) reads the config file, the key files and the web config again;
+SIGTERM and SIGINT stop the exporter.
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
+import contextlib
 import logging
-import platform
 import signal
 import sys
 import time
-from collections.abc import Sequence
-from typing import Any, NoReturn
+from collections.abc import Callable, Sequence
+from typing import NoReturn
 
-from llm_pinference import __version__
-from llm_pinference.settings import Settings, resolve_settings
+from llm_pinference.text import format_duration, redact_url
 
+from . import build
 from .app import Exporter
-from .config import (
-    OPTIONS,
-    ConfigError,
-    ExporterConfig,
-    ListenAddress,
-    format_duration,
-    load_config_file,
-    parse_option,
-    read_key_file,
-    redact_url,
-)
+from .config import ExporterConfig, Values, build_config, load_config_file
 from .logs import kv, setup_logging
-from .webconfig import load_web_config
+from .options import OPTIONS, RENAMED, ConfigError, parse_option
 
 PROG = "pinference-exporter"
 log = logging.getLogger("exporter")
@@ -45,6 +36,9 @@ class _UsageError(Exception):
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:  # one line, not the usage block
+        for old, new in RENAMED.items():
+            if old.startswith("--") and f"arguments: {old}" in message:
+                message = f"{old} was renamed {new}"
         raise _UsageError(message)
 
 
@@ -52,127 +46,135 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog=PROG,
         description="Prometheus exporter for Prime Intellect's inference API (Pinference). "
-        "It probes GET /models and GET /models/{id} on its own interval; scrapes read the "
-        "latest results.",
+        "It probes GET /models and GET /models/{id} on its own interval, for one or more "
+        "accounts; scrapes read the latest results.",
         allow_abbrev=False,
     )
     parser.add_argument(
         "--config.file", dest="config_file", metavar="FILE",
-        help="YAML file with the same settings (flags win over it; it wins over the "
-        "environment and defaults)",
+        help="YAML file with the same settings, and optionally a list of accounts (flags win "
+        "over it; it wins over the environment and defaults). Read again on SIGHUP",
+    )  # fmt: skip
+    parser.add_argument(
+        "--config.check", dest="config_check", action="store_true",
+        help="check the flags and files (config, key files, web config), print ok and exit",
     )  # fmt: skip
     for option in OPTIONS:
+        if option.switch:
+            parser.add_argument(option.flag, dest=option.key, help=option.full_help,
+                                action="store_const", const=True)  # fmt: skip
+            continue
         parser.add_argument(
             option.flag,
             dest=option.key,
             metavar=option.metavar,
-            help=option.help,
+            help=option.full_help,
             action="append" if option.repeat else "store",
         )
-    parser.add_argument(
-        "--version", action="version", version=f"{PROG}, version {__version__} "
-        f"(python {platform.python_version()})",
-    )  # fmt: skip
+    parser.add_argument("--version", action="version", version=f"{PROG}, {build.describe()}")
     return parser
 
 
-def resolve_values(args: argparse.Namespace) -> dict[str, Any]:
-    """Parsed option values keyed like `probe.interval`: the file, then the flags over it."""
-    values: dict[str, Any] = load_config_file(args.config_file) if args.config_file else {}
+def resolve_values(args: argparse.Namespace) -> Values:
+    """Parsed option values keyed like `probe.interval`: the flags over the file."""
+    from_file = load_config_file(args.config_file) if args.config_file else Values()
+    flags: dict[str, object] = {}
     for option in OPTIONS:
         raw = getattr(args, option.key)
         if raw is not None:
-            values[option.key] = parse_option(option, raw, option.flag)
-    return values
-
-
-def resolve_api(values: dict[str, Any]) -> Settings:
-    settings = resolve_settings()
-    if "api.base_url" in values:
-        settings = dataclasses.replace(settings, base_url=values["api.base_url"])
-    if "api.team_id" in values:
-        settings = dataclasses.replace(settings, team_id=values["api.team_id"])
-    if "api.api_key_file" in values:
-        settings = dataclasses.replace(settings, api_key=read_key_file(values["api.api_key_file"]))
-    return settings
-
-
-def build_config(values: dict[str, Any]) -> ExporterConfig:
-    defaults = ExporterConfig()
-    address = values.get("web.listen_address")
-    config = ExporterConfig(
-        settings=resolve_api(values),
-        listen_address=str(address) if address is not None else defaults.listen_address,
-        telemetry_path=values.get("web.telemetry_path", defaults.telemetry_path),
-        probe_interval=values.get("probe.interval", defaults.probe_interval),
-        probe_timeout=values.get("probe.timeout"),
-        probe_models=values.get("probe.models", ()),
-        sample_size=values.get("probe.sample_size", defaults.sample_size),
-        concurrency=values.get("probe.concurrency", defaults.concurrency),
-        max_series=values.get("models.max_series", defaults.max_series),
-        max_response_bytes=values.get("probe.max_response_bytes", defaults.max_response_bytes),
-        web=load_web_config(
-            values.get("web.config_file"),
-            values.get("web.tls_cert_file"),
-            values.get("web.tls_key_file"),
-        ),
-    )
-    return config.check()
+            flags[option.key] = parse_option(option, raw, option.flag)
+    origins = {option.key: option.flag for option in OPTIONS if option.key in flags}
+    return Values(flags, origins).over(from_file)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # SIGHUP's default action ends the process: take it over before anything else.
+    signals: list[int] = []  # a plain list: a signal handler must not take locks
+    handled = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+    previous = {sig: signal.signal(sig, lambda signum, _: signals.append(signum))
+                for sig in handled}  # fmt: skip
     try:
-        args = build_parser().parse_args(argv)
-        values = resolve_values(args)
-        config = build_config(values)
-        exporter = Exporter(config)
-    except (_UsageError, ConfigError) as exc:
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
-        return 2
-    except SystemExit as exc:  # --help and --version
-        return int(exc.code or 0)
-    setup_logging(values.get("log.level", "info"), values.get("log.format", "logfmt"),
-                  secrets=[exporter.settings.api_key])  # fmt: skip
-    stopping: list[int] = []  # a plain list: a signal handler must not take locks
-
-    def on_signal(signum: int, _frame: object) -> None:
-        stopping.append(signum)
-
-    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
-    try:
-        return _serve(exporter, config, stopping)
+        return _main(argv, signals)
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
 
 
-def _serve(exporter: Exporter, config: ExporterConfig, stopping: list[int]) -> int:
+def _main(argv: Sequence[str] | None, signals: list[int]) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+
+        def load() -> ExporterConfig:
+            return build_config(resolve_values(args))
+
+        config = load()
+        if args.config_check:
+            print("ok")
+            return 0
+        exporter = Exporter(config, loader=load)
+    except (_UsageError, ConfigError) as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 2
+    except SystemExit as exc:  # --help and --version
+        return int(exc.code or 0)
+    logs = _logging(exporter)
+    logs(config)
+    exporter.after_reload(logs)
+    return _serve(exporter, signals)
+
+
+def _logging(exporter: Exporter) -> Callable[[ExporterConfig], None]:
+    def apply(config: ExporterConfig) -> None:
+        setup_logging(config.log_level, config.log_format, secrets=exporter.secrets())
+
+    return apply
+
+
+def _serve(exporter: Exporter, signals: list[int]) -> int:
     try:
         exporter.start(probe=False)
     except OSError as exc:
-        reason = exc.strerror or type(exc).__name__
-        print(f"{PROG}: error: cannot listen on {config.listen_address}: {reason}",
-              file=sys.stderr)  # fmt: skip
+        print(f"{PROG}: error: {exc.strerror or exc}", file=sys.stderr)
         return 1
-    settings = exporter.settings
+    config = exporter.config
     try:
+        for url in exporter.urls:
+            log.info("listening", extra=kv(address=url))
         log.info(
             "starting pinference-exporter",
             extra=kv(
-                version=__version__,
-                listen=str(ListenAddress(config.address.host, exporter.port)),
+                version=build.version(),
+                revision=build.revision(),
+                listen=",".join(u.split("://", 1)[1] for u in exporter.urls),
                 telemetry_path=config.telemetry_path,
-                target=redact_url(settings.base_url),
-                auth="bearer" if settings.api_key else "none",
+                accounts=",".join(a.name for a in exporter.accounts),
                 interval=format_duration(config.probe_interval),
                 timeout=format_duration(config.timeout),
-                watched=len(config.probe_models),
+                lifecycle=config.enable_lifecycle,
             ),
         )
-        exporter.prober.start()
-        while not stopping:
-            time.sleep(0.05)
-        log.info("shutting down", extra=kv(signal=signal.Signals(stopping[0]).name))
+        for account in exporter.accounts:
+            log.info(
+                "account",
+                extra=kv(
+                    account=account.name,
+                    target=redact_url(account.base_url),
+                    team=account.team_id,
+                    auth="bearer" if account.api_key else "none",
+                    watched=len(account.probe_models),
+                ),
+            )
+        exporter.start()  # the probers
+        while True:
+            while not signals:
+                time.sleep(0.05)
+            signum = signals.pop(0)
+            if signum != signal.SIGHUP:
+                break
+            log.debug("reloading", extra=kv(signal="SIGHUP"))
+            with contextlib.suppress(ConfigError):  # logged, counted, the old config kept
+                exporter.reload()
+        log.info("shutting down", extra=kv(signal=signal.Signals(signum).name))
     finally:
         # Probes in flight run on daemon threads: waiting for them would only delay exit.
         exporter.stop(timeout=0.2)

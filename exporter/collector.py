@@ -1,8 +1,13 @@
-"""Turns a snapshot of the probe state into the metric families of docs/metrics.md."""
+"""Turns snapshots of the probe states into the metric families of docs/metrics.md.
+
+Every series about the API carries `account`; the exporter's own (build info, reload
+status, probe interval) do not.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 
 from prometheus_client.core import (
     CounterMetricFamily,
@@ -13,10 +18,10 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
-from llm_pinference import __version__
 from llm_pinference.errors import REASONS
 
-from .state import BUCKETS, CHANGES, ENDPOINTS, ProbeState, Snapshot
+from . import build
+from .state import BUCKETS, CHANGES, ENDPOINTS, Snapshot
 
 # Bucket labels as exposed ("0.05", ..., "+Inf"): formatted once, not on every scrape.
 _BOUNDS = (*map(floatToGoString, BUCKETS), "+Inf")
@@ -24,144 +29,172 @@ _BOUNDS = (*map(floatToGoString, BUCKETS), "+Inf")
 ON_INTERVAL = "Probed on the exporter's own interval (--probe.interval), not per scrape."
 
 
-class PinferenceCollector(Collector):
-    """Builds fresh families from one consistent snapshot on every collect()."""
+@dataclass(frozen=True)
+class Reading:
+    """What one collect() reads: a snapshot per account (by name), and the exporter's own."""
 
-    def __init__(self, state: ProbeState, interval: float) -> None:
-        self.state = state
-        self.interval = interval
+    accounts: Sequence[tuple[str, Snapshot]]
+    interval: float
+    reload_successful: bool
+    reload_success_time: float
+
+
+class PinferenceCollector(Collector):
+    """Builds fresh families from one consistent reading on every collect()."""
+
+    def __init__(self, read: Callable[[], Reading]) -> None:
+        self.read = read
 
     def collect(self) -> Iterator[Metric]:
-        snap = self.state.snapshot()
-        yield from self._api(snap)
-        yield from self._probes(snap)
-        yield from self._catalog(snap)
-        yield from self._exporter()
+        reading = self.read()
+        accounts = sorted(reading.accounts, key=lambda item: item[0])
+        yield from self._api(accounts)
+        yield from self._probes(accounts, reading.interval)
+        yield from self._catalog(accounts)
+        yield from self._exporter(reading)
 
-    def _api(self, snap: Snapshot) -> Iterator[Metric]:
-        listing = snap.endpoints["list"]
-        yield GaugeMetricFamily(
+    def _api(self, accounts: list[tuple[str, Snapshot]]) -> Iterator[Metric]:
+        up = GaugeMetricFamily(
             "pinference_up",
             f"1 if the last list probe (GET /models) succeeded, else 0. {ON_INTERVAL}",
-            value=1 if listing.success else 0,
+            labels=["account"],
         )
         available = GaugeMetricFamily(
             "pinference_model_available",
             "Watched models (--probe.models) only: 1 if GET /models/{id} answered 200, 0 after "
             f"a 404; other failures keep the last value. {ON_INTERVAL}",
-            labels=["model"],
+            labels=["account", "model"],
         )
-        for model, value in sorted(snap.available.items()):
-            available.add_metric([model], value)
+        for account, snap in accounts:
+            up.add_metric([account], 1 if snap.endpoints["list"].success else 0)
+            for model, value in sorted(snap.available.items()):
+                available.add_metric([account, model], value)
+        yield up
         yield available
 
-    def _probes(self, snap: Snapshot) -> Iterator[Metric]:
+    def _probes(self, accounts: list[tuple[str, Snapshot]], interval: float) -> Iterator[Metric]:
         probes = CounterMetricFamily(
             "pinference_probes",
             "Probes made, per endpoint (list: GET /models, get: GET /models/{id}). " + ON_INTERVAL,
-            labels=["endpoint"],
+            labels=["account", "endpoint"],
         )
         failures = CounterMetricFamily(
             "pinference_probe_failures",
             f"Failed probes, per endpoint and reason (every reason starts at 0). {ON_INTERVAL}",
-            labels=["endpoint", "reason"],
+            labels=["account", "endpoint", "reason"],
         )
         duration = HistogramMetricFamily(
             "pinference_probe_duration_seconds",
             f"Request latency of each probe, failures included. {ON_INTERVAL}",
-            labels=["endpoint"],
+            labels=["account", "endpoint"],
         )
         success = GaugeMetricFamily(
             "pinference_probe_success",
             f"1 if the last probe of the endpoint succeeded, else 0. {ON_INTERVAL}",
-            labels=["endpoint"],
+            labels=["account", "endpoint"],
         )
         status = GaugeMetricFamily(
             "pinference_probe_http_status_code",
             f"HTTP status of the last probe of the endpoint, 0 if no response. {ON_INTERVAL}",
-            labels=["endpoint"],
+            labels=["account", "endpoint"],
         )
         last_success = GaugeMetricFamily(
             "pinference_last_success_timestamp_seconds",
             "Unix time of the last successful probe of the endpoint.",
-            labels=["endpoint"],
+            labels=["account", "endpoint"],
         )
         last_probe = GaugeMetricFamily(
             "pinference_last_probe_timestamp_seconds",
             "Unix time the last probe of the endpoint finished.",
-            labels=["endpoint"],
+            labels=["account", "endpoint"],
         )
-        for endpoint in ENDPOINTS:
-            stats = snap.endpoints[endpoint]
-            probes.add_metric([endpoint], stats.probes)
-            for reason in REASONS:
-                failures.add_metric([endpoint, reason], stats.failures[reason])
-            cumulative, buckets = 0, []
-            for bound, count in zip(_BOUNDS, stats.buckets, strict=True):
-                cumulative += count
-                buckets.append((bound, cumulative))
-            duration.add_metric([endpoint], buckets, stats.duration_sum)
-            if stats.success is not None:  # absent before the endpoint's first probe
-                success.add_metric([endpoint], 1 if stats.success else 0)
-                status.add_metric([endpoint], stats.status_code)
-            if stats.last_success is not None:
-                last_success.add_metric([endpoint], stats.last_success)
-            if stats.last_probe is not None:
-                last_probe.add_metric([endpoint], stats.last_probe)
+        for account, snap in accounts:
+            for endpoint in ENDPOINTS:
+                stats = snap.endpoints[endpoint]
+                labels = [account, endpoint]
+                probes.add_metric(labels, stats.probes)
+                for reason in REASONS:
+                    failures.add_metric([*labels, reason], stats.failures[reason])
+                cumulative, buckets = 0, []
+                for bound, count in zip(_BOUNDS, stats.buckets, strict=True):
+                    cumulative += count
+                    buckets.append((bound, cumulative))
+                duration.add_metric(labels, buckets, stats.duration_sum)
+                if stats.success is not None:  # absent before the endpoint's first probe
+                    success.add_metric(labels, 1 if stats.success else 0)
+                    status.add_metric(labels, stats.status_code)
+                if stats.last_success is not None:
+                    last_success.add_metric(labels, stats.last_success)
+                if stats.last_probe is not None:
+                    last_probe.add_metric(labels, stats.last_probe)
         yield from (probes, failures, duration, success, status, last_success, last_probe)
         yield GaugeMetricFamily(
             "pinference_probe_interval_seconds",
             "The configured probe interval (--probe.interval), to tell stale data.",
-            value=self.interval,
+            value=interval,
         )
 
-    def _catalog(self, snap: Snapshot) -> Iterator[Metric]:
-        catalog = snap.catalog
+    def _catalog(self, accounts: list[tuple[str, Snapshot]]) -> Iterator[Metric]:
         owners = GaugeMetricFamily(
             "pinference_models",
             "Models in the last successful list, per owner (sum = total; owners beyond "
             f'--models.max-series are summed as owned_by="(other)"). {ON_INTERVAL}',
-            labels=["owned_by"],
+            labels=["account", "owned_by"],
         )
         info = GaugeMetricFamily(
             "pinference_model_info",
             "One series (value 1) per model in the last successful list, at most "
             f"--models.max-series. {ON_INTERVAL}",
-            labels=["model", "owned_by", "display_name", "serving"],
+            labels=["account", "model", "owned_by", "display_name", "serving"],
         )
-        if catalog is not None:
-            for owner, count in catalog.owners:
-                owners.add_metric([owner], count)
-            for labels in catalog.info:
-                info.add_metric(list(labels), 1)
-        yield owners
-        yield info
-        if catalog is not None:  # absent before the first successful list
-            yield GaugeMetricFamily(
-                "pinference_catalog_models",
-                f"Total models in the last successful list. {ON_INTERVAL}",
-                value=catalog.total,
-            )
-        yield GaugeMetricFamily(
+        total = GaugeMetricFamily(
+            "pinference_catalog_models",
+            f"Total models in the last successful list. {ON_INTERVAL}",
+            labels=["account"],
+        )
+        dropped = GaugeMetricFamily(
             "pinference_model_series_dropped",
             "Models left out of pinference_model_info by --models.max-series in the last list.",
-            value=catalog.dropped if catalog else 0,
+            labels=["account"],
         )
         changes = CounterMetricFamily(
             "pinference_catalog_changes",
             "Models appearing (added) or disappearing (removed) between successive successful "
             f"lists. {ON_INTERVAL}",
-            labels=["change"],
+            labels=["account", "change"],
         )
-        for change in CHANGES:
-            changes.add_metric([change], snap.changes[change])
-        yield changes
+        for account, snap in accounts:
+            listed = snap.catalog
+            if listed is not None:  # pinference_catalog_models: absent before the first list
+                for owner, count in listed.owners:
+                    owners.add_metric([account, owner], count)
+                for labels in listed.info:
+                    info.add_metric([account, *labels], 1)
+                total.add_metric([account], listed.total)
+            dropped.add_metric([account], listed.dropped if listed else 0)
+            for change in CHANGES:
+                changes.add_metric([account, change], snap.changes[change])
+        yield from (owners, info, total, dropped, changes)
 
-    def _exporter(self) -> Iterator[Metric]:
+    def _exporter(self, reading: Reading) -> Iterator[Metric]:
+        revision = build.revision()
+        names = ["version", *(["revision"] if revision else []), "pythonversion"]
         family = GaugeMetricFamily(
             "pinference_exporter_build_info",
-            "Build information of the Pinference exporter (value 1).",
-            labels=["version"],
+            "Build information of the Pinference exporter (value 1; revision when known).",
+            labels=names,
         )
-        family.add_metric([__version__], 1)
+        values = [build.version(), revision, build.python_version()]
+        family.add_metric([v for v in values if v], 1)
         yield family
+        yield GaugeMetricFamily(
+            "pinference_exporter_config_last_reload_successful",
+            "1 if the last load of the config, key and web config files succeeded (at start-up,"
+            " on SIGHUP or POST /-/reload, or a changed web config), else 0.",
+            value=1 if reading.reload_successful else 0,
+        )
+        yield GaugeMetricFamily(
+            "pinference_exporter_config_last_reload_success_timestamp_seconds",
+            "Unix time of the last successful load of the config files.",
+            value=reading.reload_success_time,
+        )

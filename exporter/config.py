@@ -1,294 +1,121 @@
-"""The exporter's configuration: one frozen object, built from defaults, a YAML file and flags.
+"""The exporter's configuration: frozen objects built from the option table's defaults, a
+YAML file, the environment and flags.
 
-Flags and config-file keys mirror each other (`--probe.interval` is `probe: {interval: ...}`):
-`OPTIONS` below is the one table of both. Every bad value raises `ConfigError` with a
+Flags and config-file keys mirror each other (`--probe.interval` is `probe: {interval: ...}`);
+`options.OPTIONS` is the one table of both. Every bad value raises `ConfigError` with a
 one-line message naming the flag or the file key.
+
+Accounts: flags, the environment and the file's `api`/`probe` sections describe one account,
+`default`. A file may list `accounts` instead; each entry then says everything about its
+account (nothing comes from the environment), and the one-account flags are refused.
 """
 
 from __future__ import annotations
 
 import math
-import re
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from llm_pinference.client import DEFAULT_MAX_BYTES
-from llm_pinference.settings import Settings, normalise_base_url
-from llm_pinference.text import DURATION_UNITS, format_duration, os_reason, redact_url
+from llm_pinference.settings import Settings, resolve_settings
+from llm_pinference.text import format_duration, os_reason
 
-if TYPE_CHECKING:
-    from .webconfig import WebConfig
+from .options import (
+    DEFAULT_JITTER,
+    DEFAULT_TIMEOUT,
+    MAX_CONCURRENCY,
+    MAX_INTERVAL,
+    MIN_RESPONSE_BYTES,
+    OPTIONS,
+    OPTIONS_BY_KEY,
+    RENAMED,
+    ConfigError,
+    ListenAddress,
+    Option,
+    Target,
+    account_name,
+    default,
+    parse_duration,
+    parse_listen_address,
+    parse_option,
+)
+from .webconfig import WebConfig, load_web_config
 
-DEFAULT_LISTEN_ADDRESS = ":8795"
-DEFAULT_TELEMETRY_PATH = "/metrics"
-DEFAULT_INTERVAL = 30.0
-DEFAULT_TIMEOUT = 10.0
-DEFAULT_SAMPLE_SIZE = 2
-DEFAULT_CONCURRENCY = 4
-DEFAULT_MAX_SERIES = 1000
-DEFAULT_JITTER = 0.1
-MAX_CONCURRENCY = 64
-MIN_RESPONSE_BYTES = 1024
-LOG_LEVELS = ("debug", "info", "warn", "error")
-LOG_FORMATS = ("logfmt", "json")
-RESERVED_PATHS = ("/", "/-/healthy", "/-/ready")
+__all__ = [
+    "DEFAULT_ACCOUNT",
+    "AccountConfig",
+    "ConfigError",
+    "ExporterConfig",
+    "ListenAddress",
+    "build_config",
+    "load_config_file",
+    "parse_duration",
+    "parse_listen_address",
+    "read_key_file",
+]
 
-
-class ConfigError(ValueError):
-    """A bad flag, config-file or web-config value; `str()` is the one-line message."""
-
-
-# --- value parsers ------------------------------------------------------------------
-
-# Prometheus' own duration syntax: integer amounts, units in this order, each at most once.
-_DURATION_RE = re.compile("^" + "".join(rf"(?:(?P<{u}>\d+){u})?" for u, _ in DURATION_UNITS) + "$")
-
-
-def parse_duration(text: object) -> float:
-    """`500ms`, `30s`, `1m30s`, `2h` (Prometheus syntax) -> seconds; `0` is zero."""
-    if not isinstance(text, str) or not text.strip():
-        raise ConfigError(f"{text!r} is not a duration (use e.g. 500ms, 30s, 1m30s)")
-    text = text.strip()
-    if text == "0":
-        return 0.0
-    match = _DURATION_RE.match(text)
-    if match is None:
-        raise ConfigError(f"{text!r} is not a duration (use e.g. 500ms, 30s, 1m30s)")
-    return sum(int(match[u]) * scale for u, scale in DURATION_UNITS if match[u])
+DEFAULT_ACCOUNT = "default"
+RESERVED_PATHS = ("/", "/-/healthy", "/-/ready", "/-/reload")
+ACCOUNTS_KEY = "accounts"  # the config file's list of accounts
+ACCOUNT_OPTIONS = tuple(o for o in OPTIONS if o.target is Target.ACCOUNT)
 
 
 @dataclass(frozen=True)
-class ListenAddress:
-    host: str  # "" means every interface
-    port: int
+class AccountConfig:
+    """One account: a name (the `account` label), where to probe, as whom, which models."""
 
-    def __str__(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{host}:{self.port}"
+    name: str = DEFAULT_ACCOUNT
+    base_url: str = default("api.base_url")
+    team_id: str | None = None
+    api_key: str | None = field(default=None, repr=False)
+    key_file: str | None = None  # where api_key was read, if from a file
+    probe_models: tuple[str, ...] = ()
+    sample_size: int = default("probe.sample_size")
 
+    @property
+    def settings(self) -> Settings:
+        return Settings(api_key=self.api_key, team_id=self.team_id, base_url=self.base_url)
 
-def parse_listen_address(text: object) -> ListenAddress:
-    """`:8795` (all interfaces), `127.0.0.1:8795`, `[::1]:8795`, `localhost:0`."""
-    if not isinstance(text, str):
-        raise ConfigError(f"{text!r} is not a listen address like :8795 or 127.0.0.1:8795")
-    value = text.strip()
-    match = re.fullmatch(r"(?:\[(?P<v6>[0-9A-Fa-f:.%\w]+)\]|(?P<host>[^\[\]:/\s]*)):(?P<port>\d+)",
-                         value)  # fmt: skip
-    if match is None or int(match["port"]) > 65535:
-        raise ConfigError(f"{text!r} is not a listen address like :8795 or 127.0.0.1:8795")
-    return ListenAddress(match["v6"] or match["host"] or "", int(match["port"]))
+    @classmethod
+    def from_settings(cls, settings: Settings, **fields: Any) -> AccountConfig:
+        return cls(base_url=settings.base_url, team_id=settings.team_id,
+                   api_key=settings.api_key, **fields)  # fmt: skip
 
-
-def _positive_int(minimum: int, maximum: int | None = None) -> Callable[[object], int]:
-    def parse(value: object) -> int:
-        number: int | None = None
-        if isinstance(value, int) and not isinstance(value, bool):
-            number = value
-        elif isinstance(value, str) and value.strip().isdigit():
-            number = int(value.strip())
-        if number is None or number < minimum or (maximum is not None and number > maximum):
-            bound = f"from {minimum} to {maximum}" if maximum is not None else f">= {minimum}"
-            raise ConfigError(f"{value!r} is not an integer {bound}")
-        return number
-
-    return parse
-
-
-def _choice(choices: tuple[str, ...]) -> Callable[[object], str]:
-    def parse(value: object) -> str:
-        if not isinstance(value, str) or value.strip().lower() not in choices:
-            raise ConfigError(f"{value!r} is not one of {', '.join(choices)}")
-        return value.strip().lower()
-
-    return parse
-
-
-def _text(value: object) -> str:
-    if not isinstance(value, str) or not value.strip():
-        raise ConfigError(f"{value!r} is not a non-empty string")
-    return value.strip()
-
-
-def _path(value: object) -> str:
-    return _text(value)
-
-
-def _model_ids(value: object) -> tuple[str, ...]:
-    """A list of model ids (a single string is one id); duplicates dropped, order kept."""
-    items = [value] if isinstance(value, str) else value
-    if not isinstance(items, list):
-        raise ConfigError(f"{value!r} is not a list of model ids")
-    ids: list[str] = []
-    for item in items:
-        if not isinstance(item, str) or not item.strip():
-            raise ConfigError(f"{item!r} is not a model id")
-        if item.strip() not in ids:
-            ids.append(item.strip())
-    return tuple(ids)
-
-
-def _base_url(value: object) -> str:
-    url = normalise_base_url(_text(value))
-    if not re.match(r"^https?://[^/\s]+", url):
-        raise ConfigError(f"{redact_url(url)!r} is not an http:// or https:// URL")
-    return url
-
-
-# --- the option table: flags and config-file keys ----------------------------------
-
-
-@dataclass(frozen=True)
-class Option:
-    key: str  # section.name in the config file
-    flag: str
-    parse: Callable[[Any], Any]
-    help: str
-    metavar: str = "VALUE"
-    repeat: bool = False  # a repeatable flag; a YAML list in the file
-    is_path: bool = False  # relative paths in the config file are relative to the file
-
-
-OPTIONS: tuple[Option, ...] = (
-    Option("web.listen_address", "--web.listen-address", parse_listen_address,
-           f"address to listen on, e.g. :8795 (all interfaces), 127.0.0.1:8795, [::1]:8795 "
-           f"(default {DEFAULT_LISTEN_ADDRESS})", "ADDRESS"),
-    Option("web.telemetry_path", "--web.telemetry-path", _text,
-           f"path of the metrics endpoint (default {DEFAULT_TELEMETRY_PATH})", "PATH"),
-    Option("web.config_file", "--web.config.file", _path,
-           "exporter-toolkit web config (tls_server_config, basic_auth_users)", "FILE",
-           is_path=True),
-    Option("web.tls_cert_file", "--web.tls-cert-file", _path,
-           "serve HTTPS with this certificate (PEM; needs --web.tls-key-file)", "FILE",
-           is_path=True),
-    Option("web.tls_key_file", "--web.tls-key-file", _path,
-           "private key for --web.tls-cert-file (PEM)", "FILE", is_path=True),
-    Option("probe.interval", "--probe.interval", parse_duration,
-           "time between probe cycles, e.g. 30s, 1m30s (default 30s)", "DURATION"),
-    Option("probe.timeout", "--probe.timeout", parse_duration,
-           "timeout of one probe request; shorter than the interval "
-           "(default 10s, or half the interval if that is shorter)", "DURATION"),
-    Option("probe.models", "--probe.models", _model_ids,
-           "a model to watch with GET /models/{id} (repeatable); exported as "
-           "pinference_model_available", "MODEL", repeat=True),
-    Option("probe.sample_size", "--probe.sample-size", _positive_int(0, 100),
-           "without --probe.models: listed models to GET per cycle, rotating through the "
-           f"catalogue (0 = none; default {DEFAULT_SAMPLE_SIZE})", "N"),
-    Option("probe.concurrency", "--probe.concurrency", _positive_int(1, MAX_CONCURRENCY),
-           f"GET probes running at once (default {DEFAULT_CONCURRENCY})", "N"),
-    Option("probe.max_response_bytes", "--probe.max-response-bytes",
-           _positive_int(MIN_RESPONSE_BYTES),
-           f"largest API response accepted (default {DEFAULT_MAX_BYTES})", "BYTES"),
-    Option("models.max_series", "--models.max-series", _positive_int(0),
-           f"most pinference_model_info series, and pinference_models owners (default "
-           f"{DEFAULT_MAX_SERIES})", "N"),
-    Option("api.base_url", "--api.base-url", _base_url,
-           "API base URL (default: PRIME_INFERENCE_URL, ~/.prime/config.json, "
-           "https://api.pinference.ai/api/v1)", "URL"),
-    Option("api.team_id", "--api.team-id", _text,
-           "team id sent as X-Prime-Team-ID with the key (default: PRIME_TEAM_ID, "
-           "~/.prime/config.json)", "ID"),
-    Option("api.api_key_file", "--api-key-file", _path,
-           "read the API key from this file, e.g. a mounted secret (default: PRIME_API_KEY, "
-           "~/.prime/config.json)", "FILE", is_path=True),
-    Option("log.level", "--log.level", _choice(LOG_LEVELS),
-           "debug, info, warn or error (default info)", "LEVEL"),
-    Option("log.format", "--log.format", _choice(LOG_FORMATS),
-           "logfmt or json (default logfmt)", "FORMAT"),
-)  # fmt: skip
-OPTIONS_BY_KEY = {option.key: option for option in OPTIONS}
-
-
-def parse_option(option: Option, value: object, where: str) -> Any:
-    try:
-        return option.parse(value)
-    except ConfigError as exc:
-        raise ConfigError(f"{where}: {exc}") from None
-
-
-# --- the config file ----------------------------------------------------------------
-
-
-def load_config_file(path: str | Path) -> dict[str, Any]:
-    """Read the YAML config file into parsed values keyed like `probe.interval`.
-
-    Unknown sections and keys are errors (a typo must not silently fall back to a default).
-    Relative file paths are resolved against the config file's directory.
-    """
-    import yaml
-
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"cannot read config file {path}: {os_reason(exc)}") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = f" (line {mark.line + 1})" if mark is not None else ""
-        raise ConfigError(f"{path}: not valid YAML{line}") from None
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected a mapping of sections (web, probe, models, api, log)")
-    values: dict[str, Any] = {}
-    sections = sorted({key.split(".")[0] for key in OPTIONS_BY_KEY})
-    for section, body in data.items():
-        if section not in sections:
-            raise ConfigError(f"{path}: unknown section {section!r} (known: {', '.join(sections)})")
-        if body is None:
-            continue
-        if not isinstance(body, dict):
-            raise ConfigError(f"{path}: section {section!r} must be a mapping")
-        for name, value in body.items():
-            key = f"{section}.{name}"
-            option = OPTIONS_BY_KEY.get(key)
-            if option is None:
-                known = ", ".join(k.split(".")[1] for k in OPTIONS_BY_KEY if k.startswith(section))
-                raise ConfigError(f"{path}: unknown key {key!r} (known in {section}: {known})")
-            if value is None:
-                continue
-            parsed = parse_option(option, value, f"{path}: {key}")
-            if option.is_path:
-                parsed = str(path.parent / Path(parsed).expanduser())
-            values[key] = parsed
-    return values
-
-
-def read_key_file(path: str) -> str:
-    """The API key from a (mounted secret) file, whitespace stripped; empty is an error."""
-    try:
-        key = Path(path).read_text(encoding="utf-8").strip()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"cannot read API key file {path}: {os_reason(exc)}") from None
-    if not key:
-        raise ConfigError(f"API key file {path} is empty")
-    if any(ch.isspace() for ch in key):
-        raise ConfigError(f"API key file {path} holds more than one word")
-    return key
-
-
-# --- the configuration object -------------------------------------------------------
+    def check(self) -> AccountConfig:
+        account_name(self.name)
+        if self.sample_size < 0:
+            raise ConfigError(f"account {self.name}: sample size must be >= 0")
+        if any(not isinstance(m, str) or not m for m in self.probe_models):
+            raise ConfigError(f"account {self.name}: model ids must be non-empty strings")
+        return self
 
 
 @dataclass(frozen=True)
 class ExporterConfig:
-    """Everything the exporter needs; `settings=None` resolves key/team/URL like the CLI."""
+    """Everything the exporter needs.
+
+    `accounts` lists the accounts to probe. Without it, `settings`, `probe_models` and
+    `sample_size` describe the one account `default` (`settings=None` resolves key, team
+    and base URL from the environment, like the CLI).
+    """
 
     settings: Settings | None = None
-    listen_address: str = DEFAULT_LISTEN_ADDRESS
-    telemetry_path: str = DEFAULT_TELEMETRY_PATH
-    probe_interval: float = DEFAULT_INTERVAL
-    probe_timeout: float | None = None  # None: 10s, or half the interval if shorter
+    listen_address: str | tuple[str, ...] = default("web.listen_address")
+    telemetry_path: str = default("web.telemetry_path")
+    probe_interval: float = default("probe.interval")
+    probe_timeout: float | None = None  # None: DEFAULT_TIMEOUT, or half the interval if shorter
     probe_models: tuple[str, ...] = ()
-    sample_size: int = DEFAULT_SAMPLE_SIZE
-    concurrency: int = DEFAULT_CONCURRENCY
-    max_series: int = DEFAULT_MAX_SERIES
-    max_response_bytes: int = DEFAULT_MAX_BYTES
+    sample_size: int = default("probe.sample_size")
+    concurrency: int = default("probe.concurrency")
+    max_series: int = default("models.max_series")
+    max_response_bytes: int = default("probe.max_response_bytes")
     jitter: float = DEFAULT_JITTER  # random extra delay per cycle, as a share of the interval
-    web: WebConfig | None = None  # TLS and basic auth; None serves plain HTTP
+    web: WebConfig | None = None  # TLS, basic auth and headers; None serves plain HTTP
+    accounts: tuple[AccountConfig, ...] = ()
+    enable_lifecycle: bool = default("web.enable_lifecycle")
+    log_level: str = default("log.level")
+    log_format: str = default("log.format")
 
     @property
     def timeout(self) -> float:
@@ -297,15 +124,34 @@ class ExporterConfig:
         return min(DEFAULT_TIMEOUT, self.probe_interval / 2)
 
     @property
+    def addresses(self) -> tuple[ListenAddress, ...]:
+        given = self.listen_address
+        return tuple(map(parse_listen_address, [given] if isinstance(given, str) else given))
+
+    @property
     def address(self) -> ListenAddress:
-        return parse_listen_address(self.listen_address)
+        """The first listen address (the one `Exporter.url` points at)."""
+        return self.addresses[0]
+
+    def resolved_accounts(self) -> tuple[AccountConfig, ...]:
+        """The accounts to probe; the one-account shorthand resolved (environment read now)."""
+        if self.accounts:
+            return self.accounts
+        settings = self.settings if self.settings is not None else resolve_settings()
+        return (
+            AccountConfig.from_settings(
+                settings, probe_models=self.probe_models, sample_size=self.sample_size
+            ),
+        )
 
     def check(self) -> ExporterConfig:
         """Raise ConfigError on an inconsistent value; returns self for chaining."""
-        self.address  # noqa: B018 -- parses, raising ConfigError
+        if not self.addresses:
+            raise ConfigError("--web.listen-address: give at least one address")
         interval, timeout = self.probe_interval, self.timeout
-        if not (math.isfinite(interval) and interval > 0):
-            raise ConfigError("--probe.interval must be longer than 0s")
+        if not (math.isfinite(interval) and 0 < interval <= MAX_INTERVAL):
+            longest = format_duration(MAX_INTERVAL)
+            raise ConfigError(f"--probe.interval must be longer than 0s and at most {longest}")
         if not (math.isfinite(timeout) and timeout > 0):
             raise ConfigError("--probe.timeout must be longer than 0s")
         if timeout >= interval:
@@ -329,4 +175,175 @@ class ExporterConfig:
             raise ConfigError("jitter must be from 0 to 0.5 of the interval")
         if any(not isinstance(m, str) or not m for m in self.probe_models):
             raise ConfigError("--probe.models: model ids must be non-empty strings")
+        names = [account.check().name for account in self.accounts]
+        duplicates = sorted({name for name in names if names.count(name) > 1})
+        if duplicates:
+            raise ConfigError(f"account name {duplicates[0]!r} is used more than once")
         return self
+
+
+# --- building it: flags over the file, over the environment and defaults -----------
+
+
+@dataclass(frozen=True)
+class Values:
+    """Parsed option values keyed like `probe.interval`, and where each came from."""
+
+    values: Mapping[str, Any] = field(default_factory=dict)
+    origins: Mapping[str, str] = field(default_factory=dict)  # key -> flag or "FILE: key"
+    accounts: tuple[Mapping[str, Any], ...] | None = None  # the file's list, parsed
+    accounts_origin: str = ""
+
+    def over(self, lower: Values) -> Values:
+        """These values on top of `lower` (the file's list of accounts is kept)."""
+        return Values(
+            {**lower.values, **self.values},
+            {**lower.origins, **self.origins},
+            self.accounts if self.accounts is not None else lower.accounts,
+            self.accounts_origin or lower.accounts_origin,
+        )
+
+
+def build_config(given: Values | Mapping[str, Any]) -> ExporterConfig:
+    """The config from parsed values (flags over the file); reads key and web config files.
+
+    Options that were not given keep the table's defaults; the default account's base URL
+    and team fall back to the environment and ~/.prime/config.json through the core.
+    """
+    if not isinstance(given, Values):
+        given = Values(dict(given))
+    fields: dict[Target, dict[str, Any]] = {target: {} for target in Target}
+    for option in OPTIONS:
+        if option.key in given.values:
+            fields[option.target][option.field] = given.values[option.key]
+    if given.accounts is not None:
+        for option in ACCOUNT_OPTIONS:
+            if option.key in given.values:
+                raise ConfigError(
+                    f"{given.origins.get(option.key, option.key)} describes the one default "
+                    f"account: with {ACCOUNTS_KEY} in {given.accounts_origin}, set "
+                    f"{option.account_key} per account"
+                )
+        accounts = tuple(_listed_account(entry) for entry in given.accounts)
+    else:
+        accounts = (_default_account(fields[Target.ACCOUNT]),)
+    return ExporterConfig(
+        accounts=accounts, web=load_web_config(**fields[Target.WEB]), **fields[Target.EXPORTER]
+    ).check()
+
+
+def _default_account(given: dict[str, Any]) -> AccountConfig:
+    """The `default` account: its options, else the environment through the core."""
+    resolved = resolve_settings()
+    for option in ACCOUNT_OPTIONS:
+        if option.env and option.field not in given:
+            given[option.field] = getattr(resolved, option.field)
+    key_file = given.get("key_file")
+    return AccountConfig(api_key=read_key_file(key_file) if key_file else resolved.api_key,
+                         **given)  # fmt: skip
+
+
+def _listed_account(entry: Mapping[str, Any]) -> AccountConfig:
+    key_file = entry.get("key_file")
+    return AccountConfig(api_key=read_key_file(key_file) if key_file else None, **entry)
+
+
+def load_config_file(path: str | Path) -> Values:
+    """Read the YAML config file into parsed values keyed like `probe.interval`.
+
+    Unknown sections and keys are errors (a typo must not silently fall back to a default).
+    Relative file paths are resolved against the config file's directory.
+    """
+    import yaml
+
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read config file {path}: {os_reason(exc)}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = f" (line {mark.line + 1})" if mark is not None else ""
+        raise ConfigError(f"{path}: not valid YAML{line}") from None
+    if data is None:
+        return Values()
+    sections = sorted({key.split(".")[0] for key in OPTIONS_BY_KEY} | {ACCOUNTS_KEY})
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of sections ({', '.join(sections)})")
+    values: dict[str, Any] = {}
+    accounts: tuple[Mapping[str, Any], ...] | None = None
+    for section, body in data.items():
+        if section == ACCOUNTS_KEY:
+            accounts = _accounts(body, path)
+            continue
+        if section not in sections:
+            raise ConfigError(f"{path}: unknown section {section!r} (known: {', '.join(sections)})")
+        if body is None:
+            continue
+        if not isinstance(body, dict):
+            raise ConfigError(f"{path}: section {section!r} must be a mapping")
+        for name, value in body.items():
+            key = f"{section}.{name}"
+            option = OPTIONS_BY_KEY.get(key)
+            if option is None:
+                known = ", ".join(k.split(".")[1] for k in OPTIONS_BY_KEY if k.startswith(section))
+                renamed = f"; renamed {RENAMED[key]}" if key in RENAMED else ""
+                raise ConfigError(
+                    f"{path}: unknown key {key!r} (known in {section}: {known}{renamed})"
+                )
+            if value is not None:
+                values[key] = _file_value(option, value, path, f"{path}: {key}")
+    origins = {key: f"{path}: {key}" for key in values}
+    return Values(values, origins, accounts, str(path))
+
+
+def _file_value(option: Option, value: object, path: Path, where: str) -> Any:
+    parsed = parse_option(option, value, where)
+    if option.is_path:
+        parsed = str(path.parent / Path(parsed).expanduser())
+    return parsed
+
+
+def _accounts(body: object, path: Path) -> tuple[Mapping[str, Any], ...]:
+    """The `accounts` list: each entry's keys are those of ACCOUNT_OPTIONS, and `name`."""
+    if not isinstance(body, list) or not body:
+        raise ConfigError(f"{path}: {ACCOUNTS_KEY} must be a non-empty list of accounts")
+    by_key = {o.account_key: o for o in ACCOUNT_OPTIONS if o.account_key}
+    known = ", ".join(["name", *by_key])
+    entries: list[Mapping[str, Any]] = []
+    for index, entry in enumerate(body):
+        where = f"{path}: {ACCOUNTS_KEY}[{index}]"
+        if not isinstance(entry, dict):
+            raise ConfigError(f"{where}: expected a mapping ({known})")
+        if "name" not in entry:
+            raise ConfigError(f"{where}: every account needs a name")
+        try:
+            fields: dict[str, Any] = {"name": account_name(entry["name"])}
+        except ConfigError as exc:
+            raise ConfigError(f"{where}: name: {exc}") from None
+        where = f"{path}: {ACCOUNTS_KEY}[{fields['name']}]"
+        for name, value in entry.items():
+            if name == "name":
+                continue
+            option = by_key.get(name)
+            if option is None:
+                raise ConfigError(f"{where}: unknown key {name!r} (known: {known})")
+            if value is not None:
+                fields[option.field] = _file_value(option, value, path, f"{where}: {name}")
+        entries.append(fields)
+    return tuple(entries)
+
+
+def read_key_file(path: str) -> str:
+    """The API key from a (mounted secret) file, whitespace stripped; empty is an error."""
+    try:
+        key = Path(path).read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read API key file {path}: {os_reason(exc)}") from None
+    if not key:
+        raise ConfigError(f"API key file {path} is empty")
+    if any(ch.isspace() for ch in key):
+        raise ConfigError(f"API key file {path} holds more than one word")
+    return key

@@ -72,6 +72,8 @@ class JsonFormatter(_Formatter):
 
 
 def _logfmt_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
     if isinstance(value, float):
         return f"{value:.6g}"
     text = "" if value is None else str(value)

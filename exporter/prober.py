@@ -1,10 +1,13 @@
-"""The probe loop: one list probe, then the get probes, every interval (jittered).
+"""The probe loop of one account: one list probe, then the get probes, every interval
+(jittered). Each account has its own prober, thread and workers: a slow or failing
+account never delays another.
 
 Cycles never overlap (one thread runs them, under a lock that `run_cycle()` shares). Get
 probes run on a fixed set of daemon worker threads, each with its own API client (a
 `requests.Session` is not thread-safe), so an in-flight request never delays shutdown.
 A 429 with Retry-After pauses all probing until then (capped at 10 intervals); nothing is
-counted while paused.
+counted while paused. A stopped prober (the account was removed or reconfigured by a
+reload) records nothing more, even from a probe that was in flight.
 """
 
 from __future__ import annotations
@@ -18,10 +21,9 @@ from collections.abc import Callable
 
 from llm_pinference.client import PinferenceClient
 from llm_pinference.errors import PinferenceError, Reason
-from llm_pinference.settings import Settings
 from llm_pinference.text import format_duration, redact_url
 
-from .config import ExporterConfig
+from .config import AccountConfig, ExporterConfig
 from .logs import kv
 from .state import ProbeState
 
@@ -87,13 +89,14 @@ class Prober:
     def __init__(
         self,
         config: ExporterConfig,
-        settings: Settings,
+        account: AccountConfig,
         state: ProbeState,
         *,
         rng: random.Random | None = None,
     ) -> None:
         self.config = config
-        self.settings = settings
+        self.account = account
+        self.settings = account.settings
         self.state = state
         self._rng = rng or random.Random()  # noqa: S311 -- jitter, not secrets
         self._stop = threading.Event()
@@ -106,15 +109,15 @@ class Prober:
         self._cursor = 0
         self._pause_deadline = 0.0  # time.monotonic() until which probing is paused
         self._last_reason: dict[str, str | None] = {}
-        self._watched = frozenset(config.probe_models)
-        self._target = redact_url(settings.base_url)
+        self._watched = frozenset(account.probe_models)
+        self._target = redact_url(account.base_url)
 
     # lifecycle
 
     def start(self) -> Prober:
         if self._thread is None:
             self._thread = threading.Thread(
-                target=self._loop, name="pinference-prober", daemon=True
+                target=self._loop, name=f"pinference-prober-{self.account.name}", daemon=True
             )
             self._thread.start()
         return self
@@ -130,6 +133,14 @@ class Prober:
             clients, self._clients = self._clients, []
         for client in clients:
             client.close()
+
+    def take_over(self, previous: Prober) -> Prober:
+        """Carry on where the prober this one replaces stopped (after a reload): keep its
+        429 pause, its place in the sample rotation and what it last logged."""
+        self._pause_deadline = previous._pause_deadline
+        self._cursor = previous._cursor
+        self._last_reason = dict(previous._last_reason)
+        return self
 
     @property
     def running(self) -> bool:
@@ -153,12 +164,16 @@ class Prober:
             try:
                 self.run_cycle()
             except Exception:  # keep probing whatever happened
-                log.exception("probe cycle crashed")
+                log.exception("probe cycle crashed", extra=kv(account=self.account.name))
             elapsed = time.monotonic() - started
             if elapsed > interval:
                 log.warning(
                     "probe cycle took longer than the interval",
-                    extra=kv(took=round(elapsed, 3), interval=format_duration(interval)),
+                    extra=kv(
+                        account=self.account.name,
+                        took=round(elapsed, 3),
+                        interval=format_duration(interval),
+                    ),
                 )
             next_due = started + interval + self._rng.uniform(0, self.config.jitter * interval)
 
@@ -175,15 +190,16 @@ class Prober:
                     jobs[0]()
                 else:
                     self._get_workers().run_all(jobs, self._stop)
-            self.state.count_cycle()
+            if not self._stop.is_set():
+                self.state.count_cycle()
             return True
 
     def _targets(self) -> list[tuple[str, bool]]:
-        """Watched models, or else a rotating sample of the last listed catalogue."""
+        """Watched models, or else a rotating sample of the last listed catalog."""
         if self._watched:
-            return [(model, True) for model in self.config.probe_models]
+            return [(model, True) for model in self.account.probe_models]
         ids = self.state.catalog_ids()
-        size = min(self.config.sample_size, len(ids))
+        size = min(self.account.sample_size, len(ids))
         if not size:
             return []
         start = self._cursor % len(ids)
@@ -192,7 +208,7 @@ class Prober:
 
     def _get_workers(self) -> _Workers:
         if self._workers is None:
-            self._workers = _Workers(self.config.concurrency, "pinference-get")
+            self._workers = _Workers(self.config.concurrency, f"pinference-get-{self.account.name}")
         return self._workers
 
     # probes
@@ -217,15 +233,19 @@ class Prober:
         try:
             result = self._client().list_models()
         except Exception as exc:
-            self._failed("list", started, exc)
+            if not self._stop.is_set():
+                self._failed("list", started, exc)
             return
         finished = time.time()
         duration = time.monotonic() - started
+        if self._stop.is_set():
+            return
         added, removed = self.state.record_catalog(result.models, finished)
         self.state.record("list", duration, finished, status=result.status)
         self._succeeded("list", duration, models=len(result.models), skipped=result.skipped)
         if added or removed:
-            log.info("catalogue changed", extra=kv(added=added, removed=removed))
+            log.info("catalog changed", extra=kv(account=self.account.name, added=added,
+                                                 removed=removed))  # fmt: skip
 
     def _get_job(self, model: str, watched: bool) -> Callable[[], None]:
         def job() -> None:
@@ -241,11 +261,15 @@ class Prober:
         try:
             self._client().get_model(model)
         except Exception as exc:
+            if self._stop.is_set():
+                return
             if watched and isinstance(exc, PinferenceError) and exc.reason is Reason.NOT_FOUND:
                 self.state.set_available(model, 0)
             self._failed("get", started, exc, model=model)
             return
         duration = time.monotonic() - started
+        if self._stop.is_set():
+            return
         if watched:
             self.state.set_available(model, 1)
         self.state.record("get", duration, time.time(), status=200)
@@ -257,8 +281,9 @@ class Prober:
         log.log(
             logging.INFO if recovered else logging.DEBUG,
             "probe recovered" if recovered else "probe succeeded",
-            extra=kv(endpoint=endpoint, duration=round(duration, 4), **fields),
-        )
+            extra=kv(account=self.account.name, endpoint=endpoint, duration=round(duration, 4),
+                     **fields),
+        )  # fmt: skip
 
     def _failed(self, endpoint: str, started: float, exc: BaseException, **fields: object) -> None:
         duration = time.monotonic() - started
@@ -269,16 +294,16 @@ class Prober:
         else:  # a bug, not an API answer: counted so it shows, logged with its type
             reason, status = Reason.INVALID_RESPONSE.value, 0
             message = f"unexpected {type(exc).__name__} while probing"
-            log.error(message, exc_info=exc, extra=kv(endpoint=endpoint))
+            log.error(message, exc_info=exc, extra=kv(account=self.account.name, endpoint=endpoint))
         self.state.record(
             endpoint, duration, time.time(), status=status, reason=reason, error=message
         )
         # Warn when the failure starts or changes reason; repeats go to debug.
         level = logging.DEBUG if self._last_reason.get(endpoint) == reason else logging.WARNING
         self._last_reason[endpoint] = reason
-        log.log(level, "probe failed", extra=kv(endpoint=endpoint, reason=reason,
-                                                 duration=round(duration, 4), err=message,
-                                                 **fields))  # fmt: skip
+        log.log(level, "probe failed", extra=kv(account=self.account.name, endpoint=endpoint,
+                                                 reason=reason, duration=round(duration, 4),
+                                                 err=message, **fields))  # fmt: skip
         retry_after = getattr(exc, "retry_after", None)
         if reason == Reason.RATE_LIMITED.value and retry_after:
             self._pause(retry_after)
@@ -290,5 +315,7 @@ class Prober:
         self.state.set_paused_until(until)
         log.warning(
             "rate limited: probes paused until Retry-After",
-            extra=kv(retry_after=round(retry_after, 3), wait=round(wait, 3)),
+            extra=kv(
+                account=self.account.name, retry_after=round(retry_after, 3), wait=round(wait, 3)
+            ),
         )

@@ -1,7 +1,7 @@
 """Probe outcomes, recorded by the prober and read by scrapes through immutable snapshots.
 
 One lock guards everything; it is held only to update a few numbers or to copy them, so a
-scrape never waits for a probe. Catalogue data is built outside the lock and swapped in
+scrape never waits for a probe. Catalog data is built outside the lock and swapped in
 whole (replaced, never mutated), so a snapshot can share it without copying.
 """
 
@@ -62,7 +62,7 @@ class EndpointStats:
 
 
 @dataclass(frozen=True)
-class Catalog:
+class ListedModels:
     """The last successful list, already shaped (and capped) for the metrics."""
 
     total: int
@@ -73,7 +73,7 @@ class Catalog:
     finished: float
 
     @classmethod
-    def build(cls, models: Iterable[ModelInfo], max_series: int, finished: float) -> Catalog:
+    def build(cls, models: Iterable[ModelInfo], max_series: int, finished: float) -> ListedModels:
         ordered = sorted(models, key=lambda m: m.id)  # a stable choice of which series survive
         counts = Counter(m.owned_by for m in ordered).most_common()
         owners = sorted(counts[:max_series])
@@ -95,7 +95,7 @@ class Catalog:
 @dataclass(frozen=True)
 class Snapshot:
     endpoints: Mapping[str, EndpointStats]
-    catalog: Catalog | None  # None before the first successful list
+    catalog: ListedModels | None  # None before the first successful list
     changes: Mapping[str, int]
     available: Mapping[str, int]  # watched model -> 1/0, once known
     list_done: bool  # a list probe has finished (success or failure): ready
@@ -110,7 +110,7 @@ class ProbeState:
         self.max_series = max_series
         self._lock = threading.Lock()
         self._endpoints = {endpoint: EndpointStats() for endpoint in ENDPOINTS}
-        self._catalog: Catalog | None = None
+        self._catalog: ListedModels | None = None
         self._changes = dict.fromkeys(CHANGES, 0)
         self._available: dict[str, int] = {}
         self._list_done = False
@@ -126,8 +126,8 @@ class ProbeState:
         status: int = 0,
         reason: str | None = None,
         error: str | None = None,
-    ) -> EndpointStats:
-        """Count one probe; `reason=None` is a success. Returns the previous stats."""
+    ) -> None:
+        """Count one probe; `reason=None` is a success."""
         if reason is not None and reason not in REASONS:
             raise ValueError(f"unknown reason {reason!r}")
         with self._lock:
@@ -135,11 +135,10 @@ class ProbeState:
             self._endpoints[endpoint] = previous.recorded(duration, finished, status, reason, error)
             if endpoint == "list":
                 self._list_done = True
-        return previous
 
     def record_catalog(self, models: Iterable[ModelInfo], finished: float) -> tuple[int, int]:
         """Store a successful list; returns (added, removed) since the previous one."""
-        catalog = Catalog.build(models, self.max_series, finished)
+        catalog = ListedModels.build(models, self.max_series, finished)
         with self._lock:
             previous = self._catalog
         added = removed = 0
@@ -156,6 +155,12 @@ class ProbeState:
     def set_available(self, model: str, value: int) -> None:
         with self._lock:
             self._available[model] = value
+
+    def keep_available(self, models: Iterable[str]) -> None:
+        """Forget availability of models no longer watched (their series disappear)."""
+        keep = set(models)
+        with self._lock:
+            self._available = {m: v for m, v in self._available.items() if m in keep}
 
     def set_paused_until(self, until: float | None) -> None:
         """Wall time until which probing waits for a 429's Retry-After (for display)."""

@@ -70,11 +70,36 @@ def _matches(have: dict[str, str], want: dict[str, str]) -> bool:
 
 def scrape(exporter: Exporter, **kwargs: Any) -> Scrape:
     """A real HTTP scrape of the telemetry path, parsed and linted with promtool."""
-    response = requests.get(exporter.metrics_url, timeout=10, **kwargs)
+    return scrape_url(exporter.metrics_url, **kwargs)
+
+
+def scrape_url(url: str, **kwargs: Any) -> Scrape:
+    response = requests.get(url, timeout=10, **kwargs)
     assert response.status_code == 200, response.text
     text = response.text
     promtool_check(text)
     return Scrape(text, {f.name: f for f in text_string_to_metric_families(text)})
+
+
+def bcrypt_hash(password: str, cost: int = 4) -> str:
+    """A bcrypt hash as htpasswd -B makes them (cost 4: fast, for tests)."""
+    import bcrypt
+
+    return bcrypt.hashpw(password.encode(), bcrypt.gensalt(rounds=cost)).decode()
+
+
+def make_certificate(folder: Path, name: str = "server", days: int = 2) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1 and localhost (usable as its own CA)."""
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is not installed")
+    cert, key = folder / f"{name}.pem", folder / f"{name}.key"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", str(days),
+         "-keyout", str(key), "-out", str(cert), "-subj", f"/CN={name}",
+         "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"],
+        check=True, capture_output=True, timeout=60,
+    )  # fmt: skip
+    return cert, key
 
 
 def promtool_path() -> str | None:
@@ -82,12 +107,14 @@ def promtool_path() -> str | None:
 
 
 def promtool_check(text: str) -> None:
-    """`promtool check metrics` must find nothing (skipped locally when not installed)."""
+    """`promtool check metrics` must find nothing. Without promtool: a failure in CI, and
+    elsewhere a skip that says so (never a silent pass)."""
     tool = promtool_path()
     if tool is None:
+        reason = "promtool is not installed (apt-get install prometheus): metrics not linted"
         if in_ci():
-            pytest.fail("promtool is not installed (apt-get install prometheus)")
-        return
+            pytest.fail(reason)
+        pytest.skip(reason)
     result = subprocess.run(
         [tool, "check", "metrics"],
         check=False,
@@ -142,7 +169,8 @@ class ExporterProcess:
     def _read_port(self) -> int:
         def port() -> int | None:
             for line in list(self.lines):
-                match = re.search(r'listen(?:=|": ")[^\s"]*:(\d+)', line)  # logfmt or JSON
+                # logfmt or JSON; the first of the comma-separated addresses
+                match = re.search(r'listen(?:=|": ")[^\s",]*:(\d+)', line)
                 if "starting" in line and match:
                     return int(match[1])
             if self.proc.poll() is not None:

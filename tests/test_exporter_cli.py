@@ -43,7 +43,7 @@ def test_the_key_never_appears_in_metrics_page_or_debug_logs(
     key_file = tmp_path / "key"
     key_file.write_text(SECRET + "\n")
     args = base_args(
-        fake, f"--api-key-file={key_file}", "--log.level=debug", f"--log.format={log_format}",
+        fake, f"--api.key-file={key_file}", "--log.level=debug", f"--log.format={log_format}",
         f"--probe.models={WATCHED}", "--probe.interval=1s", "--probe.timeout=800ms",
     )  # fmt: skip
     with exporter_process(args) as proc:
@@ -79,20 +79,20 @@ def test_config_file_and_environment_drive_the_real_cli(
     config = tmp_path / "exporter.yml"
     config.write_text(
         "web:\n  listen_address: 127.0.0.1:0\n  telemetry_path: /pinference\n"
-        f"probe:\n  interval: 1s\n  models: ['{WATCHED}']\n"
-        "api:\n  api_key_file: key\n"
+        f"probe:\n  interval: 2s\n  models: ['{WATCHED}']\n"
+        "api:\n  key_file: key\n"
     )
     env = {"PRIME_INFERENCE_URL": fake.base_url}  # the base URL from the environment
-    with exporter_process([f"--config.file={config}", "--probe.interval=500ms"], env) as proc:
+    with exporter_process([f"--config.file={config}", "--probe.interval=1s"], env) as proc:
         wait_for(
             lambda: requests.get(proc.url + "/-/ready", timeout=10).status_code == 200,
             what="readiness",
         )
         metrics = requests.get(proc.url + "/pinference", timeout=10).text
-        assert "pinference_probe_interval_seconds 0.5" in metrics  # the flag beat the file
+        assert "pinference_probe_interval_seconds 1.0" in metrics  # the flag beat the file
         wait_for(
             lambda: (
-                f'pinference_model_available{{model="{WATCHED}"}} 1.0'
+                f'pinference_model_available{{account="default",model="{WATCHED}"}} 1.0'
                 in requests.get(proc.url + "/pinference", timeout=10).text
             ),
             what="the watched model",
@@ -142,7 +142,8 @@ config = ExporterConfig(settings=Settings(base_url={fake.base_url!r}),
                         listen_address="127.0.0.1:0", probe_models=({WATCHED!r},))
 with Exporter(config).start(probe=False) as exp:
     exp.run_probe_cycle()
-    assert "pinference_up 1.0" in requests.get(exp.metrics_url, timeout=10).text
+    text = requests.get(exp.metrics_url, timeout=10).text
+    assert 'pinference_up{{account="default"}} 1.0' in text
 names = ("llm.", "llm_pinference.plugin")
 print(sorted(m for m in sys.modules if m == "llm" or m.startswith(names)))
 """

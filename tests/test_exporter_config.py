@@ -16,7 +16,6 @@ from exporter.config import (
     parse_listen_address,
 )
 from llm_pinference import __version__
-from llm_pinference.client import DEFAULT_MAX_BYTES
 from llm_pinference.settings import DEFAULT_BASE_URL
 from llm_pinference.text import format_duration, redact_url
 
@@ -70,12 +69,14 @@ def test_redact_url() -> None:
 
 def test_defaults() -> None:
     config = config_from([])
-    assert config.listen_address == ":8795" and config.telemetry_path == "/metrics"
+    assert config.addresses == (ListenAddress("", 8795),) and config.telemetry_path == "/metrics"
     assert config.probe_interval == 30 and config.timeout == 10
-    assert config.concurrency == 4 and config.max_series == 1000 and config.sample_size == 2
-    assert config.max_response_bytes == DEFAULT_MAX_BYTES and config.web is None
-    assert config.settings is not None and config.settings.base_url == DEFAULT_BASE_URL
-    assert config.settings.api_key is None
+    assert config.concurrency == 4 and config.max_series == 1000
+    assert config.max_response_bytes == 16 * 1024 * 1024 and config.web is None
+    assert not config.enable_lifecycle
+    (account,) = config.accounts
+    assert account.name == "default" and account.sample_size == 2
+    assert account.base_url == DEFAULT_BASE_URL and account.api_key is None
 
 
 def test_default_timeout_is_half_a_short_interval() -> None:
@@ -107,19 +108,18 @@ models:
   max_series: 50
 api:
   base_url: http://from-file.example/api/v1/
-  api_key_file: secrets/key
+  key_file: secrets/key
 log:
   level: debug
 """
     )
     only_file = config_from([f"--config.file={config_file}"])
-    assert only_file.listen_address == "127.0.0.1:9999"
+    assert only_file.listen_address == ("127.0.0.1:9999",)
     assert only_file.telemetry_path == "/custom"
     assert (only_file.probe_interval, only_file.timeout) == (60, 5)
-    assert only_file.probe_models == ("a/one", "b/two")
+    (settings,) = only_file.accounts
+    assert settings.probe_models == ("a/one", "b/two")
     assert (only_file.concurrency, only_file.max_series) == (2, 50)
-    settings = only_file.settings
-    assert settings is not None
     assert settings.base_url == "http://from-file.example/api/v1"  # the file beats the env
     assert settings.api_key == "file-key-1234"  # relative to the file, whitespace stripped
     assert settings.team_id == "env-team"  # not in the file: the environment's
@@ -130,20 +130,19 @@ log:
         "--web.listen-address=:0",
     ])  # fmt: skip
     assert flags.probe_interval == 10 and flags.timeout == 5
-    assert flags.probe_models == ("c/three", "d/four")  # the flag list replaces the file's
-    assert flags.listen_address == ":0" and flags.telemetry_path == "/custom"
-    assert flags.settings is not None and flags.settings.base_url == "http://from-flag.example/v1"
+    assert flags.accounts[0].probe_models == ("c/three", "d/four")  # the flags replace the file's
+    assert flags.listen_address == (":0",) and flags.telemetry_path == "/custom"
+    assert flags.accounts[0].base_url == "http://from-flag.example/v1"
 
-    no_file = config_from([])
-    assert no_file.settings is not None
-    assert no_file.settings.base_url == "http://from-env.example/api/v1"
-    assert no_file.settings.api_key == "env-key-0000"
+    (no_file,) = config_from([]).accounts
+    assert no_file.base_url == "http://from-env.example/api/v1"
+    assert no_file.api_key == "env-key-0000"
 
 
 def test_settings_repr_never_shows_the_key(tmp_path: Path) -> None:
     key = tmp_path / "key"
     key.write_text("sk-very-secret-key")
-    config = config_from([f"--api-key-file={key}"])
+    config = config_from([f"--api.key-file={key}"])
     assert "sk-very-secret-key" not in repr(config)
 
 
@@ -154,7 +153,16 @@ BAD_ARGS = {
         ["--probe.interval=5s", "--probe.timeout=5s"],
         "--probe.timeout (5s) must be shorter than --probe.interval (5s)",
     ),
-    "zero interval": (["--probe.interval=0"], "--probe.interval must be longer than 0s"),
+    "zero interval": (["--probe.interval=0"], "--probe.interval: '0' is outside 1s to 1d"),
+    "sub-second interval": (["--probe.interval=999ms"], "'999ms' is outside 1s to 1d"),
+    "interval over a day": (["--probe.interval=1d1ms"], "'1d1ms' is outside 1s to 1d"),
+    "interval of centuries": (["--probe.interval=300y"], "'300y' is outside 1s to 1d"),
+    "timeout above interval": (
+        ["--probe.interval=2s", "--probe.timeout=1m"],
+        "--probe.timeout (1m) must be shorter than --probe.interval (2s)",
+    ),
+    "old key file flag": (["--api-key-file=/x"], "--api-key-file was renamed --api.key-file"),
+    "empty listen address list": (["--web.listen-address="], "not a listen address"),
     "address": (["--web.listen-address=8795"], "--web.listen-address: '8795' is not a listen"),
     "port": (["--web.listen-address=:70000"], "not a listen address"),
     "log level": (["--log.level=verbose"], "--log.level: 'verbose' is not one of debug"),
@@ -169,7 +177,7 @@ BAD_ARGS = {
     "unknown flag": (["--no-such-flag"], "unrecognized arguments: --no-such-flag"),
     "missing value": (["--probe.interval"], "expected one argument"),
     "missing config": (["--config.file=/nonexistent/x.yml"], "cannot read config file"),
-    "missing key file": (["--api-key-file=/nonexistent/key"], "cannot read API key file"),
+    "missing key file": (["--api.key-file=/nonexistent/key"], "cannot read API key file"),
     "tls half": (["--web.tls-cert-file=/x.pem"], "go together"),
     "tls files": (
         ["--web.tls-cert-file=/nonexistent/c", "--web.tls-key-file=/nonexistent/k"],
@@ -198,7 +206,7 @@ BAD_FILES = {
     "section not a mapping": ("web: 8795\n", "section 'web' must be a mapping"),
     "models not a list": ("probe:\n  models: {a: 1}\n", "is not a list of model ids"),
     "bool as integer": ("probe:\n  concurrency: true\n", "probe.concurrency"),
-    "empty key file": ("api:\n  api_key_file: empty\n", "is empty"),
+    "empty key file": ("api:\n  key_file: empty\n", "is empty"),
 }
 
 
@@ -216,9 +224,45 @@ def test_bad_config_files_exit_2_with_one_line(
 
 
 BAD_WEB_CONFIGS = {
-    "unknown key": ("http_server_config: {}\n", "unsupported key(s) http_server_config"),
+    "unknown key": ("http_server_confg: {}\n", "unknown key(s) http_server_confg (known: "),
+    "toolkit key not here": ("rate_limit: {burst: 1}\n", "rate_limit not supported"),
+    "unknown tls key": (
+        "tls_server_config: {cert_file: c, key_file: k, min_versoin: TLS12}\n",
+        "tls_server_config: unknown key(s) min_versoin",
+    ),
+    "unknown http key": ("http_server_config: {header: {}}\n", "unknown key(s) header"),
+    "http2 not a bool": ("http_server_config: {http2: maybe}\n", "http2 must be true or false"),
+    "header not allowed": (
+        "http_server_config:\n  headers: {X-Powered-By: me}\n",
+        "header 'X-Powered-By' cannot be set",
+    ),
+    "header value not allowed": (
+        "http_server_config:\n  headers: {X-Frame-Options: allow}\n",
+        "header X-Frame-Options: 'allow' is not one of deny, sameorigin",
+    ),
+    "min above max": (
+        "tls_server_config: {cert_file: c, key_file: k, min_version: TLS13,\n"
+        "  max_version: TLS12}\n",
+        "min_version TLS13 is above max_version TLS12",
+    ),
+    "client ca without client auth": (
+        "tls_server_config:\n  {cert_file: c, key_file: k, client_ca_file: ca}\n",
+        "cannot load TLS certificate",  # checked after the certificate: see the test below
+    ),
     "no cert": ("tls_server_config:\n  key_file: k\n", "needs cert_file and key_file"),
-    "not bcrypt": ("basic_auth_users:\n  prom: plain\n", "prom's password is not a bcrypt hash"),
+    "not bcrypt": ("basic_auth_users:\n  prom: plain\n", "prom's password is not a valid bcrypt"),
+    "truncated bcrypt": (
+        f"basic_auth_users:\n  prom: '{PW_HASH[:-1]}'\n",
+        "prom's password is not a valid bcrypt hash",
+    ),
+    "bcrypt cost out of range": (
+        f"basic_auth_users:\n  prom: '{PW_HASH.replace('$05$', '$32$')}'\n",
+        "prom's password is not a valid bcrypt hash",
+    ),
+    "bcrypt bad alphabet": (
+        f"basic_auth_users:\n  prom: '{PW_HASH[:-1]}!'\n",
+        "prom's password is not a valid bcrypt hash",
+    ),
     "bad user": ("basic_auth_users:\n  'a:b': '$2y$05$x'\n", "bad user name"),
 }
 
@@ -308,7 +352,32 @@ def test_version_and_help(capsys: pytest.CaptureFixture[str]) -> None:
     help_text = capsys.readouterr().out
     for flag in ("--web.listen-address", "--web.telemetry-path", "--probe.interval",
                  "--probe.timeout", "--probe.models", "--probe.concurrency",
-                 "--models.max-series", "--config.file", "--api-key-file", "--log.level",
+                 "--models.max-series", "--config.file", "--api.key-file", "--log.level",
                  "--log.format", "--web.config.file", "--web.tls-cert-file",
                  "--web.tls-key-file", "--version"):  # fmt: skip
         assert flag in help_text
+
+
+def test_the_readme_config_examples_are_valid(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import re
+
+    import yaml
+    from exporter_helpers import ROOT
+
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## The exporter\n", 1)[1].split("\n## ", 1)[0]
+    blocks = re.findall(r"```yaml\n(.*?)```", section, flags=re.S)
+    assert len(blocks) == 2
+    (tmp_path / "key").write_text("sk-example-key")
+    for block in blocks:
+        data = yaml.safe_load(block)
+        for entry in [data.get("api") or {}, *(data.get("accounts") or [])]:
+            if "key_file" in entry:
+                entry["key_file"] = "key"  # the README's /run/secrets/... are not here
+        data.get("web", {}).pop("config_file", None)
+        path = tmp_path / "exporter.yml"
+        path.write_text(yaml.safe_dump(data))
+        assert cli.main([f"--config.file={path}", "--config.check"]) == 0, capsys.readouterr()
+        assert capsys.readouterr().out == "ok\n"

@@ -11,7 +11,7 @@ import pytest
 from exporter_helpers import make_exporter, promtool_check, scrape, wait_for
 from prometheus_client.parser import text_string_to_metric_families
 
-from exporter.state import BUCKETS, OTHER_OWNERS, Catalog, ProbeState
+from exporter.state import BUCKETS, OTHER_OWNERS, ListedModels, ProbeState
 from llm_pinference.fake import FakePinference, Fault
 from llm_pinference.models import ModelInfo
 
@@ -47,7 +47,7 @@ def test_snapshots_do_not_change_afterwards() -> None:
 
 def test_catalog_caps_owners_and_models_keeping_the_total() -> None:
     models = [ModelInfo(id=f"o{i % 5}/m{i}", owned_by=f"o{i % 5}") for i in range(23)]
-    catalog = Catalog.build(models, max_series=3, finished=0.0)
+    catalog = ListedModels.build(models, max_series=3, finished=0.0)
     assert catalog.total == 23 and catalog.dropped == 20 and len(catalog.info) == 3
     assert [owner for owner, _ in catalog.owners][-1] == OTHER_OWNERS
     assert len(catalog.owners) == 4 and sum(n for _, n in catalog.owners) == 23
@@ -109,3 +109,21 @@ def test_soak_background_loop_survives_rotating_faults(
         assert s.value("pinference_probes_total", endpoint="list") >= 5
         assert s.value("pinference_model_available", model=watched[0]) == 1
     assert not [r for r in caplog.records if "crashed" in r.getMessage()]
+
+
+def test_promtool_check_never_passes_silently_without_promtool(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import exporter_helpers
+
+    bad = "# TYPE x_total counter\nx_total 1\nx_total 2\n"  # a duplicate: promtool objects
+    if exporter_helpers.promtool_path() is not None:
+        with pytest.raises(AssertionError, match="promtool check metrics"):
+            exporter_helpers.promtool_check(bad)
+    monkeypatch.setattr(exporter_helpers, "promtool_path", lambda: None)
+    monkeypatch.delenv("CI", raising=False)
+    with pytest.raises(pytest.skip.Exception, match="promtool is not installed"):
+        exporter_helpers.promtool_check(bad)
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="promtool is not installed"):
+        exporter_helpers.promtool_check(bad)

@@ -4,25 +4,24 @@ from __future__ import annotations
 
 import gzip
 import itertools
-import shutil
 import socket
-import subprocess
+import ssl
 import threading
 import time
 from pathlib import Path
 
 import pytest
 import requests
-from exporter_helpers import PW_HASH, SECRET, make_exporter, scrape, wait_for
+from exporter_helpers import PW_HASH, SECRET, make_certificate, make_exporter, scrape, wait_for
 from prometheus_client.openmetrics.parser import (
     text_string_to_metric_families as openmetrics_families,
 )
 from support import free_port as closed_port
 
 from exporter import Exporter, ExporterConfig
+from exporter.config import AccountConfig
 from exporter.webconfig import load_web_config
 from llm_pinference.fake import FakePinference, Fault, generate_catalogue
-from llm_pinference.settings import Settings
 
 
 def get(exporter: Exporter, path: str, **kwargs: object) -> requests.Response:
@@ -80,7 +79,7 @@ def test_metrics_negotiate_gzip_and_openmetrics(fake: FakePinference) -> None:
             exporter.metrics_url, headers={"Accept-Encoding": "gzip"}, stream=True, timeout=10
         )
         assert zipped.headers["Content-Encoding"] == "gzip"
-        assert b"pinference_up 1.0" in gzip.decompress(zipped.raw.read())
+        assert b'pinference_up{account="default"} 1.0' in gzip.decompress(zipped.raw.read())
         om = get(exporter, "/metrics", headers={"Accept": "application/openmetrics-text"})
         assert om.headers["Content-Type"].startswith("application/openmetrics-text")
         families = {f.name: f for f in openmetrics_families(om.text)}
@@ -116,7 +115,8 @@ def test_label_values_are_escaped(fake: FakePinference) -> None:
         exporter.run_probe_cycle()
         s = scrape(exporter)
         (info,) = s.labelsets("pinference_model_info")
-        assert info == {"model": odd, "owned_by": 'o"w\\n', "display_name": "a\nb", "serving": ""}
+        assert info == {"account": "default", "model": odd, "owned_by": 'o"w\\n',
+                        "display_name": "a\nb", "serving": ""}  # fmt: skip
         assert s.value("pinference_model_available", model=odd) == 1  # the GET found it
         assert s.value("pinference_models", owned_by='o"w\\n') == 1
 
@@ -137,7 +137,7 @@ def test_model_series_are_capped_with_the_dropped_count(fake: FakePinference) ->
 def test_rotating_sample_exercises_get_without_availability_series(fake: FakePinference) -> None:
     ids = {m["id"] for m in fake.models}
     with make_exporter(fake.base_url, sample_size=3) as exporter:
-        for _ in range(4):  # 4 x 3 >= 11 models: the rotation covers the whole catalogue
+        for _ in range(4):  # 4 x 3 >= 11 models: the rotation covers the whole catalog
             exporter.run_probe_cycle()
         s = scrape(exporter)
         assert s.value("pinference_probes_total", endpoint="get") == 12
@@ -202,9 +202,9 @@ def test_jitter_delays_each_cycle_by_up_to_a_share_of_the_interval(
             calls.append((low, high))
             return high
 
-    settings = Settings(base_url=fake.base_url)
-    config = ExporterConfig(probe_interval=0.5, probe_timeout=0.4, sample_size=0, jitter=0.5)
-    prober = Prober(config, settings, ProbeState(), rng=Highest())  # type: ignore[arg-type]
+    account = AccountConfig(base_url=fake.base_url, sample_size=0)
+    config = ExporterConfig(probe_interval=0.5, probe_timeout=0.4, jitter=0.5)
+    prober = Prober(config, account, ProbeState(), rng=Highest())  # type: ignore[arg-type]
     prober.start()
     try:
         wait_for(lambda: len(fake.requests_for("list")) >= 3, what="three cycles")
@@ -243,17 +243,7 @@ def test_listen_on_every_interface(fake: FakePinference) -> None:
 @pytest.fixture(scope="module")
 def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """A self-signed certificate for 127.0.0.1 (also usable as its own CA)."""
-    if shutil.which("openssl") is None:
-        pytest.skip("openssl is not installed")
-    folder = tmp_path_factory.mktemp("tls")
-    cert, key = folder / "cert.pem", folder / "key.pem"
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-         "-keyout", str(key), "-out", str(cert), "-subj", "/CN=localhost",
-         "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"],
-        check=True, capture_output=True, timeout=60,
-    )  # fmt: skip
-    return cert, key
+    return make_certificate(tmp_path_factory.mktemp("tls"))
 
 
 def test_tls_from_flags(fake: FakePinference, certificate: tuple[Path, Path]) -> None:
@@ -265,8 +255,9 @@ def test_tls_from_flags(fake: FakePinference, certificate: tuple[Path, Path]) ->
         with pytest.raises(requests.exceptions.SSLError):
             get(exporter, "/-/healthy")  # not trusted without the CA
         plain = exporter.url.replace("https://", "http://")
-        with pytest.raises(requests.exceptions.ConnectionError):
+        with pytest.raises(requests.exceptions.ConnectionError) as refused:
             requests.get(plain + "/-/healthy", timeout=10)
+        assert refused.type is requests.exceptions.ConnectionError  # dropped, not an SSLError
         assert get(exporter, "/-/healthy", verify=str(cert)).status_code == 200  # still serving
 
 
@@ -284,7 +275,7 @@ def test_tls_client_certificates_and_basic_auth_from_web_config(
     )
     web = load_web_config(str(config))
     with make_exporter(fake.base_url, web=web) as exporter:
-        with pytest.raises(requests.exceptions.RequestException):
+        with pytest.raises(requests.exceptions.SSLError):
             get(exporter, "/-/healthy", verify=str(cert))  # no client certificate
         client = {"verify": str(cert), "cert": (str(cert), str(key))}
         assert get(exporter, "/-/healthy", **client).status_code == 401
@@ -312,3 +303,39 @@ def test_slow_tls_client_does_not_block_others(
             assert result == [200]
         finally:
             idle.close()
+
+
+def _handshake(port: int, cafile: Path, **versions: ssl.TLSVersion) -> str:
+    """Connect with a client limited to `minimum`/`maximum`; the version negotiated."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.load_verify_locations(cafile=str(cafile))
+    for bound, version in versions.items():
+        setattr(context, f"{bound}_version", version)
+    with (
+        socket.create_connection(("127.0.0.1", port), timeout=10) as raw,
+        context.wrap_socket(raw, server_hostname="127.0.0.1") as tls,
+    ):
+        return str(tls.version())
+
+
+def test_tls_min_and_max_versions_are_applied(
+    fake: FakePinference, certificate: tuple[Path, Path], tmp_path: Path
+) -> None:
+    cert, key = certificate
+    tls12, tls13 = ssl.TLSVersion.TLSv1_2, ssl.TLSVersion.TLSv1_3
+    web = tmp_path / "web.yml"
+    tls = f"tls_server_config:\n  cert_file: {cert}\n  key_file: {key}\n"
+    web.write_text(tls + "  min_version: TLS13\n")
+    with make_exporter(fake.base_url, web=load_web_config(str(web))) as exporter:
+        assert _handshake(exporter.port, cert) == "TLSv1.3"
+        with pytest.raises(ssl.SSLError):  # a client that stops at TLS 1.2 is refused
+            _handshake(exporter.port, cert, maximum=tls12)
+    web.write_text(tls + "  max_version: TLS12\n")
+    with make_exporter(fake.base_url, web=load_web_config(str(web))) as exporter:
+        assert _handshake(exporter.port, cert) == "TLSv1.2"
+        with pytest.raises(ssl.SSLError):
+            _handshake(exporter.port, cert, minimum=tls13)
+    web.write_text(tls)  # the defaults: TLS 1.2 to 1.3
+    with make_exporter(fake.base_url, web=load_web_config(str(web))) as exporter:
+        assert _handshake(exporter.port, cert, maximum=tls12) == "TLSv1.2"
+        assert _handshake(exporter.port, cert) == "TLSv1.3"

@@ -119,7 +119,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         exporter_url = f"http://{target}"
         wait_until(
             lambda: re.search(
-                r"^pinference_up 1(\.0)?$",
+                r'^pinference_up\{account="default"\} 1(\.0)?$',
                 requests.get(f"{exporter_url}/metrics", timeout=5).text,
                 flags=re.M,
             ),
