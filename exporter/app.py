@@ -144,8 +144,8 @@ class Exporter:
         return next(iter(self._accounts.values())).config.settings
 
     def secrets(self) -> list[str]:
-        """Every account's key: what logs must never show."""
-        return [a.config.api_key for a in self._accounts.values() if a.config.api_key]
+        """Every account's key and base-URL credentials: what logs must never show."""
+        return [s for a in self._accounts.values() for s in a.config.settings.secrets]
 
     def view(self) -> View:
         current = self._current

@@ -125,7 +125,7 @@ def _main(argv: Sequence[str] | None, signals: list[int]) -> int:
 
 def _logging(exporter: Exporter) -> Callable[[ExporterConfig], None]:
     def apply(config: ExporterConfig) -> None:
-        setup_logging(config.log_level, config.log_format, secrets=exporter.secrets())
+        setup_logging(config.log_level, config.log_format, secrets=exporter.secrets)
 
     return apply
 

@@ -13,7 +13,7 @@ import logging
 import re
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any, TextIO
 
 from llm_pinference.text import redact
@@ -34,10 +34,19 @@ def kv(**fields: Any) -> dict[str, Any]:
     return {"kv": fields}
 
 
+Secrets = Iterable[str | None] | Callable[[], Iterable[str | None]]
+
+
 class _Formatter(logging.Formatter):
-    def __init__(self, secrets: Iterable[str | None] = ()) -> None:
+    def __init__(self, secrets: Secrets = ()) -> None:
         super().__init__()
-        self.secrets = tuple(s for s in secrets if s)
+        # A callable is asked on every line: a reload may bring new keys.
+        self._secrets = secrets if callable(secrets) else tuple(secrets)
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        found = self._secrets() if callable(self._secrets) else self._secrets
+        return tuple(s for s in found if s)
 
     def fields(self, record: logging.LogRecord) -> dict[str, Any]:
         ts = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
@@ -87,7 +96,7 @@ def _logfmt_value(value: Any) -> str:
 def setup_logging(
     level: str = "info",
     fmt: str = "logfmt",
-    secrets: Iterable[str | None] = (),
+    secrets: Secrets = (),
     stream: TextIO | None = None,
 ) -> logging.Handler:
     """Send every logger's records (ours, the core's, urllib3's) to one formatted handler."""

@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
-from llm_pinference.client import DEFAULT_MAX_BYTES
+from llm_pinference.client import DEFAULT_MAX_BYTES, check_model_id
+from llm_pinference.errors import InvalidModelId
 from llm_pinference.settings import (
     DEFAULT_BASE_URL,
     ENV_KEY,
@@ -130,7 +131,10 @@ def _list_of(what: str, item: Callable[[object], Any]) -> Callable[[object], tup
 def _model_id(value: object) -> str:
     if not isinstance(value, str) or not value.strip():
         raise ConfigError(f"{value!r} is not a model id")
-    return value.strip()
+    try:
+        return check_model_id(value.strip())
+    except InvalidModelId as exc:
+        raise ConfigError(exc.message) from None
 
 
 def _listen_address(value: object) -> str:

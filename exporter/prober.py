@@ -137,10 +137,13 @@ class Prober:
     def take_over(self, previous: Prober) -> Prober:
         """Carry on where the prober this one replaces stopped (after a reload): keep its
         429 pause, its place in the sample rotation and what it last logged."""
-        self._pause_deadline = previous._pause_deadline
-        self._cursor = previous._cursor
-        self._last_reason = dict(previous._last_reason)
+        self._pause_deadline, self._cursor, last_reason = previous.handover()
+        self._last_reason = dict(last_reason)
         return self
+
+    def handover(self) -> tuple[float, int, dict[str, str | None]]:
+        """What a successor takes over: pause deadline, sample cursor, last reasons."""
+        return self._pause_deadline, self._cursor, self._last_reason
 
     @property
     def running(self) -> bool:
@@ -198,7 +201,7 @@ class Prober:
         """Watched models, or else a rotating sample of the last listed catalog."""
         if self._watched:
             return [(model, True) for model in self.account.probe_models]
-        ids = self.state.catalog_ids()
+        ids = self.state.sample_ids()
         size = min(self.account.sample_size, len(ids))
         if not size:
             return []
@@ -221,6 +224,7 @@ class Prober:
                 self.settings,
                 connect_timeout=connect,
                 read_timeout=read,
+                total_timeout=self.config.timeout,  # the whole probe, however slowly sent
                 max_bytes=self.config.max_response_bytes,
             )
             self._local.client = client

@@ -14,7 +14,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
-from llm_pinference.errors import REASONS
+from llm_pinference.client import check_model_id
+from llm_pinference.errors import REASONS, InvalidModelId
 from llm_pinference.models import ModelInfo
 
 ENDPOINTS = ("list", "get")
@@ -69,7 +70,10 @@ class ListedModels:
     owners: tuple[tuple[str, int], ...]  # (owned_by, count), capped; sums to total
     info: tuple[tuple[str, str, str, str], ...]  # (model, owned_by, display_name, serving)
     dropped: int
-    ids: tuple[str, ...]  # sorted: the rotating get sample walks through it
+    ids: tuple[str, ...]  # sorted
+    # The ids a get probe may request (sorted): the rotating sample walks through them. A
+    # listed id that could leave /models/ (a dot segment) is never requested.
+    sample_ids: tuple[str, ...]
     finished: float
 
     @classmethod
@@ -88,6 +92,7 @@ class ListedModels:
             info=info,
             dropped=max(0, len(ordered) - max_series),
             ids=tuple(m.id for m in ordered),
+            sample_ids=tuple(m.id for m in ordered if _requestable(m.id)),
             finished=finished,
         )
 
@@ -171,10 +176,10 @@ class ProbeState:
         with self._lock:
             self._cycles += 1
 
-    def catalog_ids(self) -> tuple[str, ...]:
+    def sample_ids(self) -> tuple[str, ...]:
         with self._lock:
             catalog = self._catalog
-        return catalog.ids if catalog else ()
+        return catalog.sample_ids if catalog else ()
 
     def snapshot(self) -> Snapshot:
         with self._lock:
@@ -187,3 +192,11 @@ class ProbeState:
                 paused_until=self._paused_until,
                 cycles=self._cycles,
             )
+
+
+def _requestable(model_id: str) -> bool:
+    try:
+        check_model_id(model_id)
+    except InvalidModelId:
+        return False
+    return True

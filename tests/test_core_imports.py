@@ -162,14 +162,7 @@ def test_the_graph_is_read() -> None:
     [
         "llm_pinference",
         "llm_pinference.fake",
-        pytest.param(
-            "exporter",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="the exporter's config <-> webconfig cycle (config imports WebConfig "
-                "for its type; webconfig imports ConfigError): the exporter's to break",
-            ),
-        ),
+        "exporter",
     ],
 )
 def test_no_import_cycles(package: str) -> None:

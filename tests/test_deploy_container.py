@@ -167,13 +167,6 @@ def test_image_size(podman: list[str], image: str) -> None:
     assert 0 < added < MAX_ADDED_BYTES
 
 
-def _key_flag(podman: list[str], image: str) -> str:
-    """The image's own flag when the exporter has it (`--api.key-file`); else the older
-    spelling the exporter accepted before it was renamed."""
-    help_text = run([*podman, "run", "--rm", "--network=host", image, "--help"]).stdout
-    return "--api.key-file" if "--api.key-file" in help_text else "--api-key-file"
-
-
 def _metrics(url: str, timeout: float = 60) -> str:
     deadline = time.monotonic() + timeout
     body = ""
@@ -214,7 +207,7 @@ def test_serves_metrics_from_the_fake_as_non_root_with_the_key_from_a_file(
                     f"--env=PINFERENCE_HEALTHCHECK_URL=http://127.0.0.1:{port}/-/healthy",
                     image,
                     f"--web.listen-address=127.0.0.1:{port}",
-                    f"{_key_flag(podman, image)}=/run/secrets/prime_api_key",
+                    "--api.key-file=/run/secrets/prime_api_key",
                 ]
             )
             body = _metrics(f"http://127.0.0.1:{port}/metrics")

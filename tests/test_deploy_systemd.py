@@ -8,8 +8,10 @@ scores its hardening, and its ExecStart command line is run as systemd would run
 
 from __future__ import annotations
 
+import contextlib
 import re
 import shlex
+import signal
 import subprocess
 import sys
 import time
@@ -124,9 +126,6 @@ def test_execstart_command_line_runs_the_exporter(tmp_path: Path) -> None:
     argv = shlex.split(exec_start.replace("${CREDENTIALS_DIRECTORY}", str(credentials)))
     argv = [str(_program()) if a == INSTALLED_AT else a for a in argv]
     argv = [a.replace("=:8795", f"=127.0.0.1:{port}") for a in argv]
-    help_text = run([argv[0], "--help"]).stdout
-    if "--api.key-file" not in help_text:  # the exporter before the flag was renamed
-        argv = [a.replace("--api.key-file=", "--api-key-file=") for a in argv]
     with FakePinference(require_key=KEY) as fake:
         proc = subprocess.Popen(
             argv,
@@ -137,7 +136,28 @@ def test_execstart_command_line_runs_the_exporter(tmp_path: Path) -> None:
         )
         try:
             body = _metrics(f"http://127.0.0.1:{port}/metrics", proc)
+            # ExecReload: SIGHUP reloads (the key file again), the process lives on.
+            loaded = _reload_time(f"http://127.0.0.1:{port}/metrics", proc, after=0.0)
+            time.sleep(0.05)
+            proc.send_signal(signal.SIGHUP)
+            _reload_time(f"http://127.0.0.1:{port}/metrics", proc, after=loaded)
+            assert proc.poll() is None
         finally:
             proc.terminate()
             proc.wait(10)
     assert "pinference_models" in body and KEY not in body
+
+
+def _reload_time(url: str, proc: subprocess.Popen[str], after: float, timeout: float = 20) -> float:
+    """The exporter's last successful reload time, once it is later than `after`."""
+    pattern = re.compile(
+        r"^pinference_exporter_config_last_reload_success_timestamp_seconds (\S+)$", re.M
+    )
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and proc.poll() is None:
+        with contextlib.suppress(OSError):
+            match = pattern.search(urllib.request.urlopen(url, timeout=2).read().decode())
+            if match and float(match[1]) > after:
+                return float(match[1])
+        time.sleep(0.2)
+    pytest.fail(f"no reload seen on {url} within {timeout}s (exit status {proc.poll()})")

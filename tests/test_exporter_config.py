@@ -162,6 +162,11 @@ BAD_ARGS = {
         "--probe.timeout (1m) must be shorter than --probe.interval (2s)",
     ),
     "old key file flag": (["--api-key-file=/x"], "--api-key-file was renamed --api.key-file"),
+    "watched id leaving /models/": (
+        ["--probe.models=../../admin"],
+        "--probe.models: invalid model id '../../admin': a path segment is '.' or '..'",
+    ),
+    "watched id escaped dots": (["--probe.models=a/%2e%2E/b"], "a path segment is '.' or '..'"),
     "empty listen address list": (["--web.listen-address="], "not a listen address"),
     "address": (["--web.listen-address=8795"], "--web.listen-address: '8795' is not a listen"),
     "port": (["--web.listen-address=:70000"], "not a listen address"),

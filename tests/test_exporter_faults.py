@@ -146,9 +146,21 @@ def test_connection_refused_is_connection_error() -> None:
 TIMEOUT_SLACK = 0.3
 
 
+# Servers that never finish: silent, or sending one byte every 0.3s (each byte well inside
+# the read timeout) of the status line and headers, or of a small body.
+SLOW_SERVERS = {
+    "hang": Fault(mode="hang"),
+    "drip-head": Fault(mode="drip", drip_part="head", drip_interval=0.3),
+    "drip-body": Fault(mode="drip", drip_part="body", drip_interval=0.3),
+}
+
+
+@pytest.mark.parametrize("slow", list(SLOW_SERVERS))
 @pytest.mark.parametrize("endpoint", ["list", "get"])
-def test_a_timed_out_probe_ends_at_the_timeout(fake: FakePinference, endpoint: str) -> None:
-    fake.set_fault(endpoint, Fault(mode="hang"))
+def test_a_timed_out_probe_ends_at_the_timeout(
+    fake: FakePinference, endpoint: str, slow: str
+) -> None:
+    fake.set_fault(endpoint, SLOW_SERVERS[slow])
     with make_exporter(fake.base_url, probe_models=(WATCHED,), **FAST_TIMEOUT) as exporter:
         exporter.run_probe_cycle()
         s = scrape(exporter)
@@ -283,3 +295,17 @@ def test_the_next_cycle_starts_on_time_after_a_timed_out_probe(fake: FakePinfere
     gaps = [b - a for a, b in itertools.pairwise(starts)][:3]
     # On time: 1s apart (a schedule counted from each cycle's end would give 1.8s).
     assert all(0.95 <= gap < 1.0 + TIMEOUT_SLACK for gap in gaps), gaps
+
+
+def test_listed_ids_that_would_leave_models_are_never_requested(fake: FakePinference) -> None:
+    """A listed id with a dot segment stays in the catalog metrics but is never sampled."""
+    hostile = ["..", "a/../../admin", "%2e%2e/users"]
+    fake.set_models([{"id": i, "object": "model"} for i in [*hostile, "ok/model"]])
+    with make_exporter(fake.base_url, sample_size=4) as exporter:
+        exporter.run_probe_cycle()
+        exporter.run_probe_cycle()
+        s = scrape(exporter)
+    gets = [r.raw_path for r in fake.requests if r.endpoint != "list"]
+    assert gets == ["/api/v1/models/ok/model"] * 2, gets
+    assert s.value("pinference_catalog_models") == 4
+    assert s.value("pinference_probe_failures_total", endpoint="get", reason="client_error") == 0
