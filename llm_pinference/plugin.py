@@ -1,24 +1,25 @@
 """The llm plugin: every model Pinference lists becomes `pinference/<id>` in llm.
 
-This is the one module that imports llm. llm imports it (and runs register_commands) on
-every command, `llm --help` included, and runs register_models on every prompt and every
-`llm.get_model()`: so the import is cheap (no requests), a warm cache never touches the
-network, and the hooks never raise (a raising hook breaks every model of every plugin).
+llm imports this module (and runs register_commands) on every command, `llm --help`
+included, and runs register_models on every prompt and every `llm.get_model()`: so the
+import is cheap (no requests), a warm cache never touches the network, and the hooks never
+raise (a raising hook breaks every model of every plugin). The commands, the key lookup and
+the cache path are in commands.py, the messages in messages.py; this module imports them.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 import time
-from collections.abc import AsyncGenerator, Callable, Iterator, Mapping
+from collections.abc import AsyncGenerator, Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 import llm
 import openai
 from llm.default_plugins.openai_models import AsyncChat, Chat
 
-from .commands import KEY_ALIAS, MODEL_PREFIX, Hooks, build_group, describe_error, format_context
-from .commands import warn as _echo_warning
+from .commands import build_group, current_settings, open_catalog
 from .errors import (
     PinferenceError,
     Reason,
@@ -26,55 +27,24 @@ from .errors import (
     parse_retry_after,
     reason_for_status,
 )
-from .notices import first_time
-from .settings import ENV_KEY, TEAM_HEADER, Settings, load_prime_config, resolve_settings
-from .text import format_age, redact
+from .messages import (
+    KEY_ALIAS,
+    MODEL_PREFIX,
+    NO_KEY_MESSAGE,
+    describe_error,
+    failed_fetch_warning,
+    model_line,
+    warn_once,
+)
+from .settings import ENV_KEY, Settings, resolve_settings
+from .text import redact
 
 if TYPE_CHECKING:  # imported when models are registered, not for `llm --help`
-    from .catalog import Catalog, Lookup
+    from .catalog import Lookup
     from .models import ModelInfo
 
 # Images only: llm's vision default also allows PDFs, which the API does not promise.
 IMAGE_TYPES = frozenset({"image/png", "image/jpeg", "image/webp", "image/gif"})
-NO_KEY_MESSAGE = (
-    f"No key found - add one using 'llm keys set {KEY_ALIAS}', set the {ENV_KEY} "
-    "environment variable, or put api_key in ~/.prime/config.json"
-)
-
-
-def warn_once(message: str) -> None:
-    if first_time(message):
-        _echo_warning(message)
-
-
-# Key and settings: one lookup for listing, prompting and commands
-
-
-def prime_config_key(config: Mapping[str, object] | None = None) -> str | None:
-    # The config file alone (env={}): llm's own lookup has already covered PRIME_API_KEY.
-    return resolve_settings(env={}, config=config).api_key
-
-
-def find_key(
-    explicit_key: str | None = None, config: Mapping[str, object] | None = None
-) -> str | None:
-    """`--key`, then `llm keys set pinference`, then PRIME_API_KEY, then ~/.prime/config.json."""
-    key = llm.get_key(explicit_key=explicit_key, key_alias=KEY_ALIAS, env_var=ENV_KEY)
-    return key or prime_config_key(config)
-
-
-def current_settings(explicit_key: str | None = None) -> Settings:
-    """Team and base URL as the Prime tools resolve them; the key as llm resolves it."""
-    config = load_prime_config()
-    base = resolve_settings(config=config)
-    key = find_key(explicit_key, config)
-    return Settings(api_key=key, team_id=base.team_id, base_url=base.base_url)
-
-
-def open_catalog(settings: Settings) -> Catalog:
-    from .catalog import CACHE_FILENAME, Catalog
-
-    return Catalog(llm.user_dir() / CACHE_FILENAME, settings)
 
 
 # Models
@@ -99,21 +69,33 @@ class _PinferenceModel:
             self.attachment_types = set(IMAGE_TYPES)
 
     def get_key(self, explicit_key: str | None = None) -> str | None:
-        try:
-            return super().get_key(explicit_key)  # type: ignore[misc]
-        except llm.NeedsKeyException:
-            # llm knows --key, keys.json and the env var; the Prime CLI's config comes last.
-            key = prime_config_key()
-            if key:
-                return key
-            raise llm.NeedsKeyException(NO_KEY_MESSAGE) from None
+        """The one key lookup (commands.current_settings); `model.key`, when a Python
+        caller sets it, wins as in llm."""
+        if self.key is not None:
+            return self.key
+        key = current_settings(explicit_key).api_key
+        if key:
+            return key
+        raise llm.NeedsKeyException(NO_KEY_MESSAGE)
+
+    def request_settings(self, key: str | None) -> Settings:
+        """This model's account with the key in use now (it may be a --key given only at
+        prompt time): the seam decides the headers, the team header included or not."""
+        return Settings(api_key=self.get_key(key), team_id=self.team_id, base_url=self.api_base)
 
     def get_client(self, key: str | None, *, async_: bool = False) -> Any:
-        if self.team_id and TEAM_HEADER not in (self.headers or {}):
-            # No key was known when the model was registered, but one is given now (--key):
-            # the team applies to it. Without a key get_key raises before any request.
-            self.headers = {**(self.headers or {}), TEAM_HEADER: self.team_id}
-        return super().get_client(key, async_=async_)  # type: ignore[misc]
+        """llm's client, built from the seam's settings and headers."""
+        settings = self.request_settings(key)
+        kwargs: dict[str, Any] = {
+            "api_key": settings.api_key,
+            "base_url": settings.base_url,
+            "default_headers": settings.headers(),
+        }
+        if os.environ.get("LLM_OPENAI_SHOW_RESPONSES") and not async_:
+            from llm.utils import logging_client  # llm's own debugging aid, kept
+
+            kwargs["http_client"] = logging_client()
+        return openai.AsyncOpenAI(**kwargs) if async_ else openai.OpenAI(**kwargs)
 
     def explain(self, exc: openai.APIError, key: str | None) -> None:
         """Rewrite an openai error's message in place to one actionable line, keeping its
@@ -125,15 +107,7 @@ class _PinferenceModel:
         exc.message = text
 
     def __str__(self) -> str:
-        # `llm models` shows this line, and `llm models -q` searches it.
-        info, details = self.info, []
-        if info.display_name and info.display_name != info.id:
-            details.append(info.display_name)
-        context = format_context(info.context_window)
-        if context:
-            details.append(f"{context} context")
-        suffix = f" ({', '.join(details)})" if details else ""
-        return f"Pinference: {MODEL_PREFIX}{self.info.id}{suffix}"
+        return model_line(self.info)  # what `llm models` shows and `llm models -q` searches
 
 
 class PinferenceChat(_PinferenceModel, Chat):
@@ -172,13 +146,11 @@ class PinferenceAsyncChat(_PinferenceModel, AsyncChat):
 def model_kwargs(info: ModelInfo, settings: Settings) -> dict[str, Any]:
     """Constructor arguments from the metadata; an unknown capability counts as absent.
     `reasoning` selects llm's cached Options class with reasoning_effort: the Options
-    classes are shared, never built per model."""
-    team = settings.team_id if settings.api_key else None
+    classes are shared, never built per model. Headers are built per request."""
     return {
         "model_id": MODEL_PREFIX + info.id,
         "model_name": info.id,
         "api_base": settings.base_url,
-        "headers": {TEAM_HEADER: team} if team else None,
         "team_id": settings.team_id,
         "vision": info.supports_vision is True,
         "reasoning": info.reasoning is True,
@@ -226,15 +198,13 @@ def prompt_error_message(
 
 def _warn_failed_fetch(lookup: Lookup) -> None:
     assert lookup.error is not None
-    now = time.time()
-    if lookup.source == "stale" and lookup.fetched_at is not None:
-        fallback = f"Using the list cached {format_age(max(0.0, now - lookup.fetched_at))} ago"
-    else:
-        fallback = "No Pinference models until then"
-    retry = f"in {format_age(lookup.retry_at - now)}" if lookup.retry_at else "later"
     warn_once(
-        f"llm-pinference: could not refresh the model list: {describe_error(lookup.error)}. "
-        f"{fallback}; next try {retry} (or run `llm pinference refresh`)."
+        failed_fetch_warning(
+            lookup.error,
+            now=time.time(),
+            fetched_at=lookup.fetched_at if lookup.source == "stale" else None,
+            retry_at=lookup.retry_at,
+        )
     )
 
 
@@ -274,6 +244,6 @@ def register_models(register: Callable[..., None]) -> None:
 @llm.hookimpl
 def register_commands(cli: Any) -> None:
     try:
-        cli.add_command(build_group(Hooks(settings=current_settings, catalog=open_catalog)))
+        cli.add_command(build_group())
     except Exception as exc:
         warn_once(f"llm-pinference: cannot add the `llm pinference` commands ({exc})")

@@ -1,0 +1,231 @@
+"""What the llm plugin says: error messages with advice, warnings, and the formatting of
+models and refresh results.
+
+No llm import: cheap to import and to test alone.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from .errors import PinferenceError, Reason
+from .notices import first_time
+from .settings import ENV_KEY
+from .text import format_age
+
+if TYPE_CHECKING:  # the models module is only needed once models are listed
+    from .models import ModelInfo
+
+MODEL_PREFIX = "pinference/"
+KEY_ALIAS = "pinference"
+KEY_HINT = f"run `llm keys set {KEY_ALIAS}` or set {ENV_KEY}"
+NO_KEY_MESSAGE = (
+    f"No key found - add one using 'llm keys set {KEY_ALIAS}', set the {ENV_KEY} "
+    "environment variable, or put api_key in ~/.prime/config.json"
+)
+
+# What the user should do about each failure. `{url}` is the base URL in use.
+_ADVICE: dict[Reason, str] = {
+    Reason.UNAUTHORIZED: f"the API key was not accepted: {KEY_HINT}",
+    Reason.PAYMENT_REQUIRED: "the account is out of credit: add funds to your Prime "
+    "Intellect account (or choose another team with PRIME_TEAM_ID)",
+    Reason.FORBIDDEN: "the key is not allowed to do this: use a key with the Inference "
+    "permission, and check PRIME_TEAM_ID",
+    Reason.NOT_FOUND: "{url} has no such resource: check PRIME_INFERENCE_URL",
+    Reason.RATE_LIMITED: "rate limited: wait a little and try again",
+    Reason.CLIENT_ERROR: "the request was refused: check the model id and options",
+    Reason.SERVER_ERROR: "the service is having trouble: try again later",
+    Reason.TIMEOUT: "no answer from {url} in time: check your network or PRIME_INFERENCE_URL",
+    Reason.CONNECTION_ERROR: "cannot reach {url}: check your network or PRIME_INFERENCE_URL",
+    Reason.INVALID_RESPONSE: "{url} did not answer like the Pinference API: "
+    "check PRIME_INFERENCE_URL",
+}
+_MODEL_NOT_FOUND = "no such model: list the models with `llm pinference models`"
+
+
+def describe_error(error: PinferenceError, *, model_id: str | None = None) -> str:
+    """One line: what failed and what to do, e.g. "Pinference unauthorized (HTTP 401): the
+    API key was not accepted: run `llm keys set pinference` or set PRIME_API_KEY"."""
+    status = f" (HTTP {error.status})" if error.status is not None else ""
+    if error.reason is Reason.NOT_FOUND and model_id is not None:
+        advice = _MODEL_NOT_FOUND
+    else:
+        advice = _ADVICE.get(error.reason, "").format(url=error.url or "the API")
+    if error.reason is Reason.RATE_LIMITED and error.retry_after is not None:
+        advice = f"rate limited: wait {error.retry_after:g}s and try again"
+    detail = error.api_message or error.message
+    subject = f" for {model_id!r}" if model_id and error.reason is Reason.NOT_FOUND else ""
+    text = f"Pinference {error.reason.value}{status}{subject}: {advice}"
+    if detail and detail not in text:
+        text += f" ({detail})"
+    return " ".join(text.split())
+
+
+def warn(message: str) -> None:
+    """One line on stderr; never raises (a closed stderr must not break a command)."""
+    with contextlib.suppress(Exception):
+        click.echo(" ".join(message.split()), err=True)
+
+
+def warn_once(message: str) -> None:
+    """`warn`, once per process: llm runs the hooks several times per command."""
+    if first_time(message):
+        warn(message)
+
+
+def failed_fetch_warning(
+    error: PinferenceError, *, now: float, fetched_at: float | None, retry_at: float | None
+) -> str:
+    """The hooks' one warning when the list could not be refreshed."""
+    if fetched_at is not None:
+        fallback = f"Using the list cached {format_age(max(0.0, now - fetched_at))} ago"
+    else:
+        fallback = "No Pinference models until then"
+    retry = f"in {format_age(retry_at - now)}" if retry_at else "later"
+    return (
+        f"llm-pinference: could not refresh the model list: {describe_error(error)}. "
+        f"{fallback}; next try {retry} (or run `llm pinference refresh`)."
+    )
+
+
+# Models
+
+
+def format_context(tokens: int | None) -> str | None:
+    """131072 -> "128k", 200000 -> "200k", 1048576 -> "1M": as people say them."""
+    if tokens is None or tokens <= 0:
+        return None
+    kilo = 1024 if tokens % 1024 == 0 else 1000  # binary sizes are quoted in binary units
+    if tokens >= kilo * kilo:
+        return f"{tokens / (kilo * kilo):.3g}M"
+    if tokens >= kilo:
+        return f"{tokens / kilo:.3g}k"
+    return str(tokens)
+
+
+def format_price(usd_per_mtok: float | None) -> str:
+    if usd_per_mtok is None:
+        return "-"
+    return f"${usd_per_mtok:.4f}".rstrip("0").rstrip(".") if usd_per_mtok else "$0"
+
+
+def _flag(value: bool | None) -> str:
+    return "unknown" if value is None else ("yes" if value else "no")
+
+
+def model_line(model: ModelInfo) -> str:
+    """The line `llm models` shows (and `llm models -q` searches)."""
+    details = []
+    if model.display_name and model.display_name != model.id:
+        details.append(model.display_name)
+    context = format_context(model.context_window)
+    if context:
+        details.append(f"{context} context")
+    suffix = f" ({', '.join(details)})" if details else ""
+    return f"Pinference: {MODEL_PREFIX}{model.id}{suffix}"
+
+
+def model_json(model: ModelInfo) -> dict[str, Any]:
+    pricing = model.pricing
+    return {
+        "id": model.id,
+        "llm_model_id": MODEL_PREFIX + model.id,
+        "display_name": model.display_name,
+        "owned_by": model.owned_by,
+        "serving": model.serving,
+        "created": model.created,
+        "context_window": model.context_window,
+        "max_output_tokens": model.max_output_tokens,
+        "pricing_usd_per_mtok": {
+            "input": pricing.input,
+            "output": pricing.output,
+            "cache_read": pricing.cache_read,
+            "cache_write": pricing.cache_write,
+        },
+        "input_modalities": list(model.input_modalities),
+        "output_modalities": list(model.output_modalities),
+        "supported_parameters": list(model.supported_parameters),
+        "supports_vision": model.supports_vision,
+        "supports_tools": model.supports_tools,
+        "supports_schema": model.supports_schema,
+        "supports_reasoning": model.reasoning,
+    }
+
+
+def table(rows: Sequence[Sequence[str]]) -> str:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = ("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in rows)
+    return "\n".join(line.rstrip() for line in lines)
+
+
+def models_table(models: Iterable[ModelInfo]) -> str:
+    rows: list[Sequence[str]] = [("id", "name", "context", "input $/M", "output $/M")]
+    rows += [
+        (
+            MODEL_PREFIX + m.id,
+            m.display_name or "",
+            format_context(m.context_window) or "-",
+            format_price(m.pricing.input),
+            format_price(m.pricing.output),
+        )
+        for m in models
+    ]
+    return table(rows)
+
+
+def model_details(model: ModelInfo) -> str:
+    p = model.pricing
+    rows = [
+        ("id", model.id),
+        ("llm model id", MODEL_PREFIX + model.id),
+        ("name", model.display_name or "-"),
+        ("owned by", model.owned_by),
+        ("serving", model.serving or "-"),
+        ("context", f"{model.context_window:,} tokens" if model.context_window else "-"),
+        ("max output", f"{model.max_output_tokens:,} tokens" if model.max_output_tokens else "-"),
+        ("price input", f"{format_price(p.input)} / M tokens"),
+        ("price output", f"{format_price(p.output)} / M tokens"),
+    ]
+    if p.cache_read is not None or p.cache_write is not None:
+        rows.append(("price cache read", f"{format_price(p.cache_read)} / M tokens"))
+        rows.append(("price cache write", f"{format_price(p.cache_write)} / M tokens"))
+    rows += [
+        ("input", ", ".join(model.input_modalities) or "-"),
+        ("output", ", ".join(model.output_modalities) or "-"),
+        ("vision", _flag(model.supports_vision)),
+        ("tools", _flag(model.supports_tools)),
+        ("schemas", _flag(model.supports_schema)),
+        ("reasoning", _flag(model.reasoning)),
+        ("parameters", ", ".join(model.supported_parameters) or "-"),
+    ]
+    width = max(len(name) for name, _ in rows)
+    return "\n".join(f"{name + ':':<{width + 1}} {value}" for name, value in rows)
+
+
+def matches(model: ModelInfo, queries: Iterable[str]) -> bool:
+    """Every query (case-insensitive) in the id, display name or owner, like `llm models -q`."""
+    haystack = " ".join(filter(None, (model.id, model.display_name, model.owned_by))).lower()
+    return all(q.lower() in haystack for q in queries)
+
+
+# Refresh
+
+
+def refresh_lines(
+    added: Sequence[str], removed: Sequence[str], *, unchanged: int, total: int, had_cache: bool
+) -> list[str]:
+    """What `llm pinference refresh` prints: what was added and removed, then the totals."""
+    lines: list[str] = []
+    if added:
+        lines.append(f"Added {len(added)}: " + ", ".join(MODEL_PREFIX + m for m in added))
+    if removed:
+        lines.append(f"Removed {len(removed)}: " + ", ".join(MODEL_PREFIX + m for m in removed))
+    summary = f"{len(added)} added, {len(removed)} removed, {unchanged} unchanged"
+    if not had_cache:
+        summary += " (no previous list)"
+    lines.append(f"{summary}; {total} models in total")
+    return lines
