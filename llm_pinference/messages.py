@@ -15,7 +15,7 @@ import click
 from .errors import PinferenceError, Reason
 from .notices import first_time
 from .settings import ENV_KEY
-from .text import format_age
+from .text import format_age, printable
 
 if TYPE_CHECKING:  # the models module is only needed once models are listed
     from .models import ModelInfo
@@ -45,18 +45,35 @@ _ADVICE: dict[Reason, str] = {
     "check PRIME_INFERENCE_URL",
 }
 _MODEL_NOT_FOUND = "no such model: list the models with `llm pinference models`"
+#: A connection that was made and then closed without an answer is not "cannot reach".
+DROPPED_ADVICE = "{url} closed the connection without answering: try again later"
+PROMPT_TIMEOUT_ADVICE = (
+    "no answer from {url} within {timeout}: try again, or raise LLM_PINFERENCE_TIMEOUT "
+    "(seconds) for long generations"
+)
 
 
-def describe_error(error: PinferenceError, *, model_id: str | None = None) -> str:
+def shown(text: str) -> str:
+    """A string from the API as it may appear on a terminal: controls made visible."""
+    return printable(text)
+
+
+def describe_error(
+    error: PinferenceError, *, model_id: str | None = None, advice: str | None = None
+) -> str:
     """One line: what failed and what to do, e.g. "Pinference unauthorized (HTTP 401): the
-    API key was not accepted: run `llm keys set pinference` or set PRIME_API_KEY"."""
+    API key was not accepted: run `llm keys set pinference` or set PRIME_API_KEY".
+    `advice` replaces the reason's usual advice (`{url}` is filled in)."""
     status = f" (HTTP {error.status})" if error.status is not None else ""
-    if error.reason is Reason.NOT_FOUND and model_id is not None:
+    if advice is not None:
+        pass
+    elif error.reason is Reason.NOT_FOUND and model_id is not None:
         advice = _MODEL_NOT_FOUND
-    else:
-        advice = _ADVICE.get(error.reason, "").format(url=error.url or "the API")
-    if error.reason is Reason.RATE_LIMITED and error.retry_after is not None:
+    elif error.reason is Reason.RATE_LIMITED and error.retry_after is not None:
         advice = f"rate limited: wait {error.retry_after:g}s and try again"
+    else:
+        advice = _ADVICE.get(error.reason, "")
+    advice = advice.format(url=error.url or "the API")
     detail = error.api_message or error.message
     subject = f" for {model_id!r}" if model_id and error.reason is Reason.NOT_FOUND else ""
     text = f"Pinference {error.reason.value}{status}{subject}: {advice}"

@@ -10,13 +10,17 @@ the cache path are in commands.py, the messages in messages.py; this module impo
 from __future__ import annotations
 
 import contextlib
+import json
+import math
 import os
 import time
-from collections.abc import AsyncGenerator, Callable, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
+import httpx2
 import llm
 import openai
+import pydantic
 from llm.default_plugins.openai_models import AsyncChat, Chat
 
 from .commands import build_group, current_settings, open_catalog
@@ -28,12 +32,15 @@ from .errors import (
     reason_for_status,
 )
 from .messages import (
+    DROPPED_ADVICE,
     KEY_ALIAS,
     MODEL_PREFIX,
     NO_KEY_MESSAGE,
+    PROMPT_TIMEOUT_ADVICE,
     describe_error,
     failed_fetch_warning,
     model_line,
+    shown,
     warn_once,
 )
 from .settings import ENV_KEY, Settings, resolve_settings
@@ -84,18 +91,25 @@ class _PinferenceModel:
         return Settings(api_key=self.get_key(key), team_id=self.team_id, base_url=self.api_base)
 
     def get_client(self, key: str | None, *, async_: bool = False) -> Any:
-        """llm's client, built from the seam's settings and headers."""
+        """The openai client llm would build, from the seam's settings and headers, with
+        the plugin's timeouts, one retry at most, and the answer guarded (`GuardedClient`)."""
         settings = self.request_settings(key)
+        timeout = http_timeout(prompt_timeout())
         kwargs: dict[str, Any] = {
             "api_key": settings.api_key,
             "base_url": settings.base_url,
             "default_headers": settings.headers(),
+            "timeout": timeout,
+            "max_retries": MAX_RETRIES,
         }
-        if os.environ.get("LLM_OPENAI_SHOW_RESPONSES") and not async_:
+        if async_:
+            return openai.AsyncOpenAI(**kwargs, http_client=GuardedAsyncClient(timeout=timeout))
+        inner = None
+        if os.environ.get("LLM_OPENAI_SHOW_RESPONSES"):
             from llm.utils import logging_client  # llm's own debugging aid, kept
 
-            kwargs["http_client"] = logging_client()
-        return openai.AsyncOpenAI(**kwargs) if async_ else openai.OpenAI(**kwargs)
+            inner = logging_client()
+        return openai.OpenAI(**kwargs, http_client=GuardedClient(timeout=timeout, inner=inner))
 
     def explain(self, exc: openai.APIError, key: str | None) -> None:
         """Rewrite an openai error's message in place to one actionable line, keeping its
@@ -105,6 +119,11 @@ class _PinferenceModel:
             text = redact(text, (self.get_key(key),))
         exc.args = (text,)
         exc.message = text
+
+    def unreadable(self, exc: BaseException) -> InvalidChatResponse:
+        """What llm's reading of an answer raised, as the invalid_response it is."""
+        request = httpx2.Request("POST", f"{self.api_base}/chat/completions")
+        return InvalidChatResponse(f"the answer could not be read: {type(exc).__name__}", request)
 
     def __str__(self) -> str:
         return model_line(self.info)  # what `llm models` shows and `llm models -q` searches
@@ -124,6 +143,10 @@ class PinferenceChat(_PinferenceModel, Chat):
         except openai.APIError as exc:
             self.explain(exc, key)
             raise
+        except UNREADABLE as exc:
+            error = self.unreadable(exc)
+            self.explain(error, key)
+            raise error from exc
 
 
 class PinferenceAsyncChat(_PinferenceModel, AsyncChat):
@@ -141,6 +164,10 @@ class PinferenceAsyncChat(_PinferenceModel, AsyncChat):
         except openai.APIError as exc:
             self.explain(exc, key)
             raise
+        except UNREADABLE as exc:
+            error = self.unreadable(exc)
+            self.explain(error, key)
+            raise error from exc
 
 
 def model_kwargs(info: ModelInfo, settings: Settings) -> dict[str, Any]:
@@ -172,25 +199,306 @@ def prompt_error_message(
 ) -> str:
     status: int | None = None
     retry_after: float | None = None
+    advice: str | None = None
+    cause = exc.__cause__
     if isinstance(exc, openai.APITimeoutError):
         reason = Reason.TIMEOUT
+        if not isinstance(cause, httpx2.ConnectTimeout):
+            advice = PROMPT_TIMEOUT_ADVICE.replace("{timeout}", f"{prompt_timeout():g}s")
     elif isinstance(exc, openai.APIConnectionError):
         reason = Reason.CONNECTION_ERROR
+        if isinstance(cause, (httpx2.RemoteProtocolError, httpx2.ReadError)):
+            advice = DROPPED_ADVICE
     elif isinstance(exc, openai.APIStatusError):
         status = exc.status_code
         reason = reason_for_status(status)
         retry_after = parse_retry_after(exc.response.headers.get("retry-after"))
-    else:
+    elif isinstance(exc, InvalidChatResponse) or not isinstance(exc.body, dict):
         reason = Reason.INVALID_RESPONSE
+    else:  # an error event inside a stream: the service failed mid-answer
+        reason = Reason.SERVER_ERROR
+    if isinstance(exc, openai.APIConnectionError):
+        message = ""  # openai's "Connection error." / "Request timed out.": the advice says it
+    else:
+        message = f"HTTP {status}" if status is not None else exc.message
     error = PinferenceError(
         reason,
-        f"HTTP {status}" if status is not None else exc.message,
+        message,
         status=status,
         api_message=error_body_message(exc.body),
         retry_after=retry_after,
         url=base_url,
     )
-    return describe_error(error, model_id=model_id if reason is Reason.NOT_FOUND else None)
+    model = model_id if reason is Reason.NOT_FOUND else None
+    return describe_error(error, model_id=model, advice=advice)
+
+
+# Prompts on the wire: timeouts, one retry, and a guard on what comes back
+
+TIMEOUT_ENV = "LLM_PINFERENCE_TIMEOUT"
+#: Seconds without a byte of the answer (a non-streamed answer sends nothing until it is
+#: done): long enough for long generations, short enough that a hung endpoint ends.
+DEFAULT_TIMEOUT = 120.0
+#: Seconds to connect (at most the timeout): a reachable API connects in well under this.
+CONNECT_TIMEOUT = 5.0
+#: One retry for connection failures, 5xx and 429 (openai's rules); never for a read
+#: timeout, which would double the wait for an endpoint that accepts and never answers.
+MAX_RETRIES = 1
+MIB = 1024 * 1024
+#: A non-streamed answer (or an error body) larger than this is refused: it is read whole.
+MAX_BODY_BYTES = 16 * MIB
+#: A streamed answer is cut here; one line of it (one event) may not exceed MAX_LINE_BYTES,
+#: what the event parser holds in memory at once.
+MAX_STREAM_BYTES = 64 * MIB
+MAX_LINE_BYTES = 8 * MIB
+#: What llm's reading of an answer raises when the answer is not what it expects.
+UNREADABLE = (
+    AttributeError,
+    TypeError,
+    KeyError,
+    IndexError,
+    json.JSONDecodeError,
+    RecursionError,
+    pydantic.ValidationError,
+)
+
+
+def prompt_timeout(env: Mapping[str, str] | None = None) -> float:
+    """LLM_PINFERENCE_TIMEOUT when it is a number of seconds > 0, else DEFAULT_TIMEOUT."""
+    value = (os.environ if env is None else env).get(TIMEOUT_ENV, "").strip()
+    if not value:
+        return DEFAULT_TIMEOUT
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = math.nan
+    if not (math.isfinite(seconds) and seconds > 0):
+        warn_once(
+            f"llm-pinference: ignoring {TIMEOUT_ENV}={shown(value)!r}: not a number of "
+            f"seconds > 0; using {DEFAULT_TIMEOUT:g}"
+        )
+        return DEFAULT_TIMEOUT
+    return seconds
+
+
+def http_timeout(seconds: float) -> httpx2.Timeout:
+    return httpx2.Timeout(seconds, connect=min(CONNECT_TIMEOUT, seconds))
+
+
+def _size(n: int) -> str:
+    return f"{n / MIB:.3g} MiB" if n >= MIB else f"{n} bytes"
+
+
+class InvalidChatResponse(openai.APIError):
+    """The chat endpoint answered, but not with a usable chat completion (reason
+    invalid_response). An openai.APIError, so Python callers' handlers still apply."""
+
+    def __init__(self, detail: str, request: httpx2.Request) -> None:
+        super().__init__(detail, request, body=None)
+
+
+class _Meter:
+    """Checks an answer as it arrives: its size, and for an event stream its lines (none
+    longer than MAX_LINE_BYTES) and its end (`data: [DONE]` after at least one event)."""
+
+    def __init__(self, request: httpx2.Request, response: httpx2.Response, streaming: bool):
+        self.request = request
+        self.ok = response.is_success
+        self.events = streaming and self.ok
+        self.content_type = response.headers.get("content-type", "none")
+        self.limit = MAX_STREAM_BYTES if streaming else MAX_BODY_BYTES
+        self.size = 0
+        self.line_size = 0
+        self.line_head = b""  # the first bytes of the current line: enough to classify it
+        self.data_lines = 0
+        self.done = False
+
+    def error(self, detail: str) -> InvalidChatResponse:
+        return InvalidChatResponse(detail, self.request)
+
+    def feed(self, chunk: bytes) -> None:
+        self.size += len(chunk)
+        if self.size > self.limit:
+            what = "streamed answer" if self.events else "answer"
+            raise self.error(f"the {what} passed {_size(self.limit)} and was cut")
+        if not self.events:
+            return
+        start = 0
+        while True:
+            end = chunk.find(b"\n", start)
+            piece = chunk[start:] if end < 0 else chunk[start:end]
+            self.line_size += len(piece)
+            if self.line_size > MAX_LINE_BYTES:
+                raise self.error(f"an event of the stream passed {_size(MAX_LINE_BYTES)}")
+            if len(self.line_head) < 16:
+                self.line_head += piece[: 16 - len(self.line_head)]
+            if end < 0:
+                return
+            self._end_line()
+            start = end + 1
+
+    def _end_line(self) -> None:
+        head, self.line_head, self.line_size = self.line_head, b"", 0
+        if head.startswith(b"data:"):
+            # What openai's stream parser stops at: data that starts with [DONE].
+            if head[5:].lstrip(b" ").startswith(b"[DONE]"):
+                self.done = True
+                if not self.data_lines:
+                    raise self.error("the event stream ended without a single event")
+            else:
+                self.data_lines += 1
+
+    def finish(self) -> None:
+        if not self.events or self.done:
+            return
+        self._end_line()  # a last line without a newline
+        if self.done:
+            return
+        if not self.data_lines:
+            raise self.error(
+                f"the answer is not an event stream (Content-Type: {self.content_type})"
+            )
+        raise self.error("the event stream ended before `data: [DONE]`")
+
+    def translate(self, exc: Exception) -> Exception:
+        """A transport failure while the answer arrives, as the openai error it means."""
+        if isinstance(exc, httpx2.ReadTimeout):
+            return openai.APITimeoutError(request=self.request)
+        if isinstance(exc, httpx2.DecodingError):
+            return self.error("the answer could not be decoded")
+        return self.error("the connection closed before the answer was complete")
+
+
+class _GuardedStream(httpx2.SyncByteStream):
+    def __init__(self, response: httpx2.Response, meter: _Meter) -> None:
+        self.response = response
+        self.meter = meter
+
+    def __iter__(self) -> Iterator[bytes]:
+        try:
+            for chunk in self.response.iter_bytes():
+                self.meter.feed(chunk)
+                yield chunk
+        except (httpx2.TransportError, httpx2.DecodingError) as exc:
+            raise self.meter.translate(exc) from exc
+        self.meter.finish()
+
+    def close(self) -> None:
+        self.response.close()
+
+
+class _GuardedAsyncStream(httpx2.AsyncByteStream):
+    def __init__(self, response: httpx2.Response, meter: _Meter) -> None:
+        self.response = response
+        self.meter = meter
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        try:
+            async for chunk in self.response.aiter_bytes():
+                self.meter.feed(chunk)
+                yield chunk
+        except (httpx2.TransportError, httpx2.DecodingError) as exc:
+            raise self.meter.translate(exc) from exc
+        self.meter.finish()
+
+    async def aclose(self) -> None:
+        await self.response.aclose()
+
+
+def _guarded(
+    request: httpx2.Request, response: httpx2.Response, streaming: bool, *, async_: bool
+) -> httpx2.Response:
+    """The response with its body read through a _Meter. The body is passed on decoded
+    (so the caps hold for what is kept in memory, compressed or not)."""
+    meter = _Meter(request, response, streaming)
+    declared = response.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > meter.limit:
+        raise meter.error(
+            f"the answer is {int(declared) // MIB} MiB, more than {meter.limit // MIB} MiB"
+        )
+    drop = {"content-encoding", "content-length", "transfer-encoding"}
+    headers = [(k, v) for k, v in response.headers.multi_items() if k.lower() not in drop]
+    stream: httpx2.SyncByteStream | httpx2.AsyncByteStream = (
+        _GuardedAsyncStream(response, meter) if async_ else _GuardedStream(response, meter)
+    )
+    return httpx2.Response(
+        response.status_code,
+        headers=headers,
+        stream=stream,
+        request=request,
+        extensions=response.extensions,
+    )
+
+
+def check_completion(response: httpx2.Response) -> None:
+    """A non-streamed chat answer must be a chat completion llm can read, or it is an
+    invalid_response now (not an AttributeError deep inside llm, nor an empty answer)."""
+    if not response.is_success or not response.request.url.path.endswith("/chat/completions"):
+        return
+    try:
+        data = json.loads(response.content)
+    except (ValueError, RecursionError):
+        raise InvalidChatResponse("the answer is not JSON", response.request) from None
+    choices = data.get("choices") if isinstance(data, dict) else None
+    if (
+        not isinstance(choices, list)
+        or not choices
+        or not isinstance(choices[0], dict)
+        or not isinstance(choices[0].get("message"), dict)
+    ):
+        raise InvalidChatResponse("the answer is not a chat completion", response.request)
+    if not isinstance(data.get("usage"), dict):
+        raise InvalidChatResponse("the answer has no token usage", response.request)
+
+
+class GuardedClient(openai.DefaultHttpxClient):
+    """openai's default HTTP client, with each answer checked as it arrives (sizes, the
+    stream's end, the completion's shape) and read timeouts raised as openai errors, which
+    openai does not retry. `inner`, when given, sends the requests (llm's logging client)."""
+
+    def __init__(self, *, inner: httpx2.Client | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._inner = inner
+
+    def send(self, request: httpx2.Request, *, stream: bool = False, **kwargs: Any) -> Any:
+        sender = self._inner.send if self._inner is not None else super().send
+        try:
+            raw = sender(request, stream=True, **kwargs)
+        except httpx2.ReadTimeout as exc:
+            raise openai.APITimeoutError(request=request) from exc
+        try:
+            response = _guarded(request, raw, stream, async_=False)
+            if not stream:
+                response.read()
+                check_completion(response)
+        except BaseException:
+            raw.close()
+            raise
+        return response
+
+    def close(self) -> None:
+        if self._inner is not None:
+            self._inner.close()
+        super().close()
+
+
+class GuardedAsyncClient(openai.DefaultAsyncHttpxClient):
+    """GuardedClient for the async models."""
+
+    async def send(self, request: httpx2.Request, *, stream: bool = False, **kwargs: Any) -> Any:
+        try:
+            raw = await super().send(request, stream=True, **kwargs)
+        except httpx2.ReadTimeout as exc:
+            raise openai.APITimeoutError(request=request) from exc
+        try:
+            response = _guarded(request, raw, stream, async_=True)
+            if not stream:
+                await response.aread()
+                check_completion(response)
+        except BaseException:
+            await raw.aclose()
+            raise
+        return response
 
 
 # Hooks
