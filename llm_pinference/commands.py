@@ -29,7 +29,6 @@ from .messages import (
     warn,
 )
 from .settings import ENV_KEY, Settings, credentials
-from .text import redact
 
 if TYPE_CHECKING:  # imported when a command runs, not for `llm --help`
     from .catalog import Catalog
@@ -60,7 +59,7 @@ def open_catalog(settings: Settings) -> Catalog:
 
 
 def _fail(error: PinferenceError, settings: Settings, **kwargs: Any) -> click.ClickException:
-    return click.ClickException(redact(describe_error(error, **kwargs), (settings.api_key,)))
+    return click.ClickException(describe_error(error, secrets=(settings.api_key,), **kwargs))
 
 
 _key_option = click.option(
@@ -94,7 +93,8 @@ def models_command(json_: bool, queries: tuple[str, ...], key: str | None) -> No
     if lookup.error is not None:
         if not lookup.models:
             raise _fail(lookup.error, settings)
-        warn(f"llm-pinference: showing the cached list: {describe_error(lookup.error)}")
+        message = describe_error(lookup.error, secrets=(settings.api_key,))
+        warn(f"llm-pinference: showing the cached list: {message}")
     models = [m for m in lookup.models if matches(m, queries)]
     if json_:
         click.echo(json.dumps([model_json(m) for m in models], indent=2))

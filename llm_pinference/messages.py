@@ -1,7 +1,9 @@
 """What the llm plugin says: error messages with advice, warnings, and the formatting of
 models and refresh results.
 
-No llm import: cheap to import and to test alone.
+No llm import: cheap to import and to test alone. Every string that came from the API is
+shown through `shown()` (control characters and ANSI escapes made visible), and every
+error line is redacted, made one line and bounded (`describe_error`).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import click
 from .errors import PinferenceError, Reason
 from .notices import first_time
 from .settings import ENV_KEY
-from .text import format_age, printable
+from .text import format_age, one_line, printable, redact, redact_url, url_secrets
 
 if TYPE_CHECKING:  # the models module is only needed once models are listed
     from .models import ModelInfo
@@ -44,6 +46,10 @@ _ADVICE: dict[Reason, str] = {
     Reason.INVALID_RESPONSE: "{url} did not answer like the Pinference API: "
     "check PRIME_INFERENCE_URL",
 }
+#: The API's own words in a message are cut here, the whole line at MESSAGE_LIMIT: a
+#: server can send anything, and an error must stay one readable line.
+DETAIL_LIMIT = 200
+MESSAGE_LIMIT = 400
 _MODEL_NOT_FOUND = "no such model: list the models with `llm pinference models`"
 #: A connection that was made and then closed without an answer is not "cannot reach".
 DROPPED_ADVICE = "{url} closed the connection without answering: try again later"
@@ -59,11 +65,21 @@ def shown(text: str) -> str:
 
 
 def describe_error(
-    error: PinferenceError, *, model_id: str | None = None, advice: str | None = None
+    error: PinferenceError,
+    *,
+    model_id: str | None = None,
+    advice: str | None = None,
+    secrets: Iterable[str | None] = (),
 ) -> str:
     """One line: what failed and what to do, e.g. "Pinference unauthorized (HTTP 401): the
     API key was not accepted: run `llm keys set pinference` or set PRIME_API_KEY".
-    `advice` replaces the reason's usual advice (`{url}` is filled in)."""
+
+    `advice` replaces the reason's usual advice (`{url}` is filled in). The line is
+    redacted (`secrets`, such as the key, and credentials in the base URL: the API's own
+    message may echo them), printable, and bounded: the API's words to DETAIL_LIMIT
+    characters, the whole line to MESSAGE_LIMIT."""
+    secrets = (*secrets, *url_secrets(error.url))
+    url = redact_url(error.url) if error.url else "the API"
     status = f" (HTTP {error.status})" if error.status is not None else ""
     if advice is not None:
         pass
@@ -73,13 +89,25 @@ def describe_error(
         advice = f"rate limited: wait {error.retry_after:g}s and try again"
     else:
         advice = _ADVICE.get(error.reason, "")
-    advice = advice.format(url=error.url or "the API")
-    detail = error.api_message or error.message
-    subject = f" for {model_id!r}" if model_id and error.reason is Reason.NOT_FOUND else ""
+    advice = advice.format(url=url)
+    subject = ""
+    if model_id and error.reason is Reason.NOT_FOUND:
+        subject = f" for {model_id!r}"
     text = f"Pinference {error.reason.value}{status}{subject}: {advice}"
+    detail = _clean(error.api_message or error.message, secrets, DETAIL_LIMIT)
     if detail and detail not in text:
         text += f" ({detail})"
-    return " ".join(text.split())
+    return _clean(text, secrets, MESSAGE_LIMIT)
+
+
+def _clean(text: str, secrets: Iterable[str | None], limit: int) -> str:
+    # Redact before cutting: a key cut short would no longer match, and its start would show.
+    return one_line(shown(" ".join(redact(text, secrets).split())), limit)
+
+
+def unexpected(what: str, exc: BaseException, secrets: Iterable[str | None] = ()) -> str:
+    """A warning for a failure nobody planned for: one redacted, bounded line."""
+    return "llm-pinference: " + _clean(f"{what} ({type(exc).__name__}: {exc})", secrets, 300)
 
 
 def warn(message: str) -> None:
@@ -95,7 +123,12 @@ def warn_once(message: str) -> None:
 
 
 def failed_fetch_warning(
-    error: PinferenceError, *, now: float, fetched_at: float | None, retry_at: float | None
+    error: PinferenceError,
+    *,
+    now: float,
+    fetched_at: float | None,
+    retry_at: float | None,
+    secrets: Iterable[str | None] = (),
 ) -> str:
     """The hooks' one warning when the list could not be refreshed."""
     if fetched_at is not None:
@@ -104,7 +137,8 @@ def failed_fetch_warning(
         fallback = "No Pinference models until then"
     retry = f"in {format_age(retry_at - now)}" if retry_at else "later"
     return (
-        f"llm-pinference: could not refresh the model list: {describe_error(error)}. "
+        f"llm-pinference: could not refresh the model list: "
+        f"{describe_error(error, secrets=secrets)}. "
         f"{fallback}; next try {retry} (or run `llm pinference refresh`)."
     )
 
@@ -138,12 +172,12 @@ def model_line(model: ModelInfo) -> str:
     """The line `llm models` shows (and `llm models -q` searches)."""
     details = []
     if model.display_name and model.display_name != model.id:
-        details.append(model.display_name)
+        details.append(shown(model.display_name))
     context = format_context(model.context_window)
     if context:
         details.append(f"{context} context")
     suffix = f" ({', '.join(details)})" if details else ""
-    return f"Pinference: {MODEL_PREFIX}{model.id}{suffix}"
+    return f"Pinference: {MODEL_PREFIX}{shown(model.id)}{suffix}"
 
 
 def model_json(model: ModelInfo) -> dict[str, Any]:
@@ -183,8 +217,8 @@ def models_table(models: Iterable[ModelInfo]) -> str:
     rows: list[Sequence[str]] = [("id", "name", "context", "input $/M", "output $/M")]
     rows += [
         (
-            MODEL_PREFIX + m.id,
-            m.display_name or "",
+            MODEL_PREFIX + shown(m.id),
+            shown(m.display_name or ""),
             format_context(m.context_window) or "-",
             format_price(m.pricing.input),
             format_price(m.pricing.output),
@@ -197,11 +231,11 @@ def models_table(models: Iterable[ModelInfo]) -> str:
 def model_details(model: ModelInfo) -> str:
     p = model.pricing
     rows = [
-        ("id", model.id),
-        ("llm model id", MODEL_PREFIX + model.id),
-        ("name", model.display_name or "-"),
-        ("owned by", model.owned_by),
-        ("serving", model.serving or "-"),
+        ("id", shown(model.id)),
+        ("llm model id", MODEL_PREFIX + shown(model.id)),
+        ("name", shown(model.display_name or "-")),
+        ("owned by", shown(model.owned_by)),
+        ("serving", shown(model.serving or "-")),
         ("context", f"{model.context_window:,} tokens" if model.context_window else "-"),
         ("max output", f"{model.max_output_tokens:,} tokens" if model.max_output_tokens else "-"),
         ("price input", f"{format_price(p.input)} / M tokens"),
@@ -211,13 +245,13 @@ def model_details(model: ModelInfo) -> str:
         rows.append(("price cache read", f"{format_price(p.cache_read)} / M tokens"))
         rows.append(("price cache write", f"{format_price(p.cache_write)} / M tokens"))
     rows += [
-        ("input", ", ".join(model.input_modalities) or "-"),
-        ("output", ", ".join(model.output_modalities) or "-"),
+        ("input", shown(", ".join(model.input_modalities)) or "-"),
+        ("output", shown(", ".join(model.output_modalities)) or "-"),
         ("vision", _flag(model.supports_vision)),
         ("tools", _flag(model.supports_tools)),
         ("schemas", _flag(model.supports_schema)),
         ("reasoning", _flag(model.reasoning)),
-        ("parameters", ", ".join(model.supported_parameters) or "-"),
+        ("parameters", shown(", ".join(model.supported_parameters)) or "-"),
     ]
     width = max(len(name) for name, _ in rows)
     return "\n".join(f"{name + ':':<{width + 1}} {value}" for name, value in rows)
@@ -238,9 +272,10 @@ def refresh_lines(
     """What `llm pinference refresh` prints: what was added and removed, then the totals."""
     lines: list[str] = []
     if added:
-        lines.append(f"Added {len(added)}: " + ", ".join(MODEL_PREFIX + m for m in added))
+        lines.append(f"Added {len(added)}: " + ", ".join(MODEL_PREFIX + shown(m) for m in added))
     if removed:
-        lines.append(f"Removed {len(removed)}: " + ", ".join(MODEL_PREFIX + m for m in removed))
+        ids = ", ".join(MODEL_PREFIX + shown(m) for m in removed)
+        lines.append(f"Removed {len(removed)}: {ids}")
     summary = f"{len(added)} added, {len(removed)} removed, {unchanged} unchanged"
     if not had_cache:
         summary += " (no previous list)"

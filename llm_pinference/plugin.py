@@ -14,7 +14,7 @@ import json
 import math
 import os
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 import httpx2
@@ -41,10 +41,10 @@ from .messages import (
     failed_fetch_warning,
     model_line,
     shown,
+    unexpected,
     warn_once,
 )
 from .settings import ENV_KEY, Settings, resolve_settings
-from .text import redact
 
 if TYPE_CHECKING:  # imported when models are registered, not for `llm --help`
     from .catalog import Lookup
@@ -112,11 +112,14 @@ class _PinferenceModel:
         return openai.OpenAI(**kwargs, http_client=GuardedClient(timeout=timeout, inner=inner))
 
     def explain(self, exc: openai.APIError, key: str | None) -> None:
-        """Rewrite an openai error's message in place to one actionable line, keeping its
-        type so callers' `except openai.RateLimitError` still works."""
-        text = prompt_error_message(exc, base_url=self.api_base, model_id=self.info.id)
+        """Rewrite an openai error's message in place to one bounded, redacted line, keeping
+        its type so callers' `except openai.RateLimitError` still works."""
+        secrets: tuple[str | None, ...] = (key,)
         with contextlib.suppress(Exception):
-            text = redact(text, (self.get_key(key),))
+            secrets += (self.get_key(key),)
+        text = prompt_error_message(
+            exc, base_url=self.api_base, model_id=self.info.id, secrets=secrets
+        )
         exc.args = (text,)
         exc.message = text
 
@@ -195,7 +198,11 @@ def build_models(info: ModelInfo, settings: Settings) -> tuple[PinferenceChat, P
 
 
 def prompt_error_message(
-    exc: openai.APIError, *, base_url: str | None, model_id: str | None = None
+    exc: openai.APIError,
+    *,
+    base_url: str | None,
+    model_id: str | None = None,
+    secrets: Iterable[str | None] = (),
 ) -> str:
     status: int | None = None
     retry_after: float | None = None
@@ -230,7 +237,7 @@ def prompt_error_message(
         url=base_url,
     )
     model = model_id if reason is Reason.NOT_FOUND else None
-    return describe_error(error, model_id=model, advice=advice)
+    return describe_error(error, model_id=model, advice=advice, secrets=secrets)
 
 
 # Prompts on the wire: timeouts, one retry, and a guard on what comes back
@@ -504,7 +511,7 @@ class GuardedAsyncClient(openai.DefaultAsyncHttpxClient):
 # Hooks
 
 
-def _warn_failed_fetch(lookup: Lookup) -> None:
+def _warn_failed_fetch(lookup: Lookup, secrets: Iterable[str | None]) -> None:
     assert lookup.error is not None
     warn_once(
         failed_fetch_warning(
@@ -512,6 +519,7 @@ def _warn_failed_fetch(lookup: Lookup) -> None:
             now=time.time(),
             fetched_at=lookup.fetched_at if lookup.source == "stale" else None,
             retry_at=lookup.retry_at,
+            secrets=secrets,
         )
     )
 
@@ -535,7 +543,7 @@ def register_models(register: Callable[..., None]) -> None:
         settings = _safe_settings()
         lookup = open_catalog(settings).get()
         if lookup.error is not None:
-            _warn_failed_fetch(lookup)
+            _warn_failed_fetch(lookup, (settings.api_key,))
         failed = 0
         for info in lookup.models:
             try:
@@ -545,8 +553,7 @@ def register_models(register: Callable[..., None]) -> None:
         if failed:
             warn_once(f"llm-pinference: skipped {failed} model(s) that could not be registered")
     except Exception as exc:  # never break llm for every other plugin
-        detail = redact(f"{type(exc).__name__}: {exc}", (settings.api_key,))
-        warn_once(f"llm-pinference: cannot list Pinference models ({' '.join(detail.split())})")
+        warn_once(unexpected("cannot list Pinference models", exc, (settings.api_key,)))
 
 
 @llm.hookimpl
@@ -554,4 +561,4 @@ def register_commands(cli: Any) -> None:
     try:
         cli.add_command(build_group())
     except Exception as exc:
-        warn_once(f"llm-pinference: cannot add the `llm pinference` commands ({exc})")
+        warn_once(unexpected("cannot add the `llm pinference` commands", exc))
