@@ -527,25 +527,36 @@ def _warn_failed_fetch(lookup: Lookup, secrets: Iterable[str | None]) -> None:
 def _safe_settings() -> Settings:
     try:
         return current_settings()
-    except Exception as exc:  # e.g. a corrupt keys.json: list without a key
+    except Exception as exc:  # e.g. a corrupt keys.json: the Prime settings alone
         warn_once(f"llm-pinference: cannot look up the API key ({type(exc).__name__})")
         try:
-            base = resolve_settings()
+            return resolve_settings()
         except Exception:
-            base = Settings()
-        return Settings(team_id=base.team_id, base_url=base.base_url)
+            return Settings()
 
 
 @llm.hookimpl
 def register_models(register: Callable[..., None]) -> None:
+    """Register the cached list; fetch it (at most once per TTL, with a back-off after a
+    failure) only when a key is known: a user who never configured Pinference pays
+    nothing and sees nothing."""
     settings = Settings()
     try:
         settings = _safe_settings()
-        lookup = open_catalog(settings).get()
-        if lookup.error is not None:
-            _warn_failed_fetch(lookup, (settings.api_key,))
+        catalog = open_catalog(settings)
+        if settings.api_key:
+            lookup = catalog.get()
+            if lookup.error is not None:
+                _warn_failed_fetch(lookup, (settings.api_key,))
+            models = lookup.models
+        else:
+            # Not configured: no request from every llm command. A list cached by
+            # `llm pinference models` or `refresh` (which work without a key) is used, at
+            # any age, without a word.
+            entry = catalog.cached()
+            models = entry.models if entry is not None and entry.has_list else ()
         failed = 0
-        for info in lookup.models:
+        for info in models:
             try:
                 register(*build_models(info, settings))
             except Exception:  # one odd model must not hide the others

@@ -35,6 +35,7 @@ WARNING = "llm-pinference: could not refresh the model list"
 def _plugin(fake: FakePinference, monkeypatch: pytest.MonkeyPatch) -> None:
     reset_state()
     monkeypatch.setenv("PRIME_INFERENCE_URL", fake.base_url)
+    monkeypatch.setenv("PRIME_API_KEY", KEY)  # configured: the hooks fetch the list
 
 
 def listed() -> list[str]:

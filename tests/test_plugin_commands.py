@@ -20,6 +20,7 @@ from llm_pinference.fake import FakePinference, Fault, default_catalogue
 def _plugin(fake: FakePinference, monkeypatch: pytest.MonkeyPatch) -> None:
     reset_state()
     monkeypatch.setenv("PRIME_INFERENCE_URL", fake.base_url)
+    monkeypatch.setenv("PRIME_API_KEY", KEY)  # configured: the hooks fetch the list
 
 
 def one_line_error(result: Result, *parts: str) -> None:
