@@ -10,6 +10,7 @@ the cache path are in commands.py, the messages in messages.py; this module impo
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import math
 import os
@@ -21,7 +22,7 @@ import httpx2
 import llm
 import openai
 import pydantic
-from llm.default_plugins.openai_models import AsyncChat, Chat
+from llm.default_plugins.openai_models import AsyncChat, Chat, SharedOptions, build_options_class
 
 from .commands import build_group, current_settings, open_catalog
 from .errors import (
@@ -72,6 +73,7 @@ class _PinferenceModel:
         super().__init__(**kwargs)  # llm's Chat / AsyncChat
         self.info = info
         self.team_id = team_id
+        self.Options = options_class(option_names(info))
         if self.vision:
             self.attachment_types = set(IMAGE_TYPES)
 
@@ -175,15 +177,14 @@ class PinferenceAsyncChat(_PinferenceModel, AsyncChat):
 
 def model_kwargs(info: ModelInfo, settings: Settings) -> dict[str, Any]:
     """Constructor arguments from the metadata; an unknown capability counts as absent.
-    `reasoning` selects llm's cached Options class with reasoning_effort: the Options
-    classes are shared, never built per model. Headers are built per request."""
+    The options come from option_names (set by the model class), the headers are built
+    per request."""
     return {
         "model_id": MODEL_PREFIX + info.id,
         "model_name": info.id,
         "api_base": settings.base_url,
         "team_id": settings.team_id,
         "vision": info.supports_vision is True,
-        "reasoning": info.reasoning is True,
         "supports_schema": info.supports_schema is True,
         "supports_tools": info.supports_tools is True,
     }
@@ -192,6 +193,65 @@ def model_kwargs(info: ModelInfo, settings: Settings) -> dict[str, Any]:
 def build_models(info: ModelInfo, settings: Settings) -> tuple[PinferenceChat, PinferenceAsyncChat]:
     kwargs = model_kwargs(info, settings)
     return PinferenceChat(info, **kwargs), PinferenceAsyncChat(info, **kwargs)
+
+
+# Options: what `-o` accepts, per model; llm refuses the rest before any request
+
+#: llm's option -> the `supported_parameters` entries that allow it (any one of them).
+OPTION_PARAMETERS: dict[str, tuple[str, ...]] = {
+    "temperature": ("temperature",),
+    "max_tokens": ("max_tokens", "max_completion_tokens"),
+    "top_p": ("top_p",),
+    "frequency_penalty": ("frequency_penalty",),
+    "presence_penalty": ("presence_penalty",),
+    "stop": ("stop",),
+    "logit_bias": ("logit_bias",),
+    "seed": ("seed",),
+    "json_object": ("response_format",),  # sent as response_format {"type": "json_object"}
+    "reasoning_effort": ("reasoning_effort", "reasoning"),
+}
+#: When the API does not say: llm's default set (reasoning_effort on reasoning models).
+DEFAULT_OPTIONS = frozenset(OPTION_PARAMETERS) - {"reasoning_effort"}
+
+
+def option_names(info: ModelInfo) -> frozenset[str]:
+    """The options a model offers: those its supported_parameters allow, else llm's
+    defaults; image_detail only where images are accepted."""
+    parameters = set(info.supported_parameters)
+    if parameters:
+        names = {name for name, need in OPTION_PARAMETERS.items() if parameters.intersection(need)}
+    else:
+        names = set(DEFAULT_OPTIONS)
+        if info.reasoning:
+            names.add("reasoning_effort")
+    if info.supports_vision:
+        names.add("image_detail")
+    return frozenset(names)
+
+
+def _validate_logit_bias(cls: type, value: Any) -> Any:
+    return SharedOptions.validate_logit_bias(value)
+
+
+@functools.cache
+def options_class(names: frozenset[str]) -> type[llm.Options]:
+    """One Options class per distinct set of names, shared by every model with that set
+    (a class per model made a peer plugin take seconds to register its models). Fields,
+    descriptions and validation are llm's own."""
+    every = build_options_class(reasoning=True)
+    fields: dict[str, Any] = {
+        name: (field.annotation, field)
+        for name, field in every.model_fields.items()
+        if name in names
+    }
+    validators: dict[str, Any] = {}
+    if "logit_bias" in names:
+        validators["validate_logit_bias"] = pydantic.field_validator("logit_bias")(
+            _validate_logit_bias
+        )
+    return pydantic.create_model(  # type: ignore[no-any-return, call-overload]
+        "Options", __base__=llm.Options, __validators__=validators, **fields
+    )
 
 
 # Errors in prompts
