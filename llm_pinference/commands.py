@@ -85,7 +85,9 @@ def build_group() -> click.Group:
 def models_command(json_: bool, queries: tuple[str, ...], key: str | None) -> None:
     """List the models.
 
-    Shows id, name, context and prices in USD per million tokens (input/output).
+    Shows id, serving, prices in USD per million tokens (input, output, cache read, cache
+    write), context, max output and reasoning; blank where the API does not say. Works
+    without a key (the list is public) and caches what it fetched.
     """
     settings = current_settings(key)
     # An explicit command fetches even during the back-off: the user is asking.
@@ -130,11 +132,14 @@ def model_command(model_id: str, json_: bool, key: str | None) -> None:
 
 
 @click.command(name="refresh")
+@click.option("-v", "--verbose", is_flag=True, help="List every added and removed model")
 @_key_option
-def refresh_command(key: str | None) -> None:
+def refresh_command(verbose: bool, key: str | None) -> None:
     """Fetch the model list now and report what changed.
 
-    Ignores the cache's age and any back-off after a failure.
+    Prints how many models were added, removed and unchanged, with the first few ids of
+    each change (all of them with --verbose). Ignores the cache's age and any back-off
+    after a failure.
     """
     settings = current_settings(key)
     try:
@@ -147,6 +152,7 @@ def refresh_command(key: str | None) -> None:
         unchanged=result.unchanged,
         total=len(result.after),
         had_cache=result.had_cache,
+        verbose=verbose,
     )
     click.echo("\n".join(lines))
     if not result.saved:

@@ -50,6 +50,8 @@ _ADVICE: dict[Reason, str] = {
 #: server can send anything, and an error must stay one readable line.
 DETAIL_LIMIT = 200
 MESSAGE_LIMIT = 400
+#: Ids `llm pinference refresh` shows per side before "and N more".
+REFRESH_IDS_SHOWN = 5
 _MODEL_NOT_FOUND = "no such model: list the models with `llm pinference models`"
 #: A connection that was made and then closed without an answer is not "cannot reach".
 DROPPED_ADVICE = "{url} closed the connection without answering: try again later"
@@ -159,13 +161,18 @@ def format_context(tokens: int | None) -> str | None:
 
 
 def format_price(usd_per_mtok: float | None) -> str:
+    """`$0.075`, `$3`, `$0` (free); "" when the API does not say."""
     if usd_per_mtok is None:
-        return "-"
+        return ""
     return f"${usd_per_mtok:.4f}".rstrip("0").rstrip(".") if usd_per_mtok else "$0"
 
 
 def _flag(value: bool | None) -> str:
     return "unknown" if value is None else ("yes" if value else "no")
+
+
+def _yes_no(value: bool | None) -> str:
+    return "" if value is None else ("yes" if value else "no")
 
 
 def model_line(model: ModelInfo) -> str:
@@ -213,19 +220,44 @@ def table(rows: Sequence[Sequence[str]]) -> str:
     return "\n".join(line.rstrip() for line in lines)
 
 
+MODELS_TABLE_HEADER = (
+    "id",
+    "serving",
+    "in $/M",
+    "out $/M",
+    "cache rd $/M",
+    "cache wr $/M",
+    "context",
+    "max out",
+    "reasoning",
+)
+
+
 def models_table(models: Iterable[ModelInfo]) -> str:
-    rows: list[Sequence[str]] = [("id", "name", "context", "input $/M", "output $/M")]
-    rows += [
-        (
-            MODEL_PREFIX + shown(m.id),
-            shown(m.display_name or ""),
-            format_context(m.context_window) or "-",
-            format_price(m.pricing.input),
-            format_price(m.pricing.output),
+    """What `prime inference models` shows and more: prices in USD per million tokens
+    (input, output, cache read, cache write), context, max output, reasoning; a blank
+    where the API does not say."""
+    rows: list[Sequence[str]] = [MODELS_TABLE_HEADER]
+    for m in models:
+        p = m.pricing
+        rows.append(
+            (
+                MODEL_PREFIX + shown(m.id),
+                shown(m.serving or ""),
+                format_price(p.input),
+                format_price(p.output),
+                format_price(p.cache_read),
+                format_price(p.cache_write),
+                format_context(m.context_window) or "",
+                format_context(m.max_output_tokens) or "",
+                _yes_no(m.reasoning),
+            )
         )
-        for m in models
-    ]
     return table(rows)
+
+
+def _per_mtok(price: float | None) -> str:
+    return f"{format_price(price)} / M tokens" if price is not None else "-"
 
 
 def model_details(model: ModelInfo) -> str:
@@ -238,12 +270,12 @@ def model_details(model: ModelInfo) -> str:
         ("serving", shown(model.serving or "-")),
         ("context", f"{model.context_window:,} tokens" if model.context_window else "-"),
         ("max output", f"{model.max_output_tokens:,} tokens" if model.max_output_tokens else "-"),
-        ("price input", f"{format_price(p.input)} / M tokens"),
-        ("price output", f"{format_price(p.output)} / M tokens"),
+        ("price input", _per_mtok(p.input)),
+        ("price output", _per_mtok(p.output)),
     ]
     if p.cache_read is not None or p.cache_write is not None:
-        rows.append(("price cache read", f"{format_price(p.cache_read)} / M tokens"))
-        rows.append(("price cache write", f"{format_price(p.cache_write)} / M tokens"))
+        rows.append(("price cache read", _per_mtok(p.cache_read)))
+        rows.append(("price cache write", _per_mtok(p.cache_write)))
     rows += [
         ("input", shown(", ".join(model.input_modalities)) or "-"),
         ("output", shown(", ".join(model.output_modalities)) or "-"),
@@ -267,15 +299,30 @@ def matches(model: ModelInfo, queries: Iterable[str]) -> bool:
 
 
 def refresh_lines(
-    added: Sequence[str], removed: Sequence[str], *, unchanged: int, total: int, had_cache: bool
+    added: Sequence[str],
+    removed: Sequence[str],
+    *,
+    unchanged: int,
+    total: int,
+    had_cache: bool,
+    verbose: bool = False,
 ) -> list[str]:
-    """What `llm pinference refresh` prints: what was added and removed, then the totals."""
+    """What `llm pinference refresh` prints: per side, the count and the first few ids
+    (every id, one per line, with verbose), then the totals."""
     lines: list[str] = []
-    if added:
-        lines.append(f"Added {len(added)}: " + ", ".join(MODEL_PREFIX + shown(m) for m in added))
-    if removed:
-        ids = ", ".join(MODEL_PREFIX + shown(m) for m in removed)
-        lines.append(f"Removed {len(removed)}: {ids}")
+    for label, ids in (("Added", added), ("Removed", removed)):
+        if not ids:
+            continue
+        names = [MODEL_PREFIX + shown(i) for i in ids]
+        if verbose:
+            lines.append(f"{label} {len(names)}:")
+            lines += [f"  {name}" for name in names]
+        elif len(names) <= REFRESH_IDS_SHOWN:
+            lines.append(f"{label} {len(names)}: {', '.join(names)}")
+        else:
+            first = ", ".join(names[:REFRESH_IDS_SHOWN])
+            more = len(names) - REFRESH_IDS_SHOWN
+            lines.append(f"{label} {len(names)}: {first} and {more} more (--verbose lists them)")
     summary = f"{len(added)} added, {len(removed)} removed, {unchanged} unchanged"
     if not had_cache:
         summary += " (no previous list)"

@@ -24,6 +24,7 @@ import openai
 import pydantic
 from llm.default_plugins.openai_models import AsyncChat, Chat, SharedOptions, build_options_class
 
+from .client import USER_AGENT
 from .commands import build_group, current_settings, open_catalog
 from .errors import (
     PinferenceError,
@@ -100,7 +101,7 @@ class _PinferenceModel:
         kwargs: dict[str, Any] = {
             "api_key": settings.api_key,
             "base_url": settings.base_url,
-            "default_headers": settings.headers(),
+            "default_headers": {**settings.headers(), "User-Agent": USER_AGENT},
             "timeout": timeout,
             "max_retries": MAX_RETRIES,
         }
