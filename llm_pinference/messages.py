@@ -1,5 +1,5 @@
 """What the llm plugin says: error messages with advice, warnings, and the formatting of
-models and refresh results.
+models, refresh results and cost reports.
 
 No llm import: cheap to import and to test alone. Every string that came from the API is
 shown through `shown()` (control characters and ANSI escapes made visible), and every
@@ -9,8 +9,9 @@ error line is redacted, made one line and bounded (`describe_error`).
 from __future__ import annotations
 
 import contextlib
+import datetime
 from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import click
 
@@ -328,3 +329,97 @@ def refresh_lines(
         summary += " (no previous list)"
     lines.append(f"{summary}; {total} models in total")
     return lines
+
+
+# Cost report
+
+
+class ModelCost(NamedTuple):
+    """The usage llm logged for one model, and its price (None: no price known)."""
+
+    model: str  # llm's model id, pinference/<id>
+    responses: int
+    input_tokens: int  # all input tokens, cached ones included
+    cache_read_tokens: int
+    cache_write_tokens: int
+    output_tokens: int
+    cost_usd: float | None
+
+
+class CostReport(NamedTuple):
+    models: tuple[ModelCost, ...]  # models with usage, priced or not
+    no_usage: dict[str, int]  # model -> responses logged without token counts
+    since: datetime.datetime | None = None
+
+    @property
+    def priced(self) -> tuple[ModelCost, ...]:
+        return tuple(m for m in self.models if m.cost_usd is not None)
+
+    @property
+    def unpriced(self) -> tuple[ModelCost, ...]:
+        return tuple(m for m in self.models if m.cost_usd is None)
+
+    @property
+    def total_usd(self) -> float:
+        return sum(m.cost_usd or 0.0 for m in self.models)
+
+
+def format_usd(amount: float) -> str:
+    """A cost: `$12.35`; below a dollar to the millionth, `$0.049135`, `$0.00074`."""
+    if amount >= 1:
+        return f"${amount:,.2f}"
+    return f"${amount:.6f}".rstrip("0").rstrip(".") if amount >= 0.0000005 else "$0"
+
+
+def cost_lines(report: CostReport) -> list[str]:
+    """The text of `llm pinference cost`: one row per model, the total, and which
+    responses could not be counted or priced."""
+    when = report.since.strftime("%Y-%m-%d %H:%M UTC") if report.since else None
+    scope = f"since {when}" if when else "in all of llm's logs"
+    if not report.models and not report.no_usage:
+        return [f"No {MODEL_PREFIX}* responses {scope}."]
+    rows: list[Sequence[str]] = [
+        ("model", "responses", "input", "cache read", "cache write", "output", "cost")
+    ]
+    for m in report.models:
+        rows.append(
+            (
+                shown(m.model),
+                f"{m.responses:,}",
+                f"{m.input_tokens:,}",
+                f"{m.cache_read_tokens:,}",
+                f"{m.cache_write_tokens:,}",
+                f"{m.output_tokens:,}",
+                format_usd(m.cost_usd) if m.cost_usd is not None else "no price",
+            )
+        )
+    totals = [sum(getattr(m, f) for m in report.models) for f in ModelCost._fields[1:6]]
+    rows.append(("total", *(f"{t:,}" for t in totals), format_usd(report.total_usd)))
+    lines = [f"Pinference usage {scope}, priced with the cached model list (USD):", table(rows)]
+    if report.unpriced:
+        count = sum(m.responses for m in report.unpriced)
+        names = ", ".join(shown(m.model) for m in report.unpriced)
+        lines.append(
+            f"{count} response(s) with no price (model not in the list, or no price for it), "
+            f"not in the total: {names}"
+        )
+    if report.no_usage:
+        count = sum(report.no_usage.values())
+        names = ", ".join(shown(m) for m in report.no_usage)
+        lines.append(f"{count} response(s) logged without token usage, not counted: {names}")
+    return lines
+
+
+def cost_json(report: CostReport) -> dict[str, Any]:
+    models = [m._asdict() for m in report.models]
+    totals = {f: sum(getattr(m, f) for m in report.models) for f in ModelCost._fields[1:6]}
+    return {
+        "since": report.since.isoformat() if report.since else None,
+        "models": models,
+        "total": {**totals, "cost_usd": report.total_usd},
+        "no_price": {
+            "responses": sum(m.responses for m in report.unpriced),
+            "models": [m.model for m in report.unpriced],
+        },
+        "no_usage": {"responses": sum(report.no_usage.values()), "models": list(report.no_usage)},
+    }
