@@ -87,9 +87,15 @@ def test_models_json() -> None:
 
 
 def test_models_uses_the_warm_cache(fake: FakePinference) -> None:
-    invoke(["models"])
-    invoke(["pinference", "models"])
+    first = invoke(["models"])
+    assert first.exit_code == 0, first.output
     assert len(fake.requests_for("list")) == 1
+    result = invoke(["pinference", "models"])
+    assert result.exit_code == 0, result.output
+    assert result.stderr == ""
+    listed = [line.split()[0] for line in result.stdout.splitlines()[1:]]
+    assert listed == ["pinference/" + m["id"] for m in default_catalogue()]
+    assert len(fake.requests_for("list")) == 1  # served from the cache the hooks filled
 
 
 def test_models_shows_the_stale_list_when_the_fetch_fails(fake: FakePinference) -> None:

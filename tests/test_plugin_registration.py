@@ -275,18 +275,30 @@ def test_no_team_header_without_a_team(fake: FakePinference) -> None:
 # The hooks never raise
 
 
-def test_a_failing_catalog_never_breaks_llm(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_failing_catalog_never_breaks_llm(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    calls = []
+
     def broken(self: object, **kwargs: object) -> None:
+        calls.append(1)
         raise RuntimeError("boom")
 
     monkeypatch.setattr(catalog.Catalog, "get", broken)
+    warning = "llm-pinference: cannot list Pinference models"
     result = invoke(["models"])
     assert result.exit_code == 0
     assert "OpenAI Chat: gpt-4o" in result.stdout
-    assert result.stderr.count("llm-pinference: cannot list Pinference models") == 1
+    assert result.stderr.count(warning) == 1
     assert "RuntimeError: boom" in result.stderr
-    llm.get_model("gpt-4o")  # still resolvable, and no second warning
-    invoke(["models"])
+    # The same failure again, in the same process: still resolvable, and not said twice.
+    failures = len(calls)
+    capsys.readouterr()
+    assert llm.get_model("gpt-4o").model_id == "gpt-4o"
+    again = invoke(["models"])
+    assert again.exit_code == 0 and "OpenAI Chat: gpt-4o" in again.stdout
+    assert len(calls) > failures  # the hook failed again...
+    assert warning not in capsys.readouterr().err + again.stderr  # ...and said nothing
 
 
 def test_a_corrupt_keys_file_still_lists_models(fake: FakePinference) -> None:
