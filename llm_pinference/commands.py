@@ -11,9 +11,8 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import functools
 import json
-import re
-import sqlite3
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -41,6 +40,8 @@ from .settings import ENV_KEY, Settings, credentials
 from .text import DURATION_UNITS
 
 if TYPE_CHECKING:  # imported when a command runs, not for `llm --help`
+    import re
+
     from .catalog import Catalog
     from .models import ModelInfo
 
@@ -181,14 +182,18 @@ class LoggedUsage(NamedTuple):
     when: datetime.datetime | None
 
 
-_DURATION = re.compile(
-    "".join(rf"(?:(?P<{unit}>\d+(?:\.\d+)?){unit})?" for unit, _ in DURATION_UNITS)
-)
+@functools.cache
+def _duration() -> re.Pattern[str]:
+    import re  # compiled on first use: this module is imported on every llm command
+
+    return re.compile(
+        "".join(rf"(?:(?P<{unit}>\d+(?:\.\d+)?){unit})?" for unit, _ in DURATION_UNITS)
+    )
 
 
 def parse_duration(text: str) -> float:
     """`90m`, `24h`, `7d`, `2w`, `1h30m` (Prometheus' units) -> seconds; ValueError if not."""
-    match = _DURATION.fullmatch(text.strip())
+    match = _duration().fullmatch(text.strip())
     if not text.strip() or match is None:
         raise ValueError(f"not a duration: {text!r} (examples: 90m, 24h, 7d, 2w, 1h30m)")
     scales = dict(DURATION_UNITS)
@@ -240,6 +245,8 @@ _OLDER_RESPONSES = (
 def logged_usage(path: Path, model: str | None = None) -> list[LoggedUsage]:
     """pinference/* responses in llm's logs database: `turns` (llm 0.36 and later) and
     the `responses` rows older versions wrote that have no turn of the same id."""
+    import sqlite3
+
     uri = path.resolve().as_uri() + "?mode=ro"
     with contextlib.closing(sqlite3.connect(uri, uri=True)) as db:
         tables = {row[0] for row in db.execute("select name from sqlite_master")}
@@ -377,6 +384,8 @@ def cost_command(
         raise click.ClickException(f"No log database found at {path}")
     if model_id and not model_id.startswith(MODEL_PREFIX):
         model_id = MODEL_PREFIX + model_id
+    import sqlite3
+
     try:
         logged = logged_usage(path, model_id)
     except sqlite3.Error as exc:

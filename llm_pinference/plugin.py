@@ -24,7 +24,6 @@ import openai
 import pydantic
 from llm.default_plugins.openai_models import AsyncChat, Chat, SharedOptions, build_options_class
 
-from .client import USER_AGENT
 from .commands import build_group, current_settings, open_catalog
 from .errors import (
     PinferenceError,
@@ -74,9 +73,14 @@ class _PinferenceModel:
         super().__init__(**kwargs)  # llm's Chat / AsyncChat
         self.info = info
         self.team_id = team_id
-        self.Options = options_class(option_names(info))
         if self.vision:
             self.attachment_types = set(IMAGE_TYPES)
+
+    @property
+    def Options(self) -> type[llm.Options]:
+        """This model's options class, looked up on first use (`llm models` never needs
+        it): shared by every model with the same options."""
+        return options_class(option_names(self.info))
 
     def get_key(self, explicit_key: str | None = None) -> str | None:
         """The one key lookup (commands.current_settings); `model.key`, when a Python
@@ -96,6 +100,8 @@ class _PinferenceModel:
     def get_client(self, key: str | None, *, async_: bool = False) -> Any:
         """The openai client llm would build, from the seam's settings and headers, with
         the plugin's timeouts, one retry at most, and the answer guarded (`GuardedClient`)."""
+        from .client import USER_AGENT  # not at import: llm imports this module for --help
+
         settings = self.request_settings(key)
         timeout = http_timeout(prompt_timeout())
         kwargs: dict[str, Any] = {
