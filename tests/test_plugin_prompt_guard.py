@@ -287,3 +287,17 @@ def test_a_good_answer_still_works_after_the_guard(fake: FakePinference) -> None
         result = invoke(["-m", MODEL, "hello there", *extra])
         assert result.exit_code == 0, result.output
         assert result.stdout.strip() == "Hello from deepseek-chat! You said: hello there"
+
+
+def test_llms_response_logging_still_works_and_is_guarded(
+    fake: FakePinference, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LLM_OPENAI_SHOW_RESPONSES", "1")
+    result = invoke(["-m", MODEL, "hello there", "--no-stream"])
+    assert result.exit_code == 0, result.output
+    assert "Request: POST http://127.0.0.1:" in result.stderr  # llm's own debugging aid
+    errors_as_users_see_them(monkeypatch)
+    fake.set_fault("chat", Fault(mode="wrong_shape"))
+    result = invoke(["-m", MODEL, "hi", "--no-stream"])
+    assert result.exit_code == 1
+    assert result.stderr.strip().splitlines()[-1].startswith("Error: Pinference invalid_response")
