@@ -380,7 +380,7 @@ class _Meter:
         self.ok = response.is_success
         self.events = streaming and self.ok
         self.content_type = response.headers.get("content-type", "none")
-        self.limit = MAX_STREAM_BYTES if streaming else MAX_BODY_BYTES
+        self.limit = MAX_STREAM_BYTES if self.events else MAX_BODY_BYTES  # errors: bodies
         self.size = 0
         self.line_size = 0
         self.line_head = b""  # the first bytes of the current line: enough to classify it

@@ -301,3 +301,14 @@ def test_llms_response_logging_still_works_and_is_guarded(
     result = invoke(["-m", MODEL, "hi", "--no-stream"])
     assert result.exit_code == 1
     assert result.stderr.strip().splitlines()[-1].startswith("Error: Pinference invalid_response")
+
+
+@pytest.mark.parametrize("extra", STREAMS)
+def test_a_huge_error_body_is_refused_too(
+    fake: FakePinference, monkeypatch: pytest.MonkeyPatch, extra: list[str]
+) -> None:
+    errors_as_users_see_them(monkeypatch)
+    fake.set_fault("chat", Fault(mode="huge", status=500))  # 20 MiB, declared
+    line = one_line_error(invoke(["-m", MODEL, "hi", *extra]), "Pinference invalid_response")
+    assert "the answer is 20 MiB, more than 16 MiB" in line  # an error body is a body
+    assert len(fake.requests_for("chat")) == 1
