@@ -90,6 +90,7 @@ def base_env(home: Path, user_dir: Path, base_url: str) -> dict[str, str]:
         LLM_USER_PATH=str(user_dir),
         PRIME_INFERENCE_URL=base_url,
         OPENROUTER_KEY="sk-or-dummy-benchmark",  # llm-openrouter lists only with a key
+        PRIME_API_KEY="pit-dummy-benchmark",  # so does llm-pinference's hook (the fetching)
     )
     return env
 

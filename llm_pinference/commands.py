@@ -1,180 +1,77 @@
-"""`llm pinference ...` commands and the plugin's user-facing error messages.
+"""`llm pinference models | model | refresh | cost`, and llm's side of the credentials seam.
 
-No llm import here: the plugin passes in its key lookup and cache path, so this module is
-cheap to import on every llm command (llm runs register_commands even for `llm --help`).
+The key lookup (`--key`, then `llm keys set pinference`, then the Prime settings) and the
+cache path in llm's directory live here, shared with the hooks: plugin.py imports this
+module, never the other way round. llm is already imported when this runs (llm imports the
+plugin), so importing it costs nothing; `requests` is imported only by the commands that
+make a request.
 """
 
 from __future__ import annotations
 
 import contextlib
+import datetime
+import functools
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable, Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import click
+import llm
 
-from .errors import PinferenceError, Reason
-from .settings import ENV_KEY, Settings
-from .text import redact
+from .errors import PinferenceError
+from .messages import (
+    KEY_ALIAS,
+    MODEL_PREFIX,
+    CostReport,
+    ModelCost,
+    cost_json,
+    cost_lines,
+    describe_error,
+    matches,
+    model_details,
+    model_json,
+    models_table,
+    refresh_lines,
+    warn,
+)
+from .settings import ENV_KEY, Settings, credentials
+from .text import DURATION_UNITS
 
-if TYPE_CHECKING:  # the models module is only needed once models are listed
+if TYPE_CHECKING:  # imported when a command runs, not for `llm --help`
+    import re
+
     from .catalog import Catalog
     from .models import ModelInfo
 
-MODEL_PREFIX = "pinference/"
 #: (connect, read) seconds for `llm pinference model`: a user is waiting for one answer.
 COMMAND_TIMEOUTS = (3.05, 10.0)
-KEY_ALIAS = "pinference"
-KEY_HINT = f"run `llm keys set {KEY_ALIAS}` or set {ENV_KEY}"
-
-# What the user should do about each failure. `{url}` is the base URL in use.
-_ADVICE: dict[Reason, str] = {
-    Reason.UNAUTHORIZED: f"the API key was not accepted: {KEY_HINT}",
-    Reason.PAYMENT_REQUIRED: "the account is out of credit: add funds to your Prime "
-    "Intellect account (or choose another team with PRIME_TEAM_ID)",
-    Reason.FORBIDDEN: "the key is not allowed to do this: use a key with the Inference "
-    "permission, and check PRIME_TEAM_ID",
-    Reason.NOT_FOUND: "{url} has no such resource: check PRIME_INFERENCE_URL",
-    Reason.RATE_LIMITED: "rate limited: wait a little and try again",
-    Reason.CLIENT_ERROR: "the request was refused: check the model id and options",
-    Reason.SERVER_ERROR: "the service is having trouble: try again later",
-    Reason.TIMEOUT: "no answer from {url} in time: check your network or PRIME_INFERENCE_URL",
-    Reason.CONNECTION_ERROR: "cannot reach {url}: check your network or PRIME_INFERENCE_URL",
-    Reason.INVALID_RESPONSE: "{url} did not answer like the Pinference API: "
-    "check PRIME_INFERENCE_URL",
-}
-_MODEL_NOT_FOUND = "no such model: list the models with `llm pinference models`"
 
 
-def describe_error(error: PinferenceError, *, model_id: str | None = None) -> str:
-    """One line: what failed and what to do, e.g. "Pinference unauthorized (HTTP 401): the
-    API key was not accepted: run `llm keys set pinference` or set PRIME_API_KEY"."""
-    status = f" (HTTP {error.status})" if error.status is not None else ""
-    if error.reason is Reason.NOT_FOUND and model_id is not None:
-        advice = _MODEL_NOT_FOUND
-    else:
-        advice = _ADVICE.get(error.reason, "").format(url=error.url or "the API")
-    if error.reason is Reason.RATE_LIMITED and error.retry_after is not None:
-        advice = f"rate limited: wait {error.retry_after:g}s and try again"
-    detail = error.api_message or error.message
-    subject = f" for {model_id!r}" if model_id and error.reason is Reason.NOT_FOUND else ""
-    text = f"Pinference {error.reason.value}{status}{subject}: {advice}"
-    if detail and detail not in text:
-        text += f" ({detail})"
-    return " ".join(text.split())
+# Credentials and cache: one lookup for listing, prompting and the commands
 
 
-def warn(message: str) -> None:
-    """One line on stderr; never raises (a closed stderr must not break a command)."""
-    with contextlib.suppress(Exception):
-        click.echo(" ".join(message.split()), err=True)
+def current_settings(
+    explicit_key: str | None = None, config: Mapping[str, object] | None = None
+) -> Settings:
+    """Key, team and base URL. The key: `--key`, then `llm keys set pinference`, then
+    PRIME_API_KEY, then ~/.prime/config.json (the first two are llm's, the rest the seam's)."""
+    key = llm.get_key(explicit_key=explicit_key, key_alias=KEY_ALIAS, env_var=ENV_KEY)
+    return credentials(key, config=config)
 
 
-# Formatting
+def open_catalog(settings: Settings) -> Catalog:
+    from .catalog import CACHE_FILENAME, Catalog
 
-
-def format_context(tokens: int | None) -> str | None:
-    """131072 -> "128k", 200000 -> "200k", 1048576 -> "1M": as people say them."""
-    if tokens is None or tokens <= 0:
-        return None
-    kilo = 1024 if tokens % 1024 == 0 else 1000  # binary sizes are quoted in binary units
-    if tokens >= kilo * kilo:
-        return f"{tokens / (kilo * kilo):.3g}M"
-    if tokens >= kilo:
-        return f"{tokens / kilo:.3g}k"
-    return str(tokens)
-
-
-def format_price(usd_per_mtok: float | None) -> str:
-    if usd_per_mtok is None:
-        return "-"
-    return f"${usd_per_mtok:.4f}".rstrip("0").rstrip(".") if usd_per_mtok else "$0"
-
-
-def _flag(value: bool | None) -> str:
-    return "unknown" if value is None else ("yes" if value else "no")
-
-
-def model_json(model: ModelInfo) -> dict[str, Any]:
-    pricing = model.pricing
-    return {
-        "id": model.id,
-        "llm_model_id": MODEL_PREFIX + model.id,
-        "display_name": model.display_name,
-        "owned_by": model.owned_by,
-        "serving": model.serving,
-        "created": model.created,
-        "context_window": model.context_window,
-        "max_output_tokens": model.max_output_tokens,
-        "pricing_usd_per_mtok": {
-            "input": pricing.input,
-            "output": pricing.output,
-            "cache_read": pricing.cache_read,
-            "cache_write": pricing.cache_write,
-        },
-        "input_modalities": list(model.input_modalities),
-        "output_modalities": list(model.output_modalities),
-        "supported_parameters": list(model.supported_parameters),
-        "supports_vision": model.supports_vision,
-        "supports_tools": model.supports_tools,
-        "supports_schema": model.supports_schema,
-        "supports_reasoning": model.reasoning,
-    }
-
-
-def table(rows: list[list[str]]) -> str:
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    lines = ("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in rows)
-    return "\n".join(line.rstrip() for line in lines)
-
-
-def matches(model: ModelInfo, queries: Iterable[str]) -> bool:
-    """Every query (case-insensitive) in the id, display name or owner, like `llm models -q`."""
-    haystack = " ".join(filter(None, (model.id, model.display_name, model.owned_by))).lower()
-    return all(q.lower() in haystack for q in queries)
-
-
-def model_details(model: ModelInfo) -> str:
-    p = model.pricing
-    rows = [
-        ("id", model.id),
-        ("llm model id", MODEL_PREFIX + model.id),
-        ("name", model.display_name or "-"),
-        ("owned by", model.owned_by),
-        ("serving", model.serving or "-"),
-        ("context", f"{model.context_window:,} tokens" if model.context_window else "-"),
-        ("max output", f"{model.max_output_tokens:,} tokens" if model.max_output_tokens else "-"),
-        ("price input", f"{format_price(p.input)} / M tokens"),
-        ("price output", f"{format_price(p.output)} / M tokens"),
-    ]
-    if p.cache_read is not None or p.cache_write is not None:
-        rows.append(("price cache read", f"{format_price(p.cache_read)} / M tokens"))
-        rows.append(("price cache write", f"{format_price(p.cache_write)} / M tokens"))
-    rows += [
-        ("input", ", ".join(model.input_modalities) or "-"),
-        ("output", ", ".join(model.output_modalities) or "-"),
-        ("vision", _flag(model.supports_vision)),
-        ("tools", _flag(model.supports_tools)),
-        ("schemas", _flag(model.supports_schema)),
-        ("reasoning", _flag(model.reasoning)),
-        ("parameters", ", ".join(model.supported_parameters) or "-"),
-    ]
-    width = max(len(name) for name, _ in rows)
-    return "\n".join(f"{name + ':':<{width + 1}} {value}" for name, value in rows)
+    return Catalog(llm.user_dir() / CACHE_FILENAME, settings)
 
 
 # Commands
 
 
-class Hooks(NamedTuple):
-    """What the commands need from the plugin (which owns llm's key lookup and user dir)."""
-
-    settings: Callable[[str | None], Settings]  # explicit --key -> resolved settings
-    catalog: Callable[[Settings], Catalog]
-
-
 def _fail(error: PinferenceError, settings: Settings, **kwargs: Any) -> click.ClickException:
-    return click.ClickException(redact(describe_error(error, **kwargs), (settings.api_key,)))
+    return click.ClickException(describe_error(error, secrets=(settings.api_key,), **kwargs))
 
 
 _key_option = click.option(
@@ -182,113 +79,336 @@ _key_option = click.option(
 )
 
 
-def build_group(hooks: Hooks) -> click.Group:
-    @click.group(name="pinference")
-    def group() -> None:
-        "Commands for the llm-pinference plugin (Prime Intellect inference)"
-
-    group.add_command(_models_command(hooks))
-    group.add_command(_model_command(hooks))
-    group.add_command(_refresh_command(hooks))
+def build_group() -> click.Group:
+    """The `llm pinference` group, added to llm's CLI by the plugin's register_commands."""
+    group = click.Group(
+        name="pinference",
+        help="Commands for the llm-pinference plugin (Prime Intellect inference)",
+    )
+    for command in (models_command, model_command, refresh_command, cost_command):
+        group.add_command(command)
     return group
 
 
-def _models_command(hooks: Hooks) -> click.Command:
-    @click.command(name="models")
-    @click.option("json_", "--json", is_flag=True, help="Output as JSON")
-    @click.option(
-        "queries", "-q", "--query", multiple=True, help="Only models matching all of these"
+@click.command(name="models")
+@click.option("json_", "--json", is_flag=True, help="Output as JSON")
+@click.option("queries", "-q", "--query", multiple=True, help="Only models matching all of these")
+@_key_option
+def models_command(json_: bool, queries: tuple[str, ...], key: str | None) -> None:
+    """List the models.
+
+    Shows id, serving, prices in USD per million tokens (input, output, cache read, cache
+    write), context, max output and reasoning; blank where the API does not say. Works
+    without a key (the list is public) and caches what it fetched.
+    """
+    settings = current_settings(key)
+    # An explicit command fetches even during the back-off: the user is asking.
+    lookup = open_catalog(settings).get(respect_backoff=False)
+    if lookup.error is not None:
+        if not lookup.models:
+            raise _fail(lookup.error, settings)
+        message = describe_error(lookup.error, secrets=(settings.api_key,))
+        warn(f"llm-pinference: showing the cached list: {message}")
+    models = [m for m in lookup.models if matches(m, queries)]
+    if json_:
+        click.echo(json.dumps([model_json(m) for m in models], indent=2))
+    elif not models:
+        click.echo("No models found" + (" matching the query" if queries else ""), err=True)
+    else:
+        click.echo(models_table(models))
+
+
+@click.command(name="model")
+@click.argument("model_id")
+@click.option("json_", "--json", is_flag=True, help="Output as JSON")
+@_key_option
+def model_command(model_id: str, json_: bool, key: str | None) -> None:
+    """Show one model's details.
+
+    MODEL_ID may carry the `pinference/` prefix. Asks the API (GET /models/{id}).
+    """
+    from .client import PinferenceClient
+
+    if model_id.startswith(MODEL_PREFIX):
+        model_id = model_id[len(MODEL_PREFIX) :]
+    if not model_id.strip():
+        raise click.ClickException("the model id must not be empty")
+    settings = current_settings(key)
+    try:
+        connect, read = COMMAND_TIMEOUTS
+        with PinferenceClient(settings, connect_timeout=connect, read_timeout=read) as client:
+            model = client.get_model(model_id)
+    except PinferenceError as exc:
+        raise _fail(exc, settings, model_id=model_id) from None
+    click.echo(json.dumps(model_json(model), indent=2) if json_ else model_details(model))
+
+
+@click.command(name="refresh")
+@click.option("-v", "--verbose", is_flag=True, help="List every added and removed model")
+@_key_option
+def refresh_command(verbose: bool, key: str | None) -> None:
+    """Fetch the model list now and report what changed.
+
+    Prints how many models were added, removed and unchanged, with the first few ids of
+    each change (all of them with --verbose). Ignores the cache's age and any back-off
+    after a failure.
+    """
+    settings = current_settings(key)
+    try:
+        result = open_catalog(settings).refresh()
+    except PinferenceError as exc:
+        raise _fail(exc, settings) from None
+    lines = refresh_lines(
+        result.added,
+        result.removed,
+        unchanged=result.unchanged,
+        total=len(result.after),
+        had_cache=result.had_cache,
+        verbose=verbose,
     )
-    @_key_option
-    def models_command(json_: bool, queries: tuple[str, ...], key: str | None) -> None:
-        """List the models.
-
-        Shows id, name, context and prices in USD per million tokens (input/output).
-        """
-        settings = hooks.settings(key)
-        # An explicit command fetches even during the back-off: the user is asking.
-        lookup = hooks.catalog(settings).get(respect_backoff=False)
-        if lookup.error is not None:
-            if not lookup.models:
-                raise _fail(lookup.error, settings)
-            warn(f"llm-pinference: showing the cached list: {describe_error(lookup.error)}")
-        models = [m for m in lookup.models if matches(m, queries)]
-        if json_:
-            click.echo(json.dumps([model_json(m) for m in models], indent=2))
-        elif not models:
-            click.echo("No models found" + (" matching the query" if queries else ""), err=True)
-        else:
-            click.echo(models_table(models))
-
-    return models_command
+    click.echo("\n".join(lines))
+    if not result.saved:
+        warn("llm-pinference: could not write the model cache file")
 
 
-def models_table(models: list[ModelInfo]) -> str:
-    rows = [["id", "name", "context", "input $/M", "output $/M"]]
-    rows += [
-        [
-            MODEL_PREFIX + m.id,
-            m.display_name or "",
-            format_context(m.context_window) or "-",
-            format_price(m.pricing.input),
-            format_price(m.pricing.output),
-        ]
-        for m in models
+# Cost: the usage llm logged for pinference/* responses, priced with the cached list
+
+
+class LoggedUsage(NamedTuple):
+    model: str
+    input_tokens: int | None
+    output_tokens: int | None
+    details: Mapping[str, Any]
+    when: datetime.datetime | None
+
+
+@functools.cache
+def _duration() -> re.Pattern[str]:
+    import re  # compiled on first use: this module is imported on every llm command
+
+    return re.compile(
+        "".join(rf"(?:(?P<{unit}>\d+(?:\.\d+)?){unit})?" for unit, _ in DURATION_UNITS)
+    )
+
+
+def parse_duration(text: str) -> float:
+    """`90m`, `24h`, `7d`, `2w`, `1h30m` (Prometheus' units) -> seconds; ValueError if not."""
+    match = _duration().fullmatch(text.strip())
+    if not text.strip() or match is None:
+        raise ValueError(f"not a duration: {text!r} (examples: 90m, 24h, 7d, 2w, 1h30m)")
+    scales = dict(DURATION_UNITS)
+    return sum(float(value) * scales[unit] for unit, value in match.groupdict().items() if value)
+
+
+def _since(ctx: click.Context, param: click.Parameter, value: str | None) -> float | None:
+    if value is None:
+        return None
+    try:
+        return parse_duration(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+def _when(value: object) -> datetime.datetime | None:
+    """llm's datetime_utc (ISO, with or without an offset: older llm wrote naive UTC)."""
+    if not isinstance(value, str):
+        return None
+    try:
+        when = datetime.datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return when if when.tzinfo else when.replace(tzinfo=datetime.timezone.utc)
+
+
+def _details(value: object) -> Mapping[str, Any]:
+    try:
+        details = json.loads(value) if isinstance(value, str) else None
+    except (ValueError, RecursionError):
+        return {}
+    return details if isinstance(details, dict) else {}
+
+
+_TURNS = (
+    "select model, input_tokens, output_tokens, token_details, datetime_utc"
+    " from turns where model like 'pinference/%'"
+)
+_RESPONSES = (
+    "select model, input_tokens, output_tokens, token_details, datetime_utc"
+    " from responses where model like 'pinference/%'"
+)
+_OLDER_RESPONSES = (
+    "select model, input_tokens, output_tokens, token_details, datetime_utc"
+    " from responses where model like 'pinference/%' and id not in (select id from turns)"
+)
+
+
+def logged_usage(path: Path, model: str | None = None) -> list[LoggedUsage]:
+    """pinference/* responses in llm's logs database: `turns` (llm 0.36 and later) and
+    the `responses` rows older versions wrote that have no turn of the same id."""
+    import sqlite3
+
+    uri = path.resolve().as_uri() + "?mode=ro"
+    with contextlib.closing(sqlite3.connect(uri, uri=True)) as db:
+        tables = {row[0] for row in db.execute("select name from sqlite_master")}
+        queries = []
+        if "turns" in tables:
+            queries.append(_TURNS)
+        if "responses" in tables:
+            queries.append(_OLDER_RESPONSES if "turns" in tables else _RESPONSES)
+        rows = [row for query in queries for row in db.execute(query)]
+    return [
+        LoggedUsage(
+            model=row[0],
+            input_tokens=row[1] if isinstance(row[1], int) else None,
+            output_tokens=row[2] if isinstance(row[2], int) else None,
+            details=_details(row[3]),
+            when=_when(row[4]),
+        )
+        for row in rows
+        # LIKE ignores case; model ids do not.
+        if isinstance(row[0], str)
+        and row[0].startswith(MODEL_PREFIX)
+        and (model is None or row[0] == model)
     ]
-    return table(rows)
 
 
-def _model_command(hooks: Hooks) -> click.Command:
-    @click.command(name="model")
-    @click.argument("model_id")
-    @click.option("json_", "--json", is_flag=True, help="Output as JSON")
-    @_key_option
-    def model_command(model_id: str, json_: bool, key: str | None) -> None:
-        """Show one model's details.
-
-        MODEL_ID may carry the `pinference/` prefix. Asks the API (GET /models/{id}).
-        """
-        from .client import PinferenceClient
-
-        if model_id.startswith(MODEL_PREFIX):
-            model_id = model_id[len(MODEL_PREFIX) :]
-        if not model_id.strip():
-            raise click.ClickException("the model id must not be empty")
-        settings = hooks.settings(key)
-        try:
-            connect, read = COMMAND_TIMEOUTS
-            with PinferenceClient(settings, connect_timeout=connect, read_timeout=read) as client:
-                model = client.get_model(model_id)
-        except PinferenceError as exc:
-            raise _fail(exc, settings, model_id=model_id) from None
-        click.echo(json.dumps(model_json(model), indent=2) if json_ else model_details(model))
-
-    return model_command
+def _count(details: Mapping[str, Any], *paths: tuple[str, ...]) -> int:
+    """The first non-negative integer found at one of the paths in the usage details."""
+    for path in paths:
+        value: Any = details
+        for key in path:
+            value = value.get(key) if isinstance(value, Mapping) else None
+        if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+            return value
+    return 0
 
 
-def _refresh_command(hooks: Hooks) -> click.Command:
-    @click.command(name="refresh")
-    @_key_option
-    def refresh_command(key: str | None) -> None:
-        """Fetch the model list now and report what changed.
+def cache_tokens(details: Mapping[str, Any]) -> tuple[int, int]:
+    """(read, write) cache tokens in a usage's details: OpenAI's and OpenRouter's
+    prompt_tokens_details (cached_tokens, cache_write_tokens), or Anthropic-style names."""
+    read = _count(details, ("prompt_tokens_details", "cached_tokens"), ("cache_read_input_tokens",))
+    write = _count(
+        details,
+        ("prompt_tokens_details", "cache_write_tokens"),
+        ("prompt_tokens_details", "cache_creation_tokens"),
+        ("cache_creation_input_tokens",),
+    )
+    return read, write
 
-        Ignores the cache's age and any back-off after a failure.
-        """
-        settings = hooks.settings(key)
-        try:
-            result = hooks.catalog(settings).refresh()
-        except PinferenceError as exc:
-            raise _fail(exc, settings) from None
-        added, removed = result.added, result.removed
-        if added:
-            click.echo(f"Added {len(added)}: " + ", ".join(MODEL_PREFIX + m for m in added))
-        if removed:
-            click.echo(f"Removed {len(removed)}: " + ", ".join(MODEL_PREFIX + m for m in removed))
-        summary = f"{len(added)} added, {len(removed)} removed, {result.unchanged} unchanged"
-        if not result.had_cache:
-            summary += " (no previous list)"
-        click.echo(f"{summary}; {len(result.after)} models in total")
-        if not result.saved:
-            warn("llm-pinference: could not write the model cache file")
 
-    return refresh_command
+def price_usd(info: ModelInfo | None, usage: ModelCost) -> float | None:
+    """What the tokens cost at the model's prices (USD per million), None if a needed price
+    is unknown. Cached tokens are part of the input count (as OpenAI reports them) and
+    priced at the cache prices; without a cache price, at the input price."""
+    p = info.pricing if info is not None else None
+    if p is None or p.input is None or p.output is None:
+        return None
+    uncached = max(0, usage.input_tokens - usage.cache_read_tokens - usage.cache_write_tokens)
+    read = p.cache_read if p.cache_read is not None else p.input
+    write = p.cache_write if p.cache_write is not None else p.input
+    total = (
+        uncached * p.input
+        + usage.cache_read_tokens * read
+        + usage.cache_write_tokens * write
+        + usage.output_tokens * p.output
+    )
+    return total / 1_000_000
+
+
+def cost_report(
+    logged: Iterable[LoggedUsage],
+    catalog: Mapping[str, ModelInfo],
+    since: datetime.datetime | None = None,
+) -> CostReport:
+    """Sum the logged usage per model and price each response's tokens."""
+    sums: dict[str, list[int]] = {}
+    costs: dict[str, float | None] = {}
+    no_usage: dict[str, int] = {}
+    for entry in logged:
+        if since is not None and (entry.when is None or entry.when < since):
+            continue
+        if entry.input_tokens is None and entry.output_tokens is None:
+            no_usage[entry.model] = no_usage.get(entry.model, 0) + 1
+            continue
+        read, write = cache_tokens(entry.details)
+        usage = ModelCost(
+            entry.model, 1, entry.input_tokens or 0, read, write, entry.output_tokens or 0, None
+        )
+        info = catalog.get(entry.model.removeprefix(MODEL_PREFIX))
+        cost = price_usd(info, usage)
+        total = sums.setdefault(entry.model, [0, 0, 0, 0, 0])
+        for i, value in enumerate(usage[1:6]):
+            total[i] += value
+        previous = costs.get(entry.model, 0.0)
+        costs[entry.model] = None if cost is None or previous is None else previous + cost
+    models = tuple(
+        ModelCost(model, *totals, costs[model]) for model, totals in sorted(sums.items())
+    )
+    return CostReport(models=models, no_usage=no_usage, since=since)
+
+
+@click.command(name="cost")
+@click.option(
+    "--since",
+    metavar="DURATION",
+    callback=_since,
+    help="Only responses from the last DURATION: 90m, 24h, 7d, 2w, 1h30m",
+)
+@click.option("model_id", "-m", "--model", metavar="ID", help="Only this model")
+@click.option("json_", "--json", is_flag=True, help="Output as JSON")
+@click.option(
+    "database",
+    "-d",
+    "--database",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Path to the logs database (default: `llm logs path`)",
+)
+@_key_option
+def cost_command(
+    since: float | None,
+    model_id: str | None,
+    json_: bool,
+    database: Path | None,
+    key: str | None,
+) -> None:
+    """What your logged Pinference prompts cost.
+
+    Sums the token usage llm logged for pinference/* responses, per model and in total,
+    and prices it with the cached model list: input, output, and cache read/write tokens
+    where the usage reports them. Says which responses had no usage or no price.
+    """
+    from llm.cli import logs_db_path
+
+    path = database or logs_db_path()
+    if not path.exists():
+        raise click.ClickException(f"No log database found at {path}")
+    if model_id and not model_id.startswith(MODEL_PREFIX):
+        model_id = MODEL_PREFIX + model_id
+    import sqlite3
+
+    try:
+        logged = logged_usage(path, model_id)
+    except sqlite3.Error as exc:
+        raise click.ClickException(f"cannot read the logs database {path}: {exc}") from None
+    after = None
+    if since is not None:
+        after = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(seconds=since)
+    catalog = _price_list(current_settings(key)) if logged else {}
+    report = cost_report(logged, catalog, after)
+    if json_:
+        click.echo(json.dumps(cost_json(report), indent=2))
+    else:
+        click.echo("\n".join(cost_lines(report)))
+
+
+def _price_list(settings: Settings) -> dict[str, ModelInfo]:
+    """The cached list (at any age; fetched once if there is none)."""
+    catalog = open_catalog(settings)
+    entry = catalog.cached()
+    if entry is not None and entry.has_list:
+        return {m.id: m for m in entry.models}
+    lookup = catalog.get(respect_backoff=False)
+    if lookup.error is not None:
+        message = describe_error(lookup.error, secrets=(settings.api_key,))
+        warn(f"llm-pinference: no model list to price with: {message}")
+    return {m.id: m for m in lookup.models}

@@ -1,24 +1,30 @@
 """The llm plugin: every model Pinference lists becomes `pinference/<id>` in llm.
 
-This is the one module that imports llm. llm imports it (and runs register_commands) on
-every command, `llm --help` included, and runs register_models on every prompt and every
-`llm.get_model()`: so the import is cheap (no requests), a warm cache never touches the
-network, and the hooks never raise (a raising hook breaks every model of every plugin).
+llm imports this module (and runs register_commands) on every command, `llm --help`
+included, and runs register_models on every prompt and every `llm.get_model()`: so the
+import is cheap (no requests), a warm cache never touches the network, and the hooks never
+raise (a raising hook breaks every model of every plugin). The commands, the key lookup and
+the cache path are in commands.py, the messages in messages.py; this module imports them.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
+import json
+import math
+import os
 import time
-from collections.abc import AsyncGenerator, Callable, Iterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
+import httpx2
 import llm
 import openai
-from llm.default_plugins.openai_models import AsyncChat, Chat
+import pydantic
+from llm.default_plugins.openai_models import AsyncChat, Chat, SharedOptions, build_options_class
 
-from .commands import KEY_ALIAS, MODEL_PREFIX, Hooks, build_group, describe_error, format_context
-from .commands import warn as _echo_warning
+from .commands import build_group, current_settings, open_catalog
 from .errors import (
     PinferenceError,
     Reason,
@@ -26,55 +32,27 @@ from .errors import (
     parse_retry_after,
     reason_for_status,
 )
-from .notices import first_time
-from .settings import ENV_KEY, TEAM_HEADER, Settings, load_prime_config, resolve_settings
-from .text import format_age, redact
+from .messages import (
+    DROPPED_ADVICE,
+    KEY_ALIAS,
+    MODEL_PREFIX,
+    NO_KEY_MESSAGE,
+    PROMPT_TIMEOUT_ADVICE,
+    describe_error,
+    failed_fetch_warning,
+    model_line,
+    shown,
+    unexpected,
+    warn_once,
+)
+from .settings import ENV_KEY, Settings, resolve_settings
 
 if TYPE_CHECKING:  # imported when models are registered, not for `llm --help`
-    from .catalog import Catalog, Lookup
+    from .catalog import Lookup
     from .models import ModelInfo
 
 # Images only: llm's vision default also allows PDFs, which the API does not promise.
 IMAGE_TYPES = frozenset({"image/png", "image/jpeg", "image/webp", "image/gif"})
-NO_KEY_MESSAGE = (
-    f"No key found - add one using 'llm keys set {KEY_ALIAS}', set the {ENV_KEY} "
-    "environment variable, or put api_key in ~/.prime/config.json"
-)
-
-
-def warn_once(message: str) -> None:
-    if first_time(message):
-        _echo_warning(message)
-
-
-# Key and settings: one lookup for listing, prompting and commands
-
-
-def prime_config_key(config: Mapping[str, object] | None = None) -> str | None:
-    # The config file alone (env={}): llm's own lookup has already covered PRIME_API_KEY.
-    return resolve_settings(env={}, config=config).api_key
-
-
-def find_key(
-    explicit_key: str | None = None, config: Mapping[str, object] | None = None
-) -> str | None:
-    """`--key`, then `llm keys set pinference`, then PRIME_API_KEY, then ~/.prime/config.json."""
-    key = llm.get_key(explicit_key=explicit_key, key_alias=KEY_ALIAS, env_var=ENV_KEY)
-    return key or prime_config_key(config)
-
-
-def current_settings(explicit_key: str | None = None) -> Settings:
-    """Team and base URL as the Prime tools resolve them; the key as llm resolves it."""
-    config = load_prime_config()
-    base = resolve_settings(config=config)
-    key = find_key(explicit_key, config)
-    return Settings(api_key=key, team_id=base.team_id, base_url=base.base_url)
-
-
-def open_catalog(settings: Settings) -> Catalog:
-    from .catalog import CACHE_FILENAME, Catalog
-
-    return Catalog(llm.user_dir() / CACHE_FILENAME, settings)
 
 
 # Models
@@ -98,42 +76,69 @@ class _PinferenceModel:
         if self.vision:
             self.attachment_types = set(IMAGE_TYPES)
 
+    @property
+    def Options(self) -> type[llm.Options]:
+        """This model's options class, looked up on first use (`llm models` never needs
+        it): shared by every model with the same options."""
+        return options_class(option_names(self.info))
+
     def get_key(self, explicit_key: str | None = None) -> str | None:
-        try:
-            return super().get_key(explicit_key)  # type: ignore[misc]
-        except llm.NeedsKeyException:
-            # llm knows --key, keys.json and the env var; the Prime CLI's config comes last.
-            key = prime_config_key()
-            if key:
-                return key
-            raise llm.NeedsKeyException(NO_KEY_MESSAGE) from None
+        """The one key lookup (commands.current_settings); `model.key`, when a Python
+        caller sets it, wins as in llm."""
+        if self.key is not None:
+            return self.key
+        key = current_settings(explicit_key).api_key
+        if key:
+            return key
+        raise llm.NeedsKeyException(NO_KEY_MESSAGE)
+
+    def request_settings(self, key: str | None) -> Settings:
+        """This model's account with the key in use now (it may be a --key given only at
+        prompt time): the seam decides the headers, the team header included or not."""
+        return Settings(api_key=self.get_key(key), team_id=self.team_id, base_url=self.api_base)
 
     def get_client(self, key: str | None, *, async_: bool = False) -> Any:
-        if self.team_id and TEAM_HEADER not in (self.headers or {}):
-            # No key was known when the model was registered, but one is given now (--key):
-            # the team applies to it. Without a key get_key raises before any request.
-            self.headers = {**(self.headers or {}), TEAM_HEADER: self.team_id}
-        return super().get_client(key, async_=async_)  # type: ignore[misc]
+        """The openai client llm would build, from the seam's settings and headers, with
+        the plugin's timeouts, one retry at most, and the answer guarded (`GuardedClient`)."""
+        from .client import USER_AGENT  # not at import: llm imports this module for --help
+
+        settings = self.request_settings(key)
+        timeout = http_timeout(prompt_timeout())
+        kwargs: dict[str, Any] = {
+            "api_key": settings.api_key,
+            "base_url": settings.base_url,
+            "default_headers": {**settings.headers(), "User-Agent": USER_AGENT},
+            "timeout": timeout,
+            "max_retries": MAX_RETRIES,
+        }
+        if async_:
+            return openai.AsyncOpenAI(**kwargs, http_client=GuardedAsyncClient(timeout=timeout))
+        inner = None
+        if os.environ.get("LLM_OPENAI_SHOW_RESPONSES"):
+            from llm.utils import logging_client  # llm's own debugging aid, kept
+
+            inner = logging_client()
+        return openai.OpenAI(**kwargs, http_client=GuardedClient(timeout=timeout, inner=inner))
 
     def explain(self, exc: openai.APIError, key: str | None) -> None:
-        """Rewrite an openai error's message in place to one actionable line, keeping its
-        type so callers' `except openai.RateLimitError` still works."""
-        text = prompt_error_message(exc, base_url=self.api_base, model_id=self.info.id)
+        """Rewrite an openai error's message in place to one bounded, redacted line, keeping
+        its type so callers' `except openai.RateLimitError` still works."""
+        secrets: tuple[str | None, ...] = (key,)
         with contextlib.suppress(Exception):
-            text = redact(text, (self.get_key(key),))
+            secrets += (self.get_key(key),)
+        text = prompt_error_message(
+            exc, base_url=self.api_base, model_id=self.info.id, secrets=secrets
+        )
         exc.args = (text,)
         exc.message = text
 
+    def unreadable(self, exc: BaseException) -> InvalidChatResponse:
+        """What llm's reading of an answer raised, as the invalid_response it is."""
+        request = httpx2.Request("POST", f"{self.api_base}/chat/completions")
+        return InvalidChatResponse(f"the answer could not be read: {type(exc).__name__}", request)
+
     def __str__(self) -> str:
-        # `llm models` shows this line, and `llm models -q` searches it.
-        info, details = self.info, []
-        if info.display_name and info.display_name != info.id:
-            details.append(info.display_name)
-        context = format_context(info.context_window)
-        if context:
-            details.append(f"{context} context")
-        suffix = f" ({', '.join(details)})" if details else ""
-        return f"Pinference: {MODEL_PREFIX}{self.info.id}{suffix}"
+        return model_line(self.info)  # what `llm models` shows and `llm models -q` searches
 
 
 class PinferenceChat(_PinferenceModel, Chat):
@@ -150,6 +155,10 @@ class PinferenceChat(_PinferenceModel, Chat):
         except openai.APIError as exc:
             self.explain(exc, key)
             raise
+        except UNREADABLE as exc:
+            error = self.unreadable(exc)
+            self.explain(error, key)
+            raise error from exc
 
 
 class PinferenceAsyncChat(_PinferenceModel, AsyncChat):
@@ -167,21 +176,22 @@ class PinferenceAsyncChat(_PinferenceModel, AsyncChat):
         except openai.APIError as exc:
             self.explain(exc, key)
             raise
+        except UNREADABLE as exc:
+            error = self.unreadable(exc)
+            self.explain(error, key)
+            raise error from exc
 
 
 def model_kwargs(info: ModelInfo, settings: Settings) -> dict[str, Any]:
     """Constructor arguments from the metadata; an unknown capability counts as absent.
-    `reasoning` selects llm's cached Options class with reasoning_effort: the Options
-    classes are shared, never built per model."""
-    team = settings.team_id if settings.api_key else None
+    The options come from option_names (set by the model class), the headers are built
+    per request."""
     return {
         "model_id": MODEL_PREFIX + info.id,
         "model_name": info.id,
         "api_base": settings.base_url,
-        "headers": {TEAM_HEADER: team} if team else None,
         "team_id": settings.team_id,
         "vision": info.supports_vision is True,
-        "reasoning": info.reasoning is True,
         "supports_schema": info.supports_schema is True,
         "supports_tools": info.supports_tools is True,
     }
@@ -192,74 +202,428 @@ def build_models(info: ModelInfo, settings: Settings) -> tuple[PinferenceChat, P
     return PinferenceChat(info, **kwargs), PinferenceAsyncChat(info, **kwargs)
 
 
+# Options: what `-o` accepts, per model; llm refuses the rest before any request
+
+#: llm's option -> the `supported_parameters` entries that allow it (any one of them).
+OPTION_PARAMETERS: dict[str, tuple[str, ...]] = {
+    "temperature": ("temperature",),
+    "max_tokens": ("max_tokens", "max_completion_tokens"),
+    "top_p": ("top_p",),
+    "frequency_penalty": ("frequency_penalty",),
+    "presence_penalty": ("presence_penalty",),
+    "stop": ("stop",),
+    "logit_bias": ("logit_bias",),
+    "seed": ("seed",),
+    "json_object": ("response_format",),  # sent as response_format {"type": "json_object"}
+    "reasoning_effort": ("reasoning_effort", "reasoning"),
+}
+#: When the API does not say: llm's default set (reasoning_effort on reasoning models).
+DEFAULT_OPTIONS = frozenset(OPTION_PARAMETERS) - {"reasoning_effort"}
+
+
+def option_names(info: ModelInfo) -> frozenset[str]:
+    """The options a model offers: those its supported_parameters allow, else llm's
+    defaults; image_detail only where images are accepted."""
+    parameters = set(info.supported_parameters)
+    if parameters:
+        names = {name for name, need in OPTION_PARAMETERS.items() if parameters.intersection(need)}
+    else:
+        names = set(DEFAULT_OPTIONS)
+        if info.reasoning:
+            names.add("reasoning_effort")
+    if info.supports_vision:
+        names.add("image_detail")
+    return frozenset(names)
+
+
+def _validate_logit_bias(cls: type, value: Any) -> Any:
+    return SharedOptions.validate_logit_bias(value)
+
+
+@functools.cache
+def options_class(names: frozenset[str]) -> type[llm.Options]:
+    """One Options class per distinct set of names, shared by every model with that set
+    (a class per model made a peer plugin take seconds to register its models). Fields,
+    descriptions and validation are llm's own."""
+    every = build_options_class(reasoning=True)
+    fields: dict[str, Any] = {
+        name: (field.annotation, field)
+        for name, field in every.model_fields.items()
+        if name in names
+    }
+    validators: dict[str, Any] = {}
+    if "logit_bias" in names:
+        validators["validate_logit_bias"] = pydantic.field_validator("logit_bias")(
+            _validate_logit_bias
+        )
+    return pydantic.create_model(  # type: ignore[no-any-return, call-overload]
+        "Options", __base__=llm.Options, __validators__=validators, **fields
+    )
+
+
 # Errors in prompts
 
 
 def prompt_error_message(
-    exc: openai.APIError, *, base_url: str | None, model_id: str | None = None
+    exc: openai.APIError,
+    *,
+    base_url: str | None,
+    model_id: str | None = None,
+    secrets: Iterable[str | None] = (),
 ) -> str:
     status: int | None = None
     retry_after: float | None = None
+    advice: str | None = None
+    cause = exc.__cause__
     if isinstance(exc, openai.APITimeoutError):
         reason = Reason.TIMEOUT
+        if not isinstance(cause, httpx2.ConnectTimeout):
+            advice = PROMPT_TIMEOUT_ADVICE.replace("{timeout}", f"{prompt_timeout():g}s")
     elif isinstance(exc, openai.APIConnectionError):
         reason = Reason.CONNECTION_ERROR
+        if isinstance(cause, (httpx2.RemoteProtocolError, httpx2.ReadError)):
+            advice = DROPPED_ADVICE
     elif isinstance(exc, openai.APIStatusError):
         status = exc.status_code
         reason = reason_for_status(status)
         retry_after = parse_retry_after(exc.response.headers.get("retry-after"))
-    else:
+    elif isinstance(exc, InvalidChatResponse) or not isinstance(exc.body, dict):
         reason = Reason.INVALID_RESPONSE
+    else:  # an error event inside a stream: the service failed mid-answer
+        reason = Reason.SERVER_ERROR
+    if isinstance(exc, openai.APIConnectionError):
+        message = ""  # openai's "Connection error." / "Request timed out.": the advice says it
+    else:
+        message = f"HTTP {status}" if status is not None else exc.message
     error = PinferenceError(
         reason,
-        f"HTTP {status}" if status is not None else exc.message,
+        message,
         status=status,
         api_message=error_body_message(exc.body),
         retry_after=retry_after,
         url=base_url,
     )
-    return describe_error(error, model_id=model_id if reason is Reason.NOT_FOUND else None)
+    model = model_id if reason is Reason.NOT_FOUND else None
+    return describe_error(error, model_id=model, advice=advice, secrets=secrets)
+
+
+# Prompts on the wire: timeouts, one retry, and a guard on what comes back
+
+TIMEOUT_ENV = "LLM_PINFERENCE_TIMEOUT"
+#: Seconds without a byte of the answer (a non-streamed answer sends nothing until it is
+#: done): long enough for long generations, short enough that a hung endpoint ends.
+DEFAULT_TIMEOUT = 120.0
+#: Seconds to connect (at most the timeout): a reachable API connects in well under this.
+CONNECT_TIMEOUT = 5.0
+#: One retry for connection failures, 5xx and 429 (openai's rules); never for a read
+#: timeout, which would double the wait for an endpoint that accepts and never answers.
+MAX_RETRIES = 1
+MIB = 1024 * 1024
+#: A non-streamed answer (or an error body) larger than this is refused: it is read whole.
+MAX_BODY_BYTES = 16 * MIB
+#: A streamed answer is cut here; one line of it (one event) may not exceed MAX_LINE_BYTES,
+#: what the event parser holds in memory at once.
+MAX_STREAM_BYTES = 64 * MIB
+MAX_LINE_BYTES = 8 * MIB
+#: What llm's reading of an answer raises when the answer is not what it expects.
+UNREADABLE = (
+    AttributeError,
+    TypeError,
+    KeyError,
+    IndexError,
+    json.JSONDecodeError,
+    RecursionError,
+    pydantic.ValidationError,
+)
+
+
+def prompt_timeout(env: Mapping[str, str] | None = None) -> float:
+    """LLM_PINFERENCE_TIMEOUT when it is a number of seconds > 0, else DEFAULT_TIMEOUT."""
+    value = (os.environ if env is None else env).get(TIMEOUT_ENV, "").strip()
+    if not value:
+        return DEFAULT_TIMEOUT
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = math.nan
+    if not (math.isfinite(seconds) and seconds > 0):
+        warn_once(
+            f"llm-pinference: ignoring {TIMEOUT_ENV}={shown(value)!r}: not a number of "
+            f"seconds > 0; using {DEFAULT_TIMEOUT:g}"
+        )
+        return DEFAULT_TIMEOUT
+    return seconds
+
+
+def http_timeout(seconds: float) -> httpx2.Timeout:
+    return httpx2.Timeout(seconds, connect=min(CONNECT_TIMEOUT, seconds))
+
+
+def _size(n: int) -> str:
+    return f"{n / MIB:.3g} MiB" if n >= MIB else f"{n} bytes"
+
+
+class InvalidChatResponse(openai.APIError):
+    """The chat endpoint answered, but not with a usable chat completion (reason
+    invalid_response). An openai.APIError, so Python callers' handlers still apply."""
+
+    def __init__(self, detail: str, request: httpx2.Request) -> None:
+        super().__init__(detail, request, body=None)
+
+
+class _Meter:
+    """Checks an answer as it arrives: its size, and for an event stream its lines (none
+    longer than MAX_LINE_BYTES) and its end (`data: [DONE]` after at least one event)."""
+
+    def __init__(self, request: httpx2.Request, response: httpx2.Response, streaming: bool):
+        self.request = request
+        self.ok = response.is_success
+        self.events = streaming and self.ok
+        self.content_type = response.headers.get("content-type", "none")
+        self.limit = MAX_STREAM_BYTES if self.events else MAX_BODY_BYTES  # errors: bodies
+        self.size = 0
+        self.line_size = 0
+        self.line_head = b""  # the first bytes of the current line: enough to classify it
+        self.data_lines = 0
+        self.done = False
+
+    def error(self, detail: str) -> InvalidChatResponse:
+        return InvalidChatResponse(detail, self.request)
+
+    def feed(self, chunk: bytes) -> None:
+        self.size += len(chunk)
+        if self.size > self.limit:
+            what = "streamed answer" if self.events else "answer"
+            raise self.error(f"the {what} passed {_size(self.limit)} and was cut")
+        if not self.events:
+            return
+        start = 0
+        while True:
+            end = chunk.find(b"\n", start)
+            piece = chunk[start:] if end < 0 else chunk[start:end]
+            self.line_size += len(piece)
+            if self.line_size > MAX_LINE_BYTES:
+                raise self.error(f"an event of the stream passed {_size(MAX_LINE_BYTES)}")
+            if len(self.line_head) < 16:
+                self.line_head += piece[: 16 - len(self.line_head)]
+            if end < 0:
+                return
+            self._end_line()
+            start = end + 1
+
+    def _end_line(self) -> None:
+        head, self.line_head, self.line_size = self.line_head, b"", 0
+        if head.startswith(b"data:"):
+            # What openai's stream parser stops at: data that starts with [DONE].
+            if head[5:].lstrip(b" ").startswith(b"[DONE]"):
+                self.done = True
+                if not self.data_lines:
+                    raise self.error("the event stream ended without a single event")
+            else:
+                self.data_lines += 1
+
+    def finish(self) -> None:
+        if not self.events or self.done:
+            return
+        self._end_line()  # a last line without a newline
+        if self.done:
+            return
+        if not self.data_lines:
+            raise self.error(
+                f"the answer is not an event stream (Content-Type: {self.content_type})"
+            )
+        raise self.error("the event stream ended before `data: [DONE]`")
+
+    def translate(self, exc: Exception) -> Exception:
+        """A transport failure while the answer arrives, as the openai error it means."""
+        if isinstance(exc, httpx2.ReadTimeout):
+            return openai.APITimeoutError(request=self.request)
+        if isinstance(exc, httpx2.DecodingError):
+            return self.error("the answer could not be decoded")
+        return self.error("the connection closed before the answer was complete")
+
+
+class _GuardedStream(httpx2.SyncByteStream):
+    def __init__(self, response: httpx2.Response, meter: _Meter) -> None:
+        self.response = response
+        self.meter = meter
+
+    def __iter__(self) -> Iterator[bytes]:
+        try:
+            for chunk in self.response.iter_bytes():
+                self.meter.feed(chunk)
+                yield chunk
+        except (httpx2.TransportError, httpx2.DecodingError) as exc:
+            raise self.meter.translate(exc) from exc
+        self.meter.finish()
+
+    def close(self) -> None:
+        self.response.close()
+
+
+class _GuardedAsyncStream(httpx2.AsyncByteStream):
+    def __init__(self, response: httpx2.Response, meter: _Meter) -> None:
+        self.response = response
+        self.meter = meter
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        try:
+            async for chunk in self.response.aiter_bytes():
+                self.meter.feed(chunk)
+                yield chunk
+        except (httpx2.TransportError, httpx2.DecodingError) as exc:
+            raise self.meter.translate(exc) from exc
+        self.meter.finish()
+
+    async def aclose(self) -> None:
+        await self.response.aclose()
+
+
+def _guarded(
+    request: httpx2.Request, response: httpx2.Response, streaming: bool, *, async_: bool
+) -> httpx2.Response:
+    """The response with its body read through a _Meter. The body is passed on decoded
+    (so the caps hold for what is kept in memory, compressed or not)."""
+    meter = _Meter(request, response, streaming)
+    declared = response.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > meter.limit:
+        raise meter.error(
+            f"the answer is {int(declared) // MIB} MiB, more than {meter.limit // MIB} MiB"
+        )
+    drop = {"content-encoding", "content-length", "transfer-encoding"}
+    headers = [(k, v) for k, v in response.headers.multi_items() if k.lower() not in drop]
+    stream: httpx2.SyncByteStream | httpx2.AsyncByteStream = (
+        _GuardedAsyncStream(response, meter) if async_ else _GuardedStream(response, meter)
+    )
+    return httpx2.Response(
+        response.status_code,
+        headers=headers,
+        stream=stream,
+        request=request,
+        extensions=response.extensions,
+    )
+
+
+def check_completion(response: httpx2.Response) -> None:
+    """A non-streamed chat answer must be a chat completion llm can read, or it is an
+    invalid_response now (not an AttributeError deep inside llm, nor an empty answer)."""
+    if not response.is_success or not response.request.url.path.endswith("/chat/completions"):
+        return
+    try:
+        data = json.loads(response.content)
+    except (ValueError, RecursionError):
+        raise InvalidChatResponse("the answer is not JSON", response.request) from None
+    choices = data.get("choices") if isinstance(data, dict) else None
+    if (
+        not isinstance(choices, list)
+        or not choices
+        or not isinstance(choices[0], dict)
+        or not isinstance(choices[0].get("message"), dict)
+    ):
+        raise InvalidChatResponse("the answer is not a chat completion", response.request)
+    if not isinstance(data.get("usage"), dict):
+        raise InvalidChatResponse("the answer has no token usage", response.request)
+
+
+class GuardedClient(openai.DefaultHttpxClient):
+    """openai's default HTTP client, with each answer checked as it arrives (sizes, the
+    stream's end, the completion's shape) and read timeouts raised as openai errors, which
+    openai does not retry. `inner`, when given, sends the requests (llm's logging client)."""
+
+    def __init__(self, *, inner: httpx2.Client | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._inner = inner
+
+    def send(self, request: httpx2.Request, *, stream: bool = False, **kwargs: Any) -> Any:
+        sender = self._inner.send if self._inner is not None else super().send
+        try:
+            raw = sender(request, stream=True, **kwargs)
+        except httpx2.ReadTimeout as exc:
+            raise openai.APITimeoutError(request=request) from exc
+        try:
+            response = _guarded(request, raw, stream, async_=False)
+            if not stream:
+                response.read()
+                check_completion(response)
+        except BaseException:
+            raw.close()
+            raise
+        return response
+
+    def close(self) -> None:
+        if self._inner is not None:
+            self._inner.close()
+        super().close()
+
+
+class GuardedAsyncClient(openai.DefaultAsyncHttpxClient):
+    """GuardedClient for the async models."""
+
+    async def send(self, request: httpx2.Request, *, stream: bool = False, **kwargs: Any) -> Any:
+        try:
+            raw = await super().send(request, stream=True, **kwargs)
+        except httpx2.ReadTimeout as exc:
+            raise openai.APITimeoutError(request=request) from exc
+        try:
+            response = _guarded(request, raw, stream, async_=True)
+            if not stream:
+                await response.aread()
+                check_completion(response)
+        except BaseException:
+            await raw.aclose()
+            raise
+        return response
 
 
 # Hooks
 
 
-def _warn_failed_fetch(lookup: Lookup) -> None:
+def _warn_failed_fetch(lookup: Lookup, secrets: Iterable[str | None]) -> None:
     assert lookup.error is not None
-    now = time.time()
-    if lookup.source == "stale" and lookup.fetched_at is not None:
-        fallback = f"Using the list cached {format_age(max(0.0, now - lookup.fetched_at))} ago"
-    else:
-        fallback = "No Pinference models until then"
-    retry = f"in {format_age(lookup.retry_at - now)}" if lookup.retry_at else "later"
     warn_once(
-        f"llm-pinference: could not refresh the model list: {describe_error(lookup.error)}. "
-        f"{fallback}; next try {retry} (or run `llm pinference refresh`)."
+        failed_fetch_warning(
+            lookup.error,
+            now=time.time(),
+            fetched_at=lookup.fetched_at if lookup.source == "stale" else None,
+            retry_at=lookup.retry_at,
+            secrets=secrets,
+        )
     )
 
 
 def _safe_settings() -> Settings:
     try:
         return current_settings()
-    except Exception as exc:  # e.g. a corrupt keys.json: list without a key
+    except Exception as exc:  # e.g. a corrupt keys.json: the Prime settings alone
         warn_once(f"llm-pinference: cannot look up the API key ({type(exc).__name__})")
         try:
-            base = resolve_settings()
+            return resolve_settings()
         except Exception:
-            base = Settings()
-        return Settings(team_id=base.team_id, base_url=base.base_url)
+            return Settings()
 
 
 @llm.hookimpl
 def register_models(register: Callable[..., None]) -> None:
+    """Register the cached list; fetch it (at most once per TTL, with a back-off after a
+    failure) only when a key is known: a user who never configured Pinference pays
+    nothing and sees nothing."""
     settings = Settings()
     try:
         settings = _safe_settings()
-        lookup = open_catalog(settings).get()
-        if lookup.error is not None:
-            _warn_failed_fetch(lookup)
+        catalog = open_catalog(settings)
+        if settings.api_key:
+            lookup = catalog.get()
+            if lookup.error is not None:
+                _warn_failed_fetch(lookup, (settings.api_key,))
+            models = lookup.models
+        else:
+            # Not configured: no request from every llm command. A list cached by
+            # `llm pinference models` or `refresh` (which work without a key) is used, at
+            # any age, without a word.
+            entry = catalog.cached()
+            models = entry.models if entry is not None and entry.has_list else ()
         failed = 0
-        for info in lookup.models:
+        for info in models:
             try:
                 register(*build_models(info, settings))
             except Exception:  # one odd model must not hide the others
@@ -267,13 +631,12 @@ def register_models(register: Callable[..., None]) -> None:
         if failed:
             warn_once(f"llm-pinference: skipped {failed} model(s) that could not be registered")
     except Exception as exc:  # never break llm for every other plugin
-        detail = redact(f"{type(exc).__name__}: {exc}", (settings.api_key,))
-        warn_once(f"llm-pinference: cannot list Pinference models ({' '.join(detail.split())})")
+        warn_once(unexpected("cannot list Pinference models", exc, (settings.api_key,)))
 
 
 @llm.hookimpl
 def register_commands(cli: Any) -> None:
     try:
-        cli.add_command(build_group(Hooks(settings=current_settings, catalog=open_catalog)))
+        cli.add_command(build_group())
     except Exception as exc:
-        warn_once(f"llm-pinference: cannot add the `llm pinference` commands ({exc})")
+        warn_once(unexpected("cannot add the `llm pinference` commands", exc))

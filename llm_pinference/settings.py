@@ -11,7 +11,7 @@ import json
 import logging
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from .notices import first_time
@@ -53,13 +53,20 @@ class Settings:
         """The base URL without credentials, query or fragment: fit for messages."""
         return redact_url(self.base_url)
 
+    @property
+    def team(self) -> str | None:
+        """The team that applies: a team counts only together with a key (as the `prime`
+        CLI sends it), for listing, prompting and cache accounts alike."""
+        return self.team_id if self.api_key else None
+
     def headers(self) -> dict[str, str]:
-        """Auth headers: Bearer when a key is set; the team header only with a key."""
+        """Auth headers for every request (list, get, chat): Bearer when a key is set, and
+        the team header when a team applies."""
         headers: dict[str, str] = {}
         if self.api_key:
             headers["Authorization"] = f"Bearer {self.api_key}"
-            if self.team_id:
-                headers[TEAM_HEADER] = self.team_id
+        if self.team:
+            headers[TEAM_HEADER] = self.team
         return headers
 
     @property
@@ -122,3 +129,19 @@ def resolve_settings(
     team = _nonblank(env.get(ENV_TEAM)) or _nonblank(config.get("team_id"))
     url = _nonblank(env.get(ENV_URL)) or _nonblank(config.get("inference_url")) or DEFAULT_BASE_URL
     return Settings(api_key=key, team_id=team, base_url=normalise_base_url(url))
+
+
+def credentials(
+    key: str | None = None,
+    *,
+    env: Mapping[str, str] | None = None,
+    config: Mapping[str, object] | None = None,
+) -> Settings:
+    """The credentials seam: key, team and base URL for listing, prompting and commands.
+
+    `key` is what a front end's own key store found first (llm: `--key`, then `llm keys set
+    pinference`); without one, the key comes from PRIME_API_KEY, then the config file.
+    Team and base URL as resolve_settings. Request headers: `Settings.headers()`."""
+    settings = resolve_settings(env=env, config=config)
+    key = _text(key)
+    return replace(settings, api_key=key) if key else settings

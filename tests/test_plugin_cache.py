@@ -35,6 +35,7 @@ WARNING = "llm-pinference: could not refresh the model list"
 def _plugin(fake: FakePinference, monkeypatch: pytest.MonkeyPatch) -> None:
     reset_state()
     monkeypatch.setenv("PRIME_INFERENCE_URL", fake.base_url)
+    monkeypatch.setenv("PRIME_API_KEY", KEY)  # configured: the hooks fetch the list
 
 
 def listed() -> list[str]:
@@ -83,7 +84,9 @@ def test_ttl_from_the_environment(fake: FakePinference, monkeypatch: pytest.Monk
     assert len(fake.requests_for("list")) == 2
 
 
-def test_stale_list_with_a_single_warning(fake: FakePinference) -> None:
+def test_stale_list_with_a_single_warning(
+    fake: FakePinference, capsys: pytest.CaptureFixture[str]
+) -> None:
     listed()
     set_cache_times(fetched_at=time.time() - 7200)
     fake.set_fault("list", Fault(status=500))
@@ -93,11 +96,20 @@ def test_stale_list_with_a_single_warning(fake: FakePinference) -> None:
     assert len(warnings) == 1, result.stderr
     assert "Using the list cached 2 h ago; next try in 5 min" in warnings[0]
     assert "server_error (HTTP 500)" in warnings[0]
-    # Same process, more lookups: no second warning, no second request.
+    # Same process, more lookups: no second request (the back-off)...
     llm.get_model("pinference/deepseek-chat")
     result = invoke(["models"])
     assert WARNING not in result.stderr
     assert len(fake.requests_for("list")) == 2
+    # ...and when the back-off is over and the same failure comes back, no second warning.
+    set_cache_times(retry_at=time.time() - 1)
+    catalog.reset_process_state()  # the in-process back-off and memo, not the notices
+    capsys.readouterr()
+    llm.get_model("pinference/deepseek-chat")
+    result = invoke(["models"])
+    assert len(fake.requests_for("list")) == 3  # it failed again
+    assert sorted(pinference_ids(result.stdout)) == ALL_IDS
+    assert WARNING not in capsys.readouterr().err + result.stderr
 
 
 def test_backoff_stops_retries_and_warnings_across_processes(fake: FakePinference) -> None:

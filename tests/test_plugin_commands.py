@@ -13,13 +13,14 @@ from plugin_support import KEY, invoke, read_cache, reset_state, set_cache_times
 from support import free_port as closed_port
 
 from llm_pinference import catalog, commands
-from llm_pinference.fake import FakePinference, Fault, default_catalogue
+from llm_pinference.fake import FakePinference, Fault, default_catalogue, generate_catalogue
 
 
 @pytest.fixture(autouse=True)
 def _plugin(fake: FakePinference, monkeypatch: pytest.MonkeyPatch) -> None:
     reset_state()
     monkeypatch.setenv("PRIME_INFERENCE_URL", fake.base_url)
+    monkeypatch.setenv("PRIME_API_KEY", KEY)  # configured: the hooks fetch the list
 
 
 def one_line_error(result: Result, *parts: str) -> None:
@@ -39,18 +40,28 @@ def test_models_table() -> None:
     result = invoke(["pinference", "models"])
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
-    assert lines[0].split() == ["id", "name", "context", "input", "$/M", "output", "$/M"]
+    header = "id serving in $/M out $/M cache rd $/M cache wr $/M context max out reasoning"
+    assert lines[0].split() == header.split()
     assert len(lines) == 1 + len(default_catalogue())
     sonnet = next(line for line in lines if "claude-sonnet-4.5" in line)
     assert sonnet.split() == [
         "pinference/anthropic/claude-sonnet-4.5",
-        "Claude",
-        "Sonnet",
-        "4.5",
-        "200k",
+        "gateway",
         "$3",
         "$15",
+        "$0.3",
+        "$3.75",
+        "200k",
+        "64k",
+        "yes",
     ]
+    # Unknown cache prices are blank, in their own columns.
+    r1 = next(line for line in lines if "deepseek-r1" in line)
+    cache_column = lines[0].index("cache rd")
+    assert r1[cache_column : lines[0].index("context")].strip() == ""
+    assert r1.split()[1:] == ["hosted", "$0.5", "$2.15", "160k", "32k", "yes"]
+    # A model with nothing but an id: blanks, not dashes.
+    assert lines[-1] == "pinference/mistralai/mistral-small-3.2-24b-instruct"
 
 
 def test_models_query_is_case_insensitive_and_repeatable_as_and() -> None:
@@ -76,9 +87,15 @@ def test_models_json() -> None:
 
 
 def test_models_uses_the_warm_cache(fake: FakePinference) -> None:
-    invoke(["models"])
-    invoke(["pinference", "models"])
+    first = invoke(["models"])
+    assert first.exit_code == 0, first.output
     assert len(fake.requests_for("list")) == 1
+    result = invoke(["pinference", "models"])
+    assert result.exit_code == 0, result.output
+    assert result.stderr == ""
+    listed = [line.split()[0] for line in result.stdout.splitlines()[1:]]
+    assert listed == ["pinference/" + m["id"] for m in default_catalogue()]
+    assert len(fake.requests_for("list")) == 1  # served from the cache the hooks filled
 
 
 def test_models_shows_the_stale_list_when_the_fetch_fails(fake: FakePinference) -> None:
@@ -147,6 +164,28 @@ def test_refresh_reports_additions_only(fake: FakePinference) -> None:
         f"Added 1: pinference/{models[3]['id']}",
         "1 added, 0 removed, 3 unchanged; 4 models in total",
     ]
+
+
+def test_refresh_shows_a_few_ids_per_side_unless_verbose(fake: FakePinference) -> None:
+    models = generate_catalogue(600)
+    fake.set_models(models[:100])
+    invoke(["pinference", "refresh"])
+    fake.set_models(models[40:600])  # 40 removed, 500 added
+    lines = invoke(["pinference", "refresh"]).stdout.strip().splitlines()
+    added = ", ".join("pinference/" + m["id"] for m in models[100:105])
+    removed = ", ".join("pinference/" + m["id"] for m in models[:5])
+    assert lines == [
+        f"Added 500: {added} and 495 more (--verbose lists them)",
+        f"Removed 40: {removed} and 35 more (--verbose lists them)",
+        "500 added, 40 removed, 60 unchanged; 560 models in total",
+    ]
+    assert max(len(line) for line in lines) < 300
+
+    fake.set_models(models[:100])
+    lines = invoke(["pinference", "refresh", "--verbose"]).stdout.strip().splitlines()
+    assert lines[0] == "Added 40:" and lines[41] == "Removed 500:"
+    assert lines[1:41] == ["  pinference/" + m["id"] for m in models[:40]]
+    assert lines[-1] == "40 added, 500 removed, 60 unchanged; 100 models in total"
 
 
 def test_refresh_ignores_ttl_and_backoff(fake: FakePinference) -> None:

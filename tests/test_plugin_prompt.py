@@ -19,6 +19,7 @@ from plugin_support import (
 )
 from support import free_port as closed_port
 
+import llm_pinference
 from llm_pinference.fake import FakePinference, Fault
 
 CHAT = "qwen/qwen3-30b-a3b-instruct-2507"  # tools + schemas, no reasoning
@@ -53,6 +54,13 @@ def test_streaming_prompt_with_usage(fake: FakePinference) -> None:
     log = last_log()
     assert log["model"] == "pinference/" + CHAT
     assert (log["input_tokens"], log["output_tokens"]) == (2, len(REPLY.split()))
+
+
+@pytest.mark.parametrize("extra", [[], ["--no-stream"]])
+def test_chat_requests_name_the_plugin(fake: FakePinference, extra: list[str]) -> None:
+    assert invoke(["-m", "pinference/" + CHAT, "hi", *extra]).exit_code == 0
+    (chat,) = fake.requests_for("chat")
+    assert chat.header("user-agent") == f"llm-pinference/{llm_pinference.__version__}"
 
 
 def test_non_streaming_prompt_with_usage(fake: FakePinference) -> None:

@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import llm
@@ -20,11 +21,13 @@ from plugin_support import (
     invoke,
     pinference_ids,
     reset_state,
+    set_cache_times,
+    set_key,
     write_prime_config,
 )
 
 from llm_pinference import catalog, plugin
-from llm_pinference.fake import FakePinference, default_catalogue
+from llm_pinference.fake import FakePinference, Fault, default_catalogue
 from llm_pinference.models import ModelInfo
 from llm_pinference.settings import TEAM_HEADER, Settings
 
@@ -35,6 +38,7 @@ CHAT_MODEL = "qwen/qwen3-30b-a3b-instruct-2507"
 def _plugin(fake: FakePinference, monkeypatch: pytest.MonkeyPatch) -> None:
     reset_state()
     monkeypatch.setenv("PRIME_INFERENCE_URL", fake.base_url)
+    monkeypatch.setenv("PRIME_API_KEY", KEY)  # configured: the hooks fetch the list
 
 
 def registered() -> dict[str, llm.Model]:
@@ -107,7 +111,9 @@ def test_capabilities_follow_the_metadata() -> None:
 def test_options_classes_are_shared_not_built_per_model() -> None:
     models = list(registered().values())
     assert len(models) == len(default_catalogue())
-    assert len({id(m.Options) for m in models}) <= 2  # with and without reasoning_effort
+    # One class per distinct set of options (see test_plugin_options.py), not per model.
+    option_sets = {frozenset(m.Options.model_fields) for m in models}
+    assert len({id(m.Options) for m in models}) == len(option_sets) < len(models)
 
 
 def test_llm_models_options_shows_reasoning_effort_only_where_supported() -> None:
@@ -132,6 +138,7 @@ def _prompt_auth(fake: FakePinference, *extra: str) -> str | None:
 def test_key_lookup_order(
     fake: FakePinference, isolated_env: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.delenv("PRIME_API_KEY")
     write_prime_config(isolated_env, api_key="from-config")
     assert _prompt_auth(fake) == "Bearer from-config"
     monkeypatch.setenv("PRIME_API_KEY", "from-env")
@@ -144,6 +151,7 @@ def test_key_lookup_order(
 def test_listing_uses_the_same_key_lookup(
     fake: FakePinference, isolated_env: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.delenv("PRIME_API_KEY")
     write_prime_config(isolated_env, api_key="from-config")
     monkeypatch.setenv("LLM_PINFERENCE_CACHE_TTL", "0")  # fetch on every listing
     invoke(["models"])
@@ -157,7 +165,9 @@ def test_listing_uses_the_same_key_lookup(
 def test_no_key_anywhere_is_a_one_line_error(
     fake: FakePinference, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.delenv("PRIME_API_KEY")
     errors_as_users_see_them(monkeypatch)
+    assert invoke(["pinference", "refresh"]).exit_code == 0  # the public list, cached
     result = invoke(["-m", "pinference/" + CHAT_MODEL, "hi"])
     assert result.exit_code == 1
     assert result.stderr.startswith("Error: No key found")
@@ -167,17 +177,65 @@ def test_no_key_anywhere_is_a_one_line_error(
     assert fake.requests_for("chat") == []
 
 
-def test_models_are_listed_without_a_key(fake: FakePinference) -> None:
-    assert pinference_ids(invoke(["models"]).stdout)
+# Not configured: no network from the hooks
+
+
+@pytest.mark.parametrize("args", [["models"], ["--help"], ["models", "-q", "gpt"], ["aliases"]])
+def test_no_key_no_request_and_no_word(
+    fake: FakePinference, monkeypatch: pytest.MonkeyPatch, args: list[str]
+) -> None:
+    monkeypatch.delenv("PRIME_API_KEY")
+    result = invoke(args)
+    assert result.exit_code == 0, result.output
+    assert "pinference" not in result.stdout.lower() or args == ["--help"]
+    assert result.stderr == ""
+    llm.get_model("gpt-4o")
+    assert fake.requests == []
+
+
+def test_without_a_key_the_cached_list_is_used_at_any_age(
+    fake: FakePinference, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("PRIME_API_KEY")
+    # `llm pinference models` and `refresh` work without a key: the list is public.
+    assert invoke(["pinference", "models"]).exit_code == 0
     assert auth_header(fake.requests_for("list")[0]) is None
+    assert invoke(["pinference", "refresh"]).exit_code == 0
+    assert len(fake.requests) == 2
+    set_cache_times(fetched_at=time.time() - 30 * 86400)  # a month old: still used, silently
+    fake.set_fault("list", Fault(status=500))
+    result = invoke(["models"])
+    assert sorted(pinference_ids(result.stdout)) == sorted(m["id"] for m in default_catalogue())
+    assert result.stderr == ""
+    assert len(fake.requests) == 2  # no request from the hooks
+
+
+@pytest.mark.parametrize("where", ["env", "keys.json", "config"])
+def test_a_key_from_any_source_turns_fetching_on(
+    fake: FakePinference, isolated_env: Path, monkeypatch: pytest.MonkeyPatch, where: str
+) -> None:
+    monkeypatch.delenv("PRIME_API_KEY")
+    if where == "env":
+        monkeypatch.setenv("PRIME_API_KEY", "k-env")
+    elif where == "keys.json":
+        set_key("k-keys")
+    else:
+        write_prime_config(isolated_env, api_key="k-config")
+    assert pinference_ids(invoke(["models"]).stdout)
+    (listing,) = fake.requests_for("list")
+    assert auth_header(listing) == {"env": "Bearer k-env", "keys.json": "Bearer k-keys"}.get(
+        where, "Bearer k-config"
+    )
 
 
 # Team header: only together with a key
 
 
 def test_team_header_needs_a_key(fake: FakePinference, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("PRIME_API_KEY")
     fake.add_private_model(TEAM, PRIVATE_MODEL)
     monkeypatch.setenv("PRIME_TEAM_ID", TEAM)
+    assert invoke(["pinference", "refresh"]).exit_code == 0
     ids = pinference_ids(invoke(["models"]).stdout)
     (listing,) = fake.requests_for("list")
     assert listing.header(TEAM_HEADER) is None and auth_header(listing) is None
@@ -198,15 +256,17 @@ def test_team_header_needs_a_key(fake: FakePinference, monkeypatch: pytest.Monke
 def test_team_header_with_a_key_given_only_as_option(
     fake: FakePinference, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.delenv("PRIME_API_KEY")
     monkeypatch.setenv("PRIME_TEAM_ID", TEAM)
+    assert invoke(["pinference", "refresh"]).exit_code == 0
+    fake.clear_requests()
     result = invoke(["-m", "pinference/" + CHAT_MODEL, "hi", "--key", KEY, "--no-log"])
     assert result.exit_code == 0, result.output
     (chat,) = fake.requests_for("chat")
     assert chat.header(TEAM_HEADER) == TEAM
 
 
-def test_no_team_header_without_a_team(fake: FakePinference, monkeypatch) -> None:
-    monkeypatch.setenv("PRIME_API_KEY", KEY)
+def test_no_team_header_without_a_team(fake: FakePinference) -> None:
     invoke(["-m", "pinference/" + CHAT_MODEL, "hi", "--no-log"])
     (chat,) = fake.requests_for("chat")
     assert chat.header(TEAM_HEADER) is None
@@ -215,18 +275,30 @@ def test_no_team_header_without_a_team(fake: FakePinference, monkeypatch) -> Non
 # The hooks never raise
 
 
-def test_a_failing_catalog_never_breaks_llm(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_failing_catalog_never_breaks_llm(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    calls = []
+
     def broken(self: object, **kwargs: object) -> None:
+        calls.append(1)
         raise RuntimeError("boom")
 
     monkeypatch.setattr(catalog.Catalog, "get", broken)
+    warning = "llm-pinference: cannot list Pinference models"
     result = invoke(["models"])
     assert result.exit_code == 0
     assert "OpenAI Chat: gpt-4o" in result.stdout
-    assert result.stderr.count("llm-pinference: cannot list Pinference models") == 1
+    assert result.stderr.count(warning) == 1
     assert "RuntimeError: boom" in result.stderr
-    llm.get_model("gpt-4o")  # still resolvable, and no second warning
-    invoke(["models"])
+    # The same failure again, in the same process: still resolvable, and not said twice.
+    failures = len(calls)
+    capsys.readouterr()
+    assert llm.get_model("gpt-4o").model_id == "gpt-4o"
+    again = invoke(["models"])
+    assert again.exit_code == 0 and "OpenAI Chat: gpt-4o" in again.stdout
+    assert len(calls) > failures  # the hook failed again...
+    assert warning not in capsys.readouterr().err + again.stderr  # ...and said nothing
 
 
 def test_a_corrupt_keys_file_still_lists_models(fake: FakePinference) -> None:

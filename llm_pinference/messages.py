@@ -1,0 +1,425 @@
+"""What the llm plugin says: error messages with advice, warnings, and the formatting of
+models, refresh results and cost reports.
+
+No llm import: cheap to import and to test alone. Every string that came from the API is
+shown through `shown()` (control characters and ANSI escapes made visible), and every
+error line is redacted, made one line and bounded (`describe_error`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+import click
+
+from .errors import PinferenceError, Reason
+from .notices import first_time
+from .settings import ENV_KEY
+from .text import format_age, one_line, printable, redact, redact_url, url_secrets
+
+if TYPE_CHECKING:  # the models module is only needed once models are listed
+    from .models import ModelInfo
+
+MODEL_PREFIX = "pinference/"
+KEY_ALIAS = "pinference"
+KEY_HINT = f"run `llm keys set {KEY_ALIAS}` or set {ENV_KEY}"
+NO_KEY_MESSAGE = (
+    f"No key found - add one using 'llm keys set {KEY_ALIAS}', set the {ENV_KEY} "
+    "environment variable, or put api_key in ~/.prime/config.json"
+)
+
+# What the user should do about each failure. `{url}` is the base URL in use.
+_ADVICE: dict[Reason, str] = {
+    Reason.UNAUTHORIZED: f"the API key was not accepted: {KEY_HINT}",
+    Reason.PAYMENT_REQUIRED: "the account is out of credit: add funds to your Prime "
+    "Intellect account (or choose another team with PRIME_TEAM_ID)",
+    Reason.FORBIDDEN: "the key is not allowed to do this: use a key with the Inference "
+    "permission, and check PRIME_TEAM_ID",
+    Reason.NOT_FOUND: "{url} has no such resource: check PRIME_INFERENCE_URL",
+    Reason.RATE_LIMITED: "rate limited: wait a little and try again",
+    Reason.CLIENT_ERROR: "the request was refused: check the model id and options",
+    Reason.SERVER_ERROR: "the service is having trouble: try again later",
+    Reason.TIMEOUT: "no answer from {url} in time: check your network or PRIME_INFERENCE_URL",
+    Reason.CONNECTION_ERROR: "cannot reach {url}: check your network or PRIME_INFERENCE_URL",
+    Reason.INVALID_RESPONSE: "{url} did not answer like the Pinference API: "
+    "check PRIME_INFERENCE_URL",
+}
+#: The API's own words in a message are cut here, the whole line at MESSAGE_LIMIT: a
+#: server can send anything, and an error must stay one readable line.
+DETAIL_LIMIT = 200
+MESSAGE_LIMIT = 400
+#: Ids `llm pinference refresh` shows per side before "and N more".
+REFRESH_IDS_SHOWN = 5
+_MODEL_NOT_FOUND = "no such model: list the models with `llm pinference models`"
+#: A connection that was made and then closed without an answer is not "cannot reach".
+DROPPED_ADVICE = "{url} closed the connection without answering: try again later"
+PROMPT_TIMEOUT_ADVICE = (
+    "no answer from {url} within {timeout}: try again, or raise LLM_PINFERENCE_TIMEOUT "
+    "(seconds) for long generations"
+)
+
+
+def shown(text: str) -> str:
+    """A string from the API as it may appear on a terminal: controls made visible."""
+    return printable(text)
+
+
+def describe_error(
+    error: PinferenceError,
+    *,
+    model_id: str | None = None,
+    advice: str | None = None,
+    secrets: Iterable[str | None] = (),
+) -> str:
+    """One line: what failed and what to do, e.g. "Pinference unauthorized (HTTP 401): the
+    API key was not accepted: run `llm keys set pinference` or set PRIME_API_KEY".
+
+    `advice` replaces the reason's usual advice (`{url}` is filled in). The line is
+    redacted (`secrets`, such as the key, and credentials in the base URL: the API's own
+    message may echo them), printable, and bounded: the API's words to DETAIL_LIMIT
+    characters, the whole line to MESSAGE_LIMIT."""
+    secrets = (*secrets, *url_secrets(error.url))
+    url = redact_url(error.url) if error.url else "the API"
+    status = f" (HTTP {error.status})" if error.status is not None else ""
+    if advice is not None:
+        pass
+    elif error.reason is Reason.NOT_FOUND and model_id is not None:
+        advice = _MODEL_NOT_FOUND
+    elif error.reason is Reason.RATE_LIMITED and error.retry_after is not None:
+        advice = f"rate limited: wait {error.retry_after:g}s and try again"
+    else:
+        advice = _ADVICE.get(error.reason, "")
+    advice = advice.format(url=url)
+    subject = ""
+    if model_id and error.reason is Reason.NOT_FOUND:
+        subject = f" for {model_id!r}"
+    text = f"Pinference {error.reason.value}{status}{subject}: {advice}"
+    detail = _clean(error.api_message or error.message, secrets, DETAIL_LIMIT)
+    if detail and detail not in text:
+        text += f" ({detail})"
+    return _clean(text, secrets, MESSAGE_LIMIT)
+
+
+def _clean(text: str, secrets: Iterable[str | None], limit: int) -> str:
+    # Redact before cutting: a key cut short would no longer match, and its start would show.
+    return one_line(shown(" ".join(redact(text, secrets).split())), limit)
+
+
+def unexpected(what: str, exc: BaseException, secrets: Iterable[str | None] = ()) -> str:
+    """A warning for a failure nobody planned for: one redacted, bounded line."""
+    return "llm-pinference: " + _clean(f"{what} ({type(exc).__name__}: {exc})", secrets, 300)
+
+
+def warn(message: str) -> None:
+    """One line on stderr; never raises (a closed stderr must not break a command)."""
+    with contextlib.suppress(Exception):
+        click.echo(" ".join(message.split()), err=True)
+
+
+def warn_once(message: str) -> None:
+    """`warn`, once per process: llm runs the hooks several times per command."""
+    if first_time(message):
+        warn(message)
+
+
+def failed_fetch_warning(
+    error: PinferenceError,
+    *,
+    now: float,
+    fetched_at: float | None,
+    retry_at: float | None,
+    secrets: Iterable[str | None] = (),
+) -> str:
+    """The hooks' one warning when the list could not be refreshed."""
+    if fetched_at is not None:
+        fallback = f"Using the list cached {format_age(max(0.0, now - fetched_at))} ago"
+    else:
+        fallback = "No Pinference models until then"
+    retry = f"in {format_age(retry_at - now)}" if retry_at else "later"
+    return (
+        f"llm-pinference: could not refresh the model list: "
+        f"{describe_error(error, secrets=secrets)}. "
+        f"{fallback}; next try {retry} (or run `llm pinference refresh`)."
+    )
+
+
+# Models
+
+
+def format_context(tokens: int | None) -> str | None:
+    """131072 -> "128k", 200000 -> "200k", 1048576 -> "1M": as people say them."""
+    if tokens is None or tokens <= 0:
+        return None
+    kilo = 1024 if tokens % 1024 == 0 else 1000  # binary sizes are quoted in binary units
+    if tokens >= kilo * kilo:
+        return f"{tokens / (kilo * kilo):.3g}M"
+    if tokens >= kilo:
+        return f"{tokens / kilo:.3g}k"
+    return str(tokens)
+
+
+def format_price(usd_per_mtok: float | None) -> str:
+    """`$0.075`, `$3`, `$0` (free); "" when the API does not say."""
+    if usd_per_mtok is None:
+        return ""
+    return f"${usd_per_mtok:.4f}".rstrip("0").rstrip(".") if usd_per_mtok else "$0"
+
+
+def _flag(value: bool | None) -> str:
+    return "unknown" if value is None else ("yes" if value else "no")
+
+
+def _yes_no(value: bool | None) -> str:
+    return "" if value is None else ("yes" if value else "no")
+
+
+def model_line(model: ModelInfo) -> str:
+    """The line `llm models` shows (and `llm models -q` searches)."""
+    details = []
+    if model.display_name and model.display_name != model.id:
+        details.append(shown(model.display_name))
+    context = format_context(model.context_window)
+    if context:
+        details.append(f"{context} context")
+    suffix = f" ({', '.join(details)})" if details else ""
+    return f"Pinference: {MODEL_PREFIX}{shown(model.id)}{suffix}"
+
+
+def model_json(model: ModelInfo) -> dict[str, Any]:
+    pricing = model.pricing
+    return {
+        "id": model.id,
+        "llm_model_id": MODEL_PREFIX + model.id,
+        "display_name": model.display_name,
+        "owned_by": model.owned_by,
+        "serving": model.serving,
+        "created": model.created,
+        "context_window": model.context_window,
+        "max_output_tokens": model.max_output_tokens,
+        "pricing_usd_per_mtok": {
+            "input": pricing.input,
+            "output": pricing.output,
+            "cache_read": pricing.cache_read,
+            "cache_write": pricing.cache_write,
+        },
+        "input_modalities": list(model.input_modalities),
+        "output_modalities": list(model.output_modalities),
+        "supported_parameters": list(model.supported_parameters),
+        "supports_vision": model.supports_vision,
+        "supports_tools": model.supports_tools,
+        "supports_schema": model.supports_schema,
+        "supports_reasoning": model.reasoning,
+    }
+
+
+def table(rows: Sequence[Sequence[str]]) -> str:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = ("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in rows)
+    return "\n".join(line.rstrip() for line in lines)
+
+
+MODELS_TABLE_HEADER = (
+    "id",
+    "serving",
+    "in $/M",
+    "out $/M",
+    "cache rd $/M",
+    "cache wr $/M",
+    "context",
+    "max out",
+    "reasoning",
+)
+
+
+def models_table(models: Iterable[ModelInfo]) -> str:
+    """What `prime inference models` shows and more: prices in USD per million tokens
+    (input, output, cache read, cache write), context, max output, reasoning; a blank
+    where the API does not say."""
+    rows: list[Sequence[str]] = [MODELS_TABLE_HEADER]
+    for m in models:
+        p = m.pricing
+        rows.append(
+            (
+                MODEL_PREFIX + shown(m.id),
+                shown(m.serving or ""),
+                format_price(p.input),
+                format_price(p.output),
+                format_price(p.cache_read),
+                format_price(p.cache_write),
+                format_context(m.context_window) or "",
+                format_context(m.max_output_tokens) or "",
+                _yes_no(m.reasoning),
+            )
+        )
+    return table(rows)
+
+
+def _per_mtok(price: float | None) -> str:
+    return f"{format_price(price)} / M tokens" if price is not None else "-"
+
+
+def model_details(model: ModelInfo) -> str:
+    p = model.pricing
+    rows = [
+        ("id", shown(model.id)),
+        ("llm model id", MODEL_PREFIX + shown(model.id)),
+        ("name", shown(model.display_name or "-")),
+        ("owned by", shown(model.owned_by)),
+        ("serving", shown(model.serving or "-")),
+        ("context", f"{model.context_window:,} tokens" if model.context_window else "-"),
+        ("max output", f"{model.max_output_tokens:,} tokens" if model.max_output_tokens else "-"),
+        ("price input", _per_mtok(p.input)),
+        ("price output", _per_mtok(p.output)),
+    ]
+    if p.cache_read is not None or p.cache_write is not None:
+        rows.append(("price cache read", _per_mtok(p.cache_read)))
+        rows.append(("price cache write", _per_mtok(p.cache_write)))
+    rows += [
+        ("input", shown(", ".join(model.input_modalities)) or "-"),
+        ("output", shown(", ".join(model.output_modalities)) or "-"),
+        ("vision", _flag(model.supports_vision)),
+        ("tools", _flag(model.supports_tools)),
+        ("schemas", _flag(model.supports_schema)),
+        ("reasoning", _flag(model.reasoning)),
+        ("parameters", shown(", ".join(model.supported_parameters)) or "-"),
+    ]
+    width = max(len(name) for name, _ in rows)
+    return "\n".join(f"{name + ':':<{width + 1}} {value}" for name, value in rows)
+
+
+def matches(model: ModelInfo, queries: Iterable[str]) -> bool:
+    """Every query (case-insensitive) in the id, display name or owner, like `llm models -q`."""
+    haystack = " ".join(filter(None, (model.id, model.display_name, model.owned_by))).lower()
+    return all(q.lower() in haystack for q in queries)
+
+
+# Refresh
+
+
+def refresh_lines(
+    added: Sequence[str],
+    removed: Sequence[str],
+    *,
+    unchanged: int,
+    total: int,
+    had_cache: bool,
+    verbose: bool = False,
+) -> list[str]:
+    """What `llm pinference refresh` prints: per side, the count and the first few ids
+    (every id, one per line, with verbose), then the totals."""
+    lines: list[str] = []
+    for label, ids in (("Added", added), ("Removed", removed)):
+        if not ids:
+            continue
+        names = [MODEL_PREFIX + shown(i) for i in ids]
+        if verbose:
+            lines.append(f"{label} {len(names)}:")
+            lines += [f"  {name}" for name in names]
+        elif len(names) <= REFRESH_IDS_SHOWN:
+            lines.append(f"{label} {len(names)}: {', '.join(names)}")
+        else:
+            first = ", ".join(names[:REFRESH_IDS_SHOWN])
+            more = len(names) - REFRESH_IDS_SHOWN
+            lines.append(f"{label} {len(names)}: {first} and {more} more (--verbose lists them)")
+    summary = f"{len(added)} added, {len(removed)} removed, {unchanged} unchanged"
+    if not had_cache:
+        summary += " (no previous list)"
+    lines.append(f"{summary}; {total} models in total")
+    return lines
+
+
+# Cost report
+
+
+class ModelCost(NamedTuple):
+    """The usage llm logged for one model, and its price (None: no price known)."""
+
+    model: str  # llm's model id, pinference/<id>
+    responses: int
+    input_tokens: int  # all input tokens, cached ones included
+    cache_read_tokens: int
+    cache_write_tokens: int
+    output_tokens: int
+    cost_usd: float | None
+
+
+class CostReport(NamedTuple):
+    models: tuple[ModelCost, ...]  # models with usage, priced or not
+    no_usage: dict[str, int]  # model -> responses logged without token counts
+    since: datetime.datetime | None = None
+
+    @property
+    def priced(self) -> tuple[ModelCost, ...]:
+        return tuple(m for m in self.models if m.cost_usd is not None)
+
+    @property
+    def unpriced(self) -> tuple[ModelCost, ...]:
+        return tuple(m for m in self.models if m.cost_usd is None)
+
+    @property
+    def total_usd(self) -> float:
+        return sum(m.cost_usd or 0.0 for m in self.models)
+
+
+def format_usd(amount: float) -> str:
+    """A cost: `$12.35`; below a dollar to the millionth, `$0.049135`, `$0.00074`."""
+    if amount >= 1:
+        return f"${amount:,.2f}"
+    return f"${amount:.6f}".rstrip("0").rstrip(".") if amount >= 0.0000005 else "$0"
+
+
+def cost_lines(report: CostReport) -> list[str]:
+    """The text of `llm pinference cost`: one row per model, the total, and which
+    responses could not be counted or priced."""
+    when = report.since.strftime("%Y-%m-%d %H:%M UTC") if report.since else None
+    scope = f"since {when}" if when else "in all of llm's logs"
+    if not report.models and not report.no_usage:
+        return [f"No {MODEL_PREFIX}* responses {scope}."]
+    rows: list[Sequence[str]] = [
+        ("model", "responses", "input", "cache read", "cache write", "output", "cost")
+    ]
+    for m in report.models:
+        rows.append(
+            (
+                shown(m.model),
+                f"{m.responses:,}",
+                f"{m.input_tokens:,}",
+                f"{m.cache_read_tokens:,}",
+                f"{m.cache_write_tokens:,}",
+                f"{m.output_tokens:,}",
+                format_usd(m.cost_usd) if m.cost_usd is not None else "no price",
+            )
+        )
+    totals = [sum(getattr(m, f) for m in report.models) for f in ModelCost._fields[1:6]]
+    rows.append(("total", *(f"{t:,}" for t in totals), format_usd(report.total_usd)))
+    lines = [f"Pinference usage {scope}, priced with the cached model list (USD):", table(rows)]
+    if report.unpriced:
+        count = sum(m.responses for m in report.unpriced)
+        names = ", ".join(shown(m.model) for m in report.unpriced)
+        lines.append(
+            f"{count} response(s) with no price (model not in the list, or no price for it), "
+            f"not in the total: {names}"
+        )
+    if report.no_usage:
+        count = sum(report.no_usage.values())
+        names = ", ".join(shown(m) for m in report.no_usage)
+        lines.append(f"{count} response(s) logged without token usage, not counted: {names}")
+    return lines
+
+
+def cost_json(report: CostReport) -> dict[str, Any]:
+    models = [m._asdict() for m in report.models]
+    totals = {f: sum(getattr(m, f) for m in report.models) for f in ModelCost._fields[1:6]}
+    return {
+        "since": report.since.isoformat() if report.since else None,
+        "models": models,
+        "total": {**totals, "cost_usd": report.total_usd},
+        "no_price": {
+            "responses": sum(m.responses for m in report.unpriced),
+            "models": [m.model for m in report.unpriced],
+        },
+        "no_usage": {"responses": sum(report.no_usage.values()), "models": list(report.no_usage)},
+    }
