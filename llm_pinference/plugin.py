@@ -18,7 +18,6 @@ import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
-import httpx2
 import llm
 import openai
 import pydantic
@@ -45,6 +44,7 @@ from .messages import (
     unexpected,
     warn_once,
 )
+from .openai_http import http_lib
 from .settings import ENV_KEY, Settings, resolve_settings
 
 if TYPE_CHECKING:  # imported when models are registered, not for `llm --help`
@@ -134,7 +134,7 @@ class _PinferenceModel:
 
     def unreadable(self, exc: BaseException) -> InvalidChatResponse:
         """What llm's reading of an answer raised, as the invalid_response it is."""
-        request = httpx2.Request("POST", f"{self.api_base}/chat/completions")
+        request = http_lib.Request("POST", f"{self.api_base}/chat/completions")
         return InvalidChatResponse(f"the answer could not be read: {type(exc).__name__}", request)
 
     def __str__(self) -> str:
@@ -277,11 +277,11 @@ def prompt_error_message(
     cause = exc.__cause__
     if isinstance(exc, openai.APITimeoutError):
         reason = Reason.TIMEOUT
-        if not isinstance(cause, httpx2.ConnectTimeout):
+        if not isinstance(cause, http_lib.ConnectTimeout):
             advice = PROMPT_TIMEOUT_ADVICE.replace("{timeout}", f"{prompt_timeout():g}s")
     elif isinstance(exc, openai.APIConnectionError):
         reason = Reason.CONNECTION_ERROR
-        if isinstance(cause, (httpx2.RemoteProtocolError, httpx2.ReadError)):
+        if isinstance(cause, (http_lib.RemoteProtocolError, http_lib.ReadError)):
             advice = DROPPED_ADVICE
     elif isinstance(exc, openai.APIStatusError):
         status = exc.status_code
@@ -355,8 +355,8 @@ def prompt_timeout(env: Mapping[str, str] | None = None) -> float:
     return seconds
 
 
-def http_timeout(seconds: float) -> httpx2.Timeout:
-    return httpx2.Timeout(seconds, connect=min(CONNECT_TIMEOUT, seconds))
+def http_timeout(seconds: float) -> http_lib.Timeout:
+    return http_lib.Timeout(seconds, connect=min(CONNECT_TIMEOUT, seconds))
 
 
 def _size(n: int) -> str:
@@ -367,7 +367,7 @@ class InvalidChatResponse(openai.APIError):
     """The chat endpoint answered, but not with a usable chat completion (reason
     invalid_response). An openai.APIError, so Python callers' handlers still apply."""
 
-    def __init__(self, detail: str, request: httpx2.Request) -> None:
+    def __init__(self, detail: str, request: http_lib.Request) -> None:
         super().__init__(detail, request, body=None)
 
 
@@ -375,7 +375,7 @@ class _Meter:
     """Checks an answer as it arrives: its size, and for an event stream its lines (none
     longer than MAX_LINE_BYTES) and its end (`data: [DONE]` after at least one event)."""
 
-    def __init__(self, request: httpx2.Request, response: httpx2.Response, streaming: bool):
+    def __init__(self, request: http_lib.Request, response: http_lib.Response, streaming: bool):
         self.request = request
         self.ok = response.is_success
         self.events = streaming and self.ok
@@ -436,15 +436,15 @@ class _Meter:
 
     def translate(self, exc: Exception) -> Exception:
         """A transport failure while the answer arrives, as the openai error it means."""
-        if isinstance(exc, httpx2.ReadTimeout):
+        if isinstance(exc, http_lib.ReadTimeout):
             return openai.APITimeoutError(request=self.request)
-        if isinstance(exc, httpx2.DecodingError):
+        if isinstance(exc, http_lib.DecodingError):
             return self.error("the answer could not be decoded")
         return self.error("the connection closed before the answer was complete")
 
 
-class _GuardedStream(httpx2.SyncByteStream):
-    def __init__(self, response: httpx2.Response, meter: _Meter) -> None:
+class _GuardedStream(http_lib.SyncByteStream):
+    def __init__(self, response: http_lib.Response, meter: _Meter) -> None:
         self.response = response
         self.meter = meter
 
@@ -453,7 +453,7 @@ class _GuardedStream(httpx2.SyncByteStream):
             for chunk in self.response.iter_bytes():
                 self.meter.feed(chunk)
                 yield chunk
-        except (httpx2.TransportError, httpx2.DecodingError) as exc:
+        except (http_lib.TransportError, http_lib.DecodingError) as exc:
             raise self.meter.translate(exc) from exc
         self.meter.finish()
 
@@ -461,8 +461,8 @@ class _GuardedStream(httpx2.SyncByteStream):
         self.response.close()
 
 
-class _GuardedAsyncStream(httpx2.AsyncByteStream):
-    def __init__(self, response: httpx2.Response, meter: _Meter) -> None:
+class _GuardedAsyncStream(http_lib.AsyncByteStream):
+    def __init__(self, response: http_lib.Response, meter: _Meter) -> None:
         self.response = response
         self.meter = meter
 
@@ -471,7 +471,7 @@ class _GuardedAsyncStream(httpx2.AsyncByteStream):
             async for chunk in self.response.aiter_bytes():
                 self.meter.feed(chunk)
                 yield chunk
-        except (httpx2.TransportError, httpx2.DecodingError) as exc:
+        except (http_lib.TransportError, http_lib.DecodingError) as exc:
             raise self.meter.translate(exc) from exc
         self.meter.finish()
 
@@ -480,8 +480,8 @@ class _GuardedAsyncStream(httpx2.AsyncByteStream):
 
 
 def _guarded(
-    request: httpx2.Request, response: httpx2.Response, streaming: bool, *, async_: bool
-) -> httpx2.Response:
+    request: http_lib.Request, response: http_lib.Response, streaming: bool, *, async_: bool
+) -> http_lib.Response:
     """The response with its body read through a _Meter. The body is passed on decoded
     (so the caps hold for what is kept in memory, compressed or not)."""
     meter = _Meter(request, response, streaming)
@@ -492,10 +492,10 @@ def _guarded(
         )
     drop = {"content-encoding", "content-length", "transfer-encoding"}
     headers = [(k, v) for k, v in response.headers.multi_items() if k.lower() not in drop]
-    stream: httpx2.SyncByteStream | httpx2.AsyncByteStream = (
+    stream: http_lib.SyncByteStream | http_lib.AsyncByteStream = (
         _GuardedAsyncStream(response, meter) if async_ else _GuardedStream(response, meter)
     )
-    return httpx2.Response(
+    return http_lib.Response(
         response.status_code,
         headers=headers,
         stream=stream,
@@ -504,7 +504,7 @@ def _guarded(
     )
 
 
-def check_completion(response: httpx2.Response) -> None:
+def check_completion(response: http_lib.Response) -> None:
     """A non-streamed chat answer must be a chat completion llm can read, or it is an
     invalid_response now (not an AttributeError deep inside llm, nor an empty answer)."""
     if not response.is_success or not response.request.url.path.endswith("/chat/completions"):
@@ -530,15 +530,15 @@ class GuardedClient(openai.DefaultHttpxClient):
     stream's end, the completion's shape) and read timeouts raised as openai errors, which
     openai does not retry. `inner`, when given, sends the requests (llm's logging client)."""
 
-    def __init__(self, *, inner: httpx2.Client | None = None, **kwargs: Any) -> None:
+    def __init__(self, *, inner: http_lib.Client | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._inner = inner
 
-    def send(self, request: httpx2.Request, *, stream: bool = False, **kwargs: Any) -> Any:
+    def send(self, request: http_lib.Request, *, stream: bool = False, **kwargs: Any) -> Any:
         sender = self._inner.send if self._inner is not None else super().send
         try:
             raw = sender(request, stream=True, **kwargs)
-        except httpx2.ReadTimeout as exc:
+        except http_lib.ReadTimeout as exc:
             raise openai.APITimeoutError(request=request) from exc
         try:
             response = _guarded(request, raw, stream, async_=False)
@@ -559,10 +559,10 @@ class GuardedClient(openai.DefaultHttpxClient):
 class GuardedAsyncClient(openai.DefaultAsyncHttpxClient):
     """GuardedClient for the async models."""
 
-    async def send(self, request: httpx2.Request, *, stream: bool = False, **kwargs: Any) -> Any:
+    async def send(self, request: http_lib.Request, *, stream: bool = False, **kwargs: Any) -> Any:
         try:
             raw = await super().send(request, stream=True, **kwargs)
-        except httpx2.ReadTimeout as exc:
+        except http_lib.ReadTimeout as exc:
             raise openai.APITimeoutError(request=request) from exc
         try:
             response = _guarded(request, raw, stream, async_=True)

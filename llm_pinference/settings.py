@@ -73,8 +73,7 @@ class Settings:
     def account(self) -> str:
         """What decides which models are visible: base URL (without credentials) and team
         (only with a key). Used as the cache key: it holds no secret."""
-        team = self.team_id if self.api_key else None
-        return f"{self.safe_base_url}|team={team or ''}"
+        return f"{self.safe_base_url}|team={self.team or ''}"
 
 
 def prime_config_path() -> Path:
@@ -143,5 +142,5 @@ def credentials(
     pinference`); without one, the key comes from PRIME_API_KEY, then the config file.
     Team and base URL as resolve_settings. Request headers: `Settings.headers()`."""
     settings = resolve_settings(env=env, config=config)
-    key = _text(key)
+    key = _nonblank(key)
     return replace(settings, api_key=key) if key else settings

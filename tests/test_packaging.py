@@ -99,6 +99,8 @@ AUDIENCES = {
     # the helpers that start the exporter, Prometheus and Alertmanager for the demo and tests
     "llm_pinference/testing": ("exporter",),
     "llm_pinference/plugin.py": ("llm",),
+    "llm_pinference/messages.py": ("llm",),
+    "llm_pinference/openai_http.py": ("llm",),
     "llm_pinference/commands.py": ("llm",),
     "llm_pinference": (),
     "exporter": ("exporter", "basic-auth"),
@@ -405,6 +407,7 @@ def test_llm_install_adds_the_plugin_without_the_exporter_dependencies(
     env = tool_env(
         PRIME_INFERENCE_URL=fake.base_url,  # type: ignore[attr-defined]
         LLM_USER_PATH=str(tmp_path / "llm"),
+        PRIME_API_KEY="sk-packaging-test",  # configured: the hooks fetch the list
     )
     models = run([python.parent / "llm", "models"], env=env, timeout=120).stdout
     assert "pinference/" in models, models

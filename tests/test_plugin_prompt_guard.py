@@ -15,7 +15,6 @@ import sys
 import time
 from pathlib import Path
 
-import httpx2
 import llm
 import openai
 import pytest
@@ -24,6 +23,7 @@ from plugin_support import KEY, ensure_registered, errors_as_users_see_them, inv
 
 from llm_pinference import plugin
 from llm_pinference.fake import FakePinference, Fault
+from llm_pinference.openai_http import http_lib
 
 MODEL = "pinference/deepseek-chat"
 LLM = str(Path(sys.executable).with_name("llm"))
@@ -127,12 +127,12 @@ def test_a_dropped_connection_is_not_cannot_reach(
 def test_the_chat_client_timeouts(monkeypatch: pytest.MonkeyPatch) -> None:
     sync, async_ = llm.get_model(MODEL), llm.get_async_model(MODEL)
     for client in (sync.get_client(KEY), async_.get_client(KEY, async_=True)):
-        assert client.timeout == httpx2.Timeout(120, connect=5)
+        assert client.timeout == http_lib.Timeout(120, connect=5)
         assert client.max_retries == 1
     monkeypatch.setenv("LLM_PINFERENCE_TIMEOUT", "300")
-    assert sync.get_client(KEY).timeout == httpx2.Timeout(300, connect=5)
+    assert sync.get_client(KEY).timeout == http_lib.Timeout(300, connect=5)
     monkeypatch.setenv("LLM_PINFERENCE_TIMEOUT", "2.5")
-    assert sync.get_client(KEY).timeout == httpx2.Timeout(2.5, connect=2.5)
+    assert sync.get_client(KEY).timeout == http_lib.Timeout(2.5, connect=2.5)
 
 
 @pytest.mark.parametrize("value", ["soon", "0", "-3", "nan", "inf"])
