@@ -56,7 +56,8 @@ LAST_FAMILY = b"pinference_exporter_build_info{"  # the exporter's last pinferen
 
 
 def serve_exporter(models: int) -> None:
-    from exporter import Exporter, ExporterConfig
+    from pinference_exporter import Exporter, ExporterConfig
+
     from llm_pinference.fake import FakePinference, generate_catalogue
     from llm_pinference.settings import Settings
 
