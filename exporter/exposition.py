@@ -57,7 +57,8 @@ class _Rendered:
 
 
 def _registry(*collectors: Collector) -> CollectorRegistry:
-    registry = CollectorRegistry()
+    # Described by a collect() now: the names let a name[] filter find the collectors.
+    registry = CollectorRegistry(auto_describe=True)
     for collector in collectors:
         registry.register(collector)
     return registry
