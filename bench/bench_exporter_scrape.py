@@ -2,13 +2,17 @@
 
     .venv/bin/python bench/bench_exporter_scrape.py [--quick] [--json]
         [--models 1000] [--clients 1,4,16] [--requests N] [--rounds N] [--stock-floor]
+        [--probe-interval SECONDS]
 
 The exporter (in its own process, with the fake API and a 1000-model catalogue, after two
 probe cycles so every model_info series and both histograms exist) is compared with the
 FLOOR: prometheus_client's own `start_http_server` (the same wsgiref threading server) in
 another process, re-exposing the very same families parsed from the exporter's scrape
-through a trivial collector. The difference is what the exporter adds per scrape (building
-families from its state, reading /proc for process_*), over serialisation and HTTP.
+through a trivial collector, so it renders and compresses all of them on every scrape. The
+exporter serves them pre-rendered (rendered once per state change) and renders only
+process_* per scrape. By default nothing probes during the load (the state does not
+change); `--probe-interval 1` probes every second meanwhile (the shortest interval the CLI
+allows), so renders after changes are part of the figures.
 
 Load: C concurrent clients, each a separate process (so the load generator's GIL does not
 distort the figures) with a requests.Session, N scrapes each, sending the headers Prometheus
@@ -55,18 +59,23 @@ LAST_FAMILY = b"pinference_exporter_build_info{"  # the exporter's last pinferen
 # --- the two servers, each run as `python bench_exporter_scrape.py --serve ROLE` -----
 
 
-def serve_exporter(models: int) -> None:
-    from exporter import Exporter, ExporterConfig
+def serve_exporter(models: int, probe_interval: float) -> None:
+    from pinference_exporter import Exporter, ExporterConfig
+
     from llm_pinference.fake import FakePinference, generate_catalogue
     from llm_pinference.settings import Settings
 
     fake = FakePinference(models=generate_catalogue(models)).start()
+    interval = probe_interval or 60.0
     config = ExporterConfig(settings=Settings(base_url=fake.base_url),
-                            listen_address="127.0.0.1:0", probe_interval=60.0,
-                            probe_timeout=10.0, max_series=max(1000, models))  # fmt: skip
-    exporter = Exporter(config).start(probe=False)  # no probing during the load: scrapes only
+                            listen_address="127.0.0.1:0", probe_interval=interval,
+                            probe_timeout=min(10.0, interval / 2),
+                            max_series=max(1000, models))  # fmt: skip
+    exporter = Exporter(config).start(probe=False)
     for _ in range(2):
         exporter.run_probe_cycle()
+    if probe_interval:
+        exporter.start()  # probing in the background from now on
     announce(exporter.metrics_url)
 
 
@@ -171,7 +180,8 @@ def run_round(pool: Any, url: str, clients: int, n: int, expected: int) -> dict[
 def measure(args: Any) -> dict[str, Any]:
     concurrency = [int(c) for c in args.clients.split(",")]
     with tempfile.TemporaryDirectory(prefix="bench-scrape-") as tmp:
-        exp, exp_url = start_server("exporter", str(args.models))
+        probing = ["--probe-interval", str(args.probe_interval)]
+        exp, exp_url = start_server("exporter", str(args.models), *probing)
         floor = None
         try:
             text = requests.get(exp_url, headers=HEADERS, timeout=30).text
@@ -187,7 +197,8 @@ def measure(args: Any) -> dict[str, Any]:
                 "models": args.models, "model_info_series": expected,
                 "samples": len(_series(text)), "exposition_bytes": len(text.encode()),
                 "floor_same_series": same, "requests_per_client": args.requests,
-                "rounds": args.rounds, "machine": machine(), "by_clients": {},
+                "rounds": args.rounds, "probe_interval": args.probe_interval,
+                "machine": machine(), "by_clients": {},
             }  # fmt: skip
             context = multiprocessing.get_context("spawn")
             with context.Pool(max(concurrency)) as pool:
@@ -238,9 +249,11 @@ def report(res: dict[str, Any]) -> None:
     print(f"exporter /metrics vs bare prometheus_client floor: {res['models']} models, "
           f"{res['model_info_series']} model_info series, {res['samples']} samples, "
           f"{res['exposition_bytes'] / 1024:.0f} KiB uncompressed (gzip on the wire)")  # fmt: skip
+    probing = (f"probing every {res['probe_interval']:g} s" if res["probe_interval"]
+               else "no probing")  # fmt: skip
     print(f"floor exposes the same series: {'yes' if res['floor_same_series'] else 'NO'}; "
           f"{res['rounds']} alternated rounds x {res['requests_per_client']} scrapes per "
-          "client; latencies in ms")
+          f"client; exporter {probing} during the load; latencies in ms")
     rows = []
     for clients, s in res["by_clients"].items():
         for name in ("exporter", "floor"):
@@ -269,13 +282,15 @@ def main() -> int:
     args_parser.add_argument("--clients", default="1,4,16", help="concurrency levels")
     args_parser.add_argument("--requests", type=int, help="scrapes per client per round")
     args_parser.add_argument("--rounds", type=int, help="alternated rounds per concurrency")
+    args_parser.add_argument("--probe-interval", type=float, default=0.0,
+                             help="probe in the background meanwhile (seconds; 0: no probing)")
     args_parser.add_argument("--stock-floor", action="store_true",
                              help="floor with start_http_server's own listen backlog (5)")
     args_parser.add_argument("--serve", choices=["exporter", "floor"], help=argparse.SUPPRESS)
     args_parser.add_argument("--serve-arg", help=argparse.SUPPRESS)
     args = args_parser.parse_args()
     if args.serve == "exporter":
-        serve_exporter(int(args.serve_arg))
+        serve_exporter(int(args.serve_arg), args.probe_interval)
         return 0
     if args.serve == "floor":
         serve_floor(args.serve_arg, args.stock_floor)

@@ -25,14 +25,15 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from prometheus_client import ProcessCollector, generate_latest
-from prometheus_client.registry import CollectorRegistry
+from prometheus_client import ProcessCollector
+from prometheus_client.registry import Collector
 
 from llm_pinference.settings import Settings
 from llm_pinference.text import redact_url
 
 from .collector import PinferenceCollector, Reading
 from .config import AccountConfig, ExporterConfig
+from .exposition import Exposition
 from .logs import kv
 from .options import ConfigError, ListenAddress
 from .prober import Prober
@@ -68,12 +69,14 @@ class ReloadStatus:
         self._lock = threading.Lock()
         self.successful = True
         self.success_time = time.time()
+        self.generation = 0  # bumped by each record (after it), like ProbeState's
 
     def record(self, error: str | None) -> None:
         with self._lock:
             self.successful = error is None
             if error is None:
                 self.success_time = time.time()
+            self.generation += 1
 
     def read(self) -> tuple[bool, float]:
         with self._lock:
@@ -82,24 +85,35 @@ class ReloadStatus:
 
 class Exporter:
     def __init__(
-        self, config: ExporterConfig, *, loader: Callable[[], ExporterConfig] | None = None
+        self,
+        config: ExporterConfig,
+        *,
+        loader: Callable[[], ExporterConfig] | None = None,
+        process: Collector | None = None,
     ) -> None:
         """`loader` builds the config again from its sources, for `reload()`; without it,
-        a reload re-applies the config given here."""
+        a reload re-applies the config given here. `process` yields the per-scrape
+        process_* families (default: prometheus_client's ProcessCollector on /proc)."""
         config.check()
         self._loader = loader or (lambda: config)
         self._reload_lock = threading.Lock()  # one reload at a time
         self._after_reload: list[Callable[[ExporterConfig], None]] = []
         self.reload_status = ReloadStatus()
         self.web = WebConfigWatcher(config.web, on_result=self.reload_status.record)
+        self._config_generation = 0  # bumped by each assignment of _current (the property)
         self._current = _Current(config, {})
         self._current = self._build(config)
         self._ready = False
-        self.registry = CollectorRegistry()
-        self.registry.register(PinferenceCollector(self._reading))
-        ProcessCollector(registry=self.registry)
+        # Scrapes get the families built from the states pre-rendered, once per change of
+        # generation(), plus the process_* families read for each scrape.
+        self.exposition = Exposition(
+            PinferenceCollector(self._reading),
+            process if process is not None else ProcessCollector(registry=None),
+            self.generation,
+        )
+        self.registry = self.exposition.registry  # both, rendered afresh on each collect
         self.app = ExporterApp(
-            self.registry, lambda: self._current.config, self.view, self.web, self.reload
+            self.exposition, lambda: self._current.config, self.view, self.web, self.reload
         )
         self._servers: list[ExporterServer] = []
         self._listening: list[ListenAddress] = []  # what the servers were bound to
@@ -113,6 +127,24 @@ class Exporter:
         return f"<Exporter {url} target={targets}>"
 
     # what it is now
+
+    @property
+    def _current(self) -> _Current:
+        return self.__current
+
+    @_current.setter
+    def _current(self, current: _Current) -> None:
+        self.__current = current
+        self._config_generation += 1  # after the swap: see generation()
+
+    def generation(self) -> tuple[int, ...]:
+        """Changes whenever anything the metrics show (but process_*) may have changed: the
+        config and its accounts, the reload status, any account's probe state. Each part
+        is bumped after its change, so what is rendered after reading this is never older.
+        The config's count is read before the accounts it counts, for the same reason."""
+        config, reloads = self._config_generation, self.reload_status.generation
+        states = [account.state.generation for account in self._current.accounts.values()]
+        return (config, reloads, *states)
 
     @property
     def config(self) -> ExporterConfig:
@@ -291,8 +323,9 @@ class Exporter:
         return all([account.prober.run_cycle() for account in self._accounts.values()])
 
     def scrape(self) -> str:
-        """The metrics in the Prometheus text format, as a scrape would get them."""
-        return generate_latest(self.registry).decode()
+        """The metrics in the Prometheus text format, as a scrape gets them (pre-rendered;
+        `generate_latest(exporter.registry)` renders the same afresh)."""
+        return self.exposition.render()[1].decode()
 
     @property
     def ports(self) -> list[int]:

@@ -121,6 +121,9 @@ class ProbeState:
         self._list_done = False
         self._paused_until: float | None = None
         self._cycles = 0
+        # Bumped by every change a scrape could show, after the change (under the lock): a
+        # pre-rendered exposition is reused while the generation stays the same.
+        self.generation = 0
 
     def record(
         self,
@@ -140,6 +143,7 @@ class ProbeState:
             self._endpoints[endpoint] = previous.recorded(duration, finished, status, reason, error)
             if endpoint == "list":
                 self._list_done = True
+            self.generation += 1
 
     def record_catalog(self, models: Iterable[ModelInfo], finished: float) -> tuple[int, int]:
         """Store a successful list; returns (added, removed) since the previous one."""
@@ -155,26 +159,31 @@ class ProbeState:
             self._catalog = catalog
             self._changes["added"] += added
             self._changes["removed"] += removed
+            self.generation += 1
         return added, removed
 
     def set_available(self, model: str, value: int) -> None:
         with self._lock:
             self._available[model] = value
+            self.generation += 1
 
     def keep_available(self, models: Iterable[str]) -> None:
         """Forget availability of models no longer watched (their series disappear)."""
         keep = set(models)
         with self._lock:
             self._available = {m: v for m, v in self._available.items() if m in keep}
+            self.generation += 1
 
     def set_paused_until(self, until: float | None) -> None:
         """Wall time until which probing waits for a 429's Retry-After (for display)."""
         with self._lock:
             self._paused_until = until
+            self.generation += 1
 
     def count_cycle(self) -> None:
         with self._lock:
             self._cycles += 1
+            self.generation += 1
 
     def sample_ids(self) -> tuple[str, ...]:
         with self._lock:

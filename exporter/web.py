@@ -1,11 +1,11 @@
 """The WSGI app (/, the telemetry path, /-/healthy, /-/ready, /-/reload) and the servers.
 
-Metrics are served by prometheus_client's `make_wsgi_app`, which negotiates OpenMetrics
-and gzip. Every GET route answers HEAD too (the same headers, no body). The server is
-wsgiref's, one daemon thread per connection; TLS handshakes run in those threads too, so
-a slow client cannot stall the accept loop. The web config (TLS context, basic auth,
-headers) is looked up for each connection and request, so a rotated certificate or
-password applies without a restart.
+Metrics are served pre-rendered by `exposition.Exposition` (OpenMetrics and gzip negotiated
+as prometheus_client's `make_wsgi_app` does). Every GET route answers HEAD too (the same
+headers, no body). The server is wsgiref's, one daemon thread per connection; TLS handshakes
+run in those threads too, so a slow client cannot stall the accept loop. The web config (TLS
+context, basic auth, headers) is looked up for each connection and request, so a rotated
+certificate or password applies without a restart.
 """
 
 from __future__ import annotations
@@ -22,9 +22,6 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
-
-from prometheus_client import make_wsgi_app
-from prometheus_client.registry import CollectorRegistry
 
 from llm_pinference.text import format_duration, one_line, redact_url
 
@@ -63,15 +60,15 @@ class View:
 class ExporterApp:
     def __init__(
         self,
-        registry: CollectorRegistry,
+        metrics: Callable[[Environ, StartResponse], Iterable[bytes]],
         config: Callable[[], ExporterConfig],
         view: Callable[[], View],
         web: WebConfigWatcher,
         reload: Callable[[], None],
     ) -> None:
-        """`config` is read for each request; `view` (every account's state) only by the
-        pages that show it, not by scrapes."""
-        self._metrics = make_wsgi_app(registry)
+        """`metrics` answers GET on the telemetry path; `config` is read for each request;
+        `view` (every account's state) only by the pages that show it, not by scrapes."""
+        self._metrics = metrics
         self._config = config
         self._view = view
         self._web = web
