@@ -31,6 +31,12 @@ MIN_INTERVAL = 1.0  # for flags and files; the in-process API allows faster prob
 MAX_INTERVAL = 86400.0
 MAX_CONCURRENCY = 64
 MIN_RESPONSE_BYTES = 1024
+# The chat probe costs money: its interval has a floor, and its rate a cap per hour.
+MIN_CHAT_INTERVAL = 60.0
+DEFAULT_CHAT_INTERVAL = 300.0
+DEFAULT_CHAT_MAX_PER_HOUR = 60
+DEFAULT_CHAT_MAX_TOKENS = 8
+MAX_CHAT_TOKENS = 128
 LOG_LEVELS = ("debug", "info", "warn", "error")
 LOG_FORMATS = ("logfmt", "json")
 PRIME_CONFIG = "~/.prime/config.json"  # the prime CLI's file, read by the core's settings
@@ -273,6 +279,10 @@ OPTIONS: tuple[Option, ...] = (
     Option("api.team_id", "--api.team-id", Target.ACCOUNT, "team_id", non_empty_string,
            "team id sent as X-Prime-Team-ID with the key", default_help="none", env=ENV_TEAM,
            metavar="ID", account_key="team_id"),
+    Option("api.ca_file", "--api.ca-file", Target.ACCOUNT, "ca_file", non_empty_string,
+           "PEM file of the certificate authorities to trust for the API instead of the "
+           "system's (a private CA; re-read on reload)", default_help="the system's",
+           metavar="FILE", is_path=True, account_key="ca_file"),
     Option("api.key_file", "--api.key-file", Target.ACCOUNT, "key_file", non_empty_string,
            "read the API key from this file, e.g. a mounted secret (re-read on reload)",
            default_help=f"the key in ${ENV_KEY}, else in {PRIME_CONFIG}", metavar="FILE",

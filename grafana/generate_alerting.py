@@ -84,6 +84,7 @@ PANELS = {
     "PinferenceCatalogEmpty": "Models listed now",
     "PinferenceCatalogShrunk": "Models listed over time",
     "PinferenceProbesStale": "Last probe age",
+    "PinferenceTLSCertExpiringSoon": "TLS certificate expires in",
     "PinferenceErrorBudgetBurnFast": "Error budget burn rate",
     "PinferenceErrorBudgetBurnSlow": "Error budget burn rate",
 }

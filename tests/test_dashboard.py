@@ -469,6 +469,39 @@ def test_latency_percentiles_per_endpoint(panels: list[dict[str, Any]]) -> None:
     assert panel["fieldConfig"]["defaults"]["unit"] == "s"
 
 
+def _alert_threshold(name: str) -> float:
+    """The number an alert's expression compares with (`... < 14 * 86400`)."""
+    (rule,) = [r for r in alert_rules() if r["alert"] == name]
+    match = re.search(r"[<>] ([\d.]+(?: \* [\d.]+)?)\s*$", rule["expr"].strip())
+    assert match, rule["expr"]
+    value = 1.0
+    for factor in match.group(1).split("*"):
+        value *= float(factor)
+    return value
+
+
+def test_connection_and_tls_row(panels: list[dict[str, Any]]) -> None:
+    row = _row_of(panels, "Connection and TLS")
+    assert [p["title"] for p in row] == [
+        "Connection phases (last list probe)", "TLS certificate expires in", "TLS version",
+    ]  # fmt: skip
+    phases, expiry, version = row
+    (expr,) = exprs_of(phases)
+    assert re.match(r"max by \(instance, account, phase\) \(pinference_probe_phase_seconds\{", expr)
+    assert 'endpoint="list"' in expr
+    assert phases["fieldConfig"]["defaults"]["custom"]["stacking"]["mode"] == "normal"
+    assert phases["fieldConfig"]["defaults"]["unit"] == "s"
+    (expr,) = exprs_of(expiry)
+    assert "pinference_tls_cert_expiry_timestamp_seconds{" in expr and expr.endswith("- time()")
+    steps = expiry["fieldConfig"]["defaults"]["thresholds"]["steps"]
+    # green from the alert's threshold on: the panel turns orange when the alert fires
+    assert steps[-1]["color"] == "green"
+    assert steps[-1]["value"] == _alert_threshold("PinferenceTLSCertExpiringSoon") == 14 * 86400
+    (expr,) = exprs_of(version)
+    assert "pinference_tls_version_info{" in expr
+    assert version["options"]["reduceOptions"]["fields"] == "/^version$/"
+
+
 def test_failures_by_reason_are_stacked_rates(panels: list[dict[str, Any]]) -> None:
     panel = by_title(panels, "Failures by reason")
     (expr,) = exprs_of(panel)

@@ -53,6 +53,8 @@ from promhelpers import (
 )
 from support import free_port
 
+from llm_pinference.probes import PHASES
+
 pytestmark = pytest.mark.integration
 
 WATCHED = "meta-llama/llama-3.1-70b-instruct"
@@ -278,6 +280,9 @@ def test_dashboard_shows_what_the_fake_serves(stack: Stack) -> None:
             values = stack.query(expr)
             endpoints = {dict(k)["endpoint"] for k, v in values.items() if math.isfinite(v)}
             expect(f"latency {ref}", endpoints == {"list", "get"}, values)
+        values = stack.query(panel_exprs("Connection phases (last list probe)")["A"])
+        phases = {dict(k)["phase"] for k, v in values.items() if v >= 0}
+        expect("Connection phases", phases == set(PHASES), values)
         values = stack.query(panel_exprs("Probes per second")["A"])
         expect("Probes per second", len(values) == 2 and min(values.values()) > 0, values)
         values = stack.query(panel_exprs("Last successful list")["A"])
