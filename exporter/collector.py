@@ -53,6 +53,7 @@ class PinferenceCollector(Collector):
         yield from self._api(accounts)
         yield from self._probes(accounts, reading.interval)
         yield from self._connection(accounts)
+        yield from self._chat(accounts)
         yield from self._catalog(accounts)
         yield from self._exporter(reading)
 

@@ -22,9 +22,6 @@ from llm_pinference.settings import Settings, resolve_settings
 from llm_pinference.text import format_duration, os_reason
 
 from .options import (
-    DEFAULT_CHAT_INTERVAL,
-    DEFAULT_CHAT_MAX_PER_HOUR,
-    DEFAULT_CHAT_MAX_TOKENS,
     DEFAULT_JITTER,
     DEFAULT_TIMEOUT,
     MAX_CHAT_TOKENS,
@@ -78,9 +75,9 @@ class AccountConfig:
     sample_size: int = default("probe.sample_size")
     ca_file: str | None = None  # certificate authorities to trust instead of the system's
     chat_models: tuple[str, ...] = ()  # none: no chat probe (it costs money)
-    chat_interval: float = DEFAULT_CHAT_INTERVAL
-    chat_max_tokens: int = DEFAULT_CHAT_MAX_TOKENS
-    chat_max_per_hour: int = DEFAULT_CHAT_MAX_PER_HOUR
+    chat_interval: float = default("probe.chat.interval")
+    chat_max_tokens: int = default("probe.chat.max_tokens")
+    chat_max_per_hour: int = default("probe.chat.max_per_hour")
 
     @property
     def settings(self) -> Settings:

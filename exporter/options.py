@@ -287,6 +287,23 @@ OPTIONS: tuple[Option, ...] = (
            "read the API key from this file, e.g. a mounted secret (re-read on reload)",
            default_help=f"the key in ${ENV_KEY}, else in {PRIME_CONFIG}", metavar="FILE",
            is_path=True, account_key="key_file"),
+    Option("probe.chat.models", "--probe.chat.models", Target.ACCOUNT, "chat_models",
+           _list_of("model id", non_empty_string), "a model to probe with a tiny streamed "
+           "chat completion (repeatable). It costs money: no chat probe without it",
+           default_help="none", metavar="MODEL", repeat=True, account_key="chat.models"),
+    Option("probe.chat.interval", "--probe.chat.interval", Target.ACCOUNT, "chat_interval",
+           _bounded_duration(MIN_CHAT_INTERVAL, MAX_INTERVAL), "time between chat probes "
+           f"of each model, from {format_duration(MIN_CHAT_INTERVAL)} to "
+           f"{format_duration(MAX_INTERVAL)}", default=DEFAULT_CHAT_INTERVAL,
+           show=format_duration, metavar="DURATION", account_key="chat.interval"),
+    Option("probe.chat.max_tokens", "--probe.chat.max-tokens", Target.ACCOUNT,
+           "chat_max_tokens", _integer(1, MAX_CHAT_TOKENS), "most output tokens a chat "
+           "probe asks for", default=DEFAULT_CHAT_MAX_TOKENS, metavar="N",
+           account_key="chat.max_tokens"),
+    Option("probe.chat.max_per_hour", "--probe.chat.max-per-hour", Target.ACCOUNT,
+           "chat_max_per_hour", _integer(1, 3600), "most chat probes per hour of the "
+           "account, all models together; more models than the interval allows is refused",
+           default=DEFAULT_CHAT_MAX_PER_HOUR, metavar="N", account_key="chat.max_per_hour"),
     Option("log.level", "--log.level", Target.EXPORTER, "log_level", _choice(LOG_LEVELS),
            f"{', '.join(LOG_LEVELS)}", default="info", metavar="LEVEL"),
     Option("log.format", "--log.format", Target.EXPORTER, "log_format", _choice(LOG_FORMATS),

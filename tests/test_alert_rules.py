@@ -46,6 +46,8 @@ EXPECTED_ALERTS = {
     "PinferenceErrorBudgetBurnFast",
     "PinferenceErrorBudgetBurnSlow",
     "PinferenceTLSCertExpiringSoon",
+    "PinferenceInferenceFailing",
+    "PinferenceSlowFirstToken",
 }
 # Alerts about the exporter itself: no account label.
 EXPORTER_ALERTS = {"PinferenceExporterDown"}
@@ -131,6 +133,9 @@ SUSTAINED = ("slo.test.yml", "a sustained 1% error rate tickets but never pages"
 BLIP = ("slo.test.yml", "a 2-minute blip does nothing")
 PAGES = ("slo.test.yml", "each page threshold, just above and just below")
 TLS = ("tls.test.yml", "certificate expiry, just above and just below 14 days")
+INFERENCE = ("inference.test.yml",
+             "chat probes failing while the list works, just above and just below half")
+TTFT = ("inference.test.yml", "time to first token, just above and just below 5s")
 MUTATIONS: list[tuple[str, str, str, bool, tuple[str, str]]] = [
     ("PinferenceExporterDown", "for: 5m", "for: 10m", False,
      ("availability.test.yml", "exporter down, blip and healthy target")),
@@ -187,6 +192,19 @@ MUTATIONS: list[tuple[str, str, str, bool, tuple[str, str]]] = [
     ("PinferenceTLSCertExpiringSoon", "for: 10m", "for: 20m", False, TLS),
     ("PinferenceTLSCertExpiringSoon", "for: 10m", "for: 5m", False, TLS),
     ("PinferenceTLSCertExpiringSoon", "[1h]", "[1m]", False, TLS),
+    ("PinferenceInferenceFailing", ") > 0.5", ") > 1", False, INFERENCE),
+    ("PinferenceInferenceFailing", ") > 0.5", ") > 0.25", False, INFERENCE),
+    ("PinferenceInferenceFailing", "for: 10m", "for: 20m", False, INFERENCE),
+    ("PinferenceInferenceFailing", "for: 10m", "for: 5m", False, INFERENCE),
+    ("PinferenceInferenceFailing", "[15m]", "[30m]", True, INFERENCE),
+    ("PinferenceInferenceFailing", 'pinference_up{job="pinference"} == 1',
+     'pinference_up{job="pinference"} >= 0', False, INFERENCE),
+    ("PinferenceSlowFirstToken", ") > 5", ") > 10", False, TTFT),
+    ("PinferenceSlowFirstToken", ") > 5", ") > 2.5", False, TTFT),
+    ("PinferenceSlowFirstToken", "histogram_quantile(0.5,", "histogram_quantile(0.9,", False,
+     TTFT),
+    ("PinferenceSlowFirstToken", "for: 10m", "for: 20m", False, TTFT),
+    ("PinferenceSlowFirstToken", "for: 10m", "for: 5m", False, TTFT),
     (OBJECTIVE, "vector(0.995)", "vector(0.99)", False, SUSTAINED),
     (OBJECTIVE, "vector(0.995)", "vector(0.9975)", False, BLIP),
 ]  # fmt: skip
@@ -361,6 +379,7 @@ def test_severities_are_what_operators_expect() -> None:
         "PinferencePaymentRequired",
         "PinferenceCatalogEmpty",
         "PinferenceErrorBudgetBurnFast",
+        "PinferenceInferenceFailing",
     }
 
 

@@ -502,6 +502,45 @@ def test_connection_and_tls_row(panels: list[dict[str, Any]]) -> None:
     assert version["options"]["reduceOptions"]["fields"] == "/^version$/"
 
 
+def test_inference_row(panels: list[dict[str, Any]]) -> None:
+    """TTFT and duration percentiles, failures by reason, success, tokens and spend; every
+    range query spans at least two probes at the default chat interval (5m)."""
+    row = _row_of(panels, "Inference (chat probes)")
+    assert [p["title"] for p in row] == [
+        "Time to first token", "Chat probe duration", "Chat probe failures by reason",
+        "Chat probe success ratio", "Chat output tokens", "Chat probe spend (30d)",
+        "Unpriced chat probes (24h)",
+    ]  # fmt: skip
+    by = {p["title"]: p for p in row}
+    for title, metric in (("Time to first token", "pinference_chat_probe_ttft_seconds"),
+                          ("Chat probe duration", "pinference_chat_probe_duration_seconds")):
+        quantiles = []
+        for expr in exprs_of(by[title]):
+            match = re.match(r"histogram_quantile\((0\.\d+), sum by \(([^)]*)\)", expr)
+            assert match and f"{metric}_bucket{{" in expr, expr
+            assert {"model", "le", "account"} <= {x.strip() for x in match.group(2).split(",")}
+            quantiles.append(match.group(1))
+        assert quantiles == ["0.5", "0.9", "0.99"]
+        assert by[title]["fieldConfig"]["defaults"]["unit"] == "s"
+    (failures,) = exprs_of(by["Chat probe failures by reason"])
+    assert failures.startswith(
+        "sum by (account, model, reason) (increase(pinference_chat_probe_failures_total{"
+    )
+    assert by["Chat probe failures by reason"]["fieldConfig"]["defaults"]["custom"]["stacking"][
+        "mode"] == "normal"  # fmt: skip
+    (ratio,) = exprs_of(by["Chat probe success ratio"])
+    assert "pinference_chat_probe_failures_total{" in ratio
+    assert "pinference_chat_probes_total{" in ratio
+    assert "pinference_chat_probe_output_tokens_total{" in exprs_of(by["Chat output tokens"])[0]
+    (spend,) = exprs_of(by["Chat probe spend (30d)"])
+    assert "increase(pinference_chat_probe_cost_usd_total{" in spend and "[30d]" in spend
+    assert by["Chat probe spend (30d)"]["fieldConfig"]["defaults"]["unit"] == "currencyUSD"
+    assert "pinference_chat_probe_unpriced_total{" in exprs_of(by["Unpriced chat probes (24h)"])[0]
+    for panel in row:
+        if any(not t.get("instant") for t in panel["targets"]):
+            assert panel["interval"] == "10m", panel["title"]
+
+
 def test_failures_by_reason_are_stacked_rates(panels: list[dict[str, Any]]) -> None:
     panel = by_title(panels, "Failures by reason")
     (expr,) = exprs_of(panel)

@@ -93,7 +93,7 @@ def test_config_defaults_are_the_tables() -> None:
 
 def test_docs_metrics_lists_every_family_with_its_labels(tmp_path: Path) -> None:
     """docs/metrics.md is the contract: each row's name and labels are what is exported
-    (by an exporter that has them all: HTTPS, a watched model)."""
+    (by an exporter that has them all: HTTPS, a watched model, a chat-probed model)."""
     rows = {}
     for line in (ROOT / "docs" / "metrics.md").read_text(encoding="utf-8").splitlines():
         cells = [c.strip() for c in line.strip().strip("|").split("|")]
@@ -106,11 +106,12 @@ def test_docs_metrics_lists_every_family_with_its_labels(tmp_path: Path) -> None
     with FakePinference(certfile=cert, keyfile=key) as fake:
         account = AccountConfig(
             base_url=fake.base_url, ca_file=str(cert),
-            probe_models=("meta-llama/llama-3.1-70b-instruct",),
+            probe_models=("meta-llama/llama-3.1-70b-instruct",), chat_models=("deepseek-chat",),
         )  # fmt: skip
         config = ExporterConfig(listen_address="127.0.0.1:0", accounts=(account,))
         with Exporter(config).start(probe=False) as exp:
             exp.run_probe_cycle()
+            exp.prober.chat.run_cycle()
             scraped = scrape(exp)
     exported = {}
     for family in scraped.families.values():
