@@ -512,8 +512,10 @@ def test_inference_row(panels: list[dict[str, Any]]) -> None:
         "Unpriced chat probes (24h)",
     ]  # fmt: skip
     by = {p["title"]: p for p in row}
-    for title, metric in (("Time to first token", "pinference_chat_probe_ttft_seconds"),
-                          ("Chat probe duration", "pinference_chat_probe_duration_seconds")):
+    for title, metric in (
+        ("Time to first token", "pinference_chat_probe_ttft_seconds"),
+        ("Chat probe duration", "pinference_chat_probe_duration_seconds"),
+    ):
         quantiles = []
         for expr in exprs_of(by[title]):
             match = re.match(r"histogram_quantile\((0\.\d+), sum by \(([^)]*)\)", expr)
@@ -590,6 +592,16 @@ def test_exporter_health_row(panels: list[dict[str, Any]]) -> None:
     assert exprs_of(by_title(panels, "Model series dropped"))[0].startswith(
         "pinference_model_series_dropped{"
     )
+    reload = by_title(panels, "Config reload")
+    (expr,) = exprs_of(reload)
+    assert "pinference_exporter_config_last_reload_successful{" in expr
+    texts = {v["text"] for m in reload["fieldConfig"]["defaults"]["mappings"]
+             for v in m["options"].values()}  # fmt: skip
+    assert texts == {"OK", "FAILED"}
+    (expr,) = exprs_of(by_title(panels, "Config loaded"))
+    assert expr.startswith("time() - pinference_exporter_config_last_reload_success_timestamp_")
+    health = {p["title"] for p in _row_of(panels, "Exporter health")}
+    assert {"Config reload", "Config loaded"} <= health
 
 
 # ------------------------------------------------------------------ PromQL and the contract
@@ -659,12 +671,7 @@ def test_dashboard_shows_every_contract_metric(dashboard: dict[str, Any]) -> Non
     for _, expr in dashboard_queries(dashboard):
         used |= metric_names(expr)
     used |= {re.sub(r"_(bucket|sum|count)$", "", name) for name in used}
-    # New in the contract with config reload; their panel is still to be added.
-    awaiting_panel = {
-        "pinference_exporter_config_last_reload_successful",
-        "pinference_exporter_config_last_reload_success_timestamp_seconds",
-    }
-    missing = set(contract_metrics()) - used - awaiting_panel
+    missing = set(contract_metrics()) - used
     assert not missing, f"metrics of docs/metrics.md with no panel: {sorted(missing)}"
 
 
