@@ -1,24 +1,34 @@
-"""How well the exporter measures API latency, next to Prometheus' blackbox exporter.
+"""How well the exporter measures API latency, next to Prometheus' blackbox exporter, per
+phase.
 
     .venv/bin/python bench/bench_probe_accuracy.py [--quick] [--json] [--probes N]
 
 The fake API's list endpoint (GET /api/v1/models, default catalogue) gets an injected
-delay of 0, 50 and 500 ms. For each delay, N probes by each prober, alternated (the order
-swapping every iteration) so machine noise hits both alike:
+delay of 0, 50 and 500 ms, served over http and over https (a throwaway CA and a leaf
+made with the openssl command; those passes are left out without it). Over https twice:
+both probers trusting the one test CA, then both trusting a bundle of certifi's ~150
+authorities plus the test CA, which is what a probe of the real API loads (requests
+verifies with certifi's bundle by default). For each delay, N probes by each prober,
+alternated (the order swapping every iteration) so machine noise hits both alike:
 - ours: the exporter in this process, one `run_probe_cycle()` at a time (list probe only,
-  --probe.sample-size=0); each probe's duration is the delta of
-  pinference_probe_duration_seconds_sum{endpoint="list"} between two scrapes of /metrics.
-- blackbox: Debian's prometheus-blackbox-exporter with an http module for the same URL,
-  asked through /probe?target=...&module=...; probe_duration_seconds and the
-  probe_http_duration_seconds phases.
-Reported: median, p90 and error (median - injected) per prober. Ours reuses a keep-alive
-connection and includes parsing the JSON list; blackbox connects anew for every probe.
+  sample size 0), which opens a new connection for every list probe, as blackbox does;
+  each probe's duration is the delta of pinference_probe_duration_seconds_sum
+  {endpoint="list"} between two scrapes of /metrics, its phases the
+  pinference_probe_phase_seconds gauges.
+- blackbox: Debian's prometheus-blackbox-exporter with an http module for the same URL
+  (trusting the same CA over https), asked through /probe?target=...&module=...;
+  probe_duration_seconds and the probe_http_duration_seconds phases.
+Reported: median, p90 and error (median - injected) per prober, and the median of each
+phase (resolve, connect, tls, processing, transfer). Both connect anew for every probe;
+ours' duration is the sum of its phases (its client's own setup is in `resolve`, as
+blackbox's is), blackbox's probe_duration_seconds is the whole /probe request.
 Not a test: it prints numbers; exit status 1 only if a probe failed.
 """
 
 from __future__ import annotations
 
 import shutil
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -39,46 +49,85 @@ from common import (
     table,
     wait_http,
 )
+from pinference_exporter import Exporter, ExporterConfig  # the installed name of exporter/
+from pinference_exporter.config import AccountConfig
 from prometheus_client.parser import text_string_to_metric_families
 
-from exporter import Exporter, ExporterConfig
 from llm_pinference.fake import FakePinference
-from llm_pinference.settings import Settings
+from llm_pinference.probes import PHASES
 
 DELAYS = (0.0, 0.05, 0.5)
 BLACKBOX = "prometheus-blackbox-exporter"
 MODULE = "pinference_list"
-BLACKBOX_CONFIG = f"""\
+BLACKBOX_CONFIG = """\
 modules:
-  {MODULE}:
+  {module}:
     prober: http
     timeout: 5s
     http:
       method: GET
       valid_status_codes: [200]
       preferred_ip_protocol: ip4
-      ip_protocol_fallback: false
+      ip_protocol_fallback: false{tls}
 """
-PHASES = ("resolve", "connect", "processing", "transfer")
+EC_KEY = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+LEAF_EXTENSIONS = """\
+subjectAltName=IP:127.0.0.1
+basicConstraints=critical,CA:FALSE
+keyUsage=critical,digitalSignature
+extendedKeyUsage=serverAuth
+authorityKeyIdentifier=keyid
+subjectKeyIdentifier=hash
+"""
 
 
 def samples(text: str) -> list[Any]:
     return [s for f in text_string_to_metric_families(text) for s in f.samples]
 
 
+def make_pki(folder: Path) -> tuple[Path, Path, Path, Path] | None:
+    """(CA, leaf + CA chain, leaf key, certifi's bundle + CA) for 127.0.0.1, or None
+    without openssl."""
+    if shutil.which("openssl") is None:
+        return None
+
+    def openssl(*args: str) -> None:
+        subprocess.run(["openssl", *args], check=True, capture_output=True, timeout=60)
+
+    ca, ca_key = folder / "ca.pem", folder / "ca.key"
+    leaf, leaf_key, csr = folder / "leaf.pem", folder / "leaf.key", folder / "leaf.csr"
+    (folder / "leaf.ext").write_text(LEAF_EXTENSIONS)
+    openssl("req", "-x509", *EC_KEY, "-days", "2", "-subj", "/CN=bench CA",
+            "-addext", "basicConstraints=critical,CA:TRUE",
+            "-addext", "keyUsage=critical,keyCertSign,cRLSign",
+            "-keyout", str(ca_key), "-out", str(ca))  # fmt: skip
+    openssl("req", "-new", *EC_KEY, "-subj", "/CN=127.0.0.1", "-keyout", str(leaf_key),
+            "-out", str(csr))  # fmt: skip
+    openssl("x509", "-req", "-in", str(csr), "-CA", str(ca), "-CAkey", str(ca_key),
+            "-CAcreateserial", "-days", "2", "-extfile", str(folder / "leaf.ext"),
+            "-out", str(leaf))  # fmt: skip
+    chain = folder / "chain.pem"
+    chain.write_text(leaf.read_text() + ca.read_text())
+    import certifi  # requests' own dependency
+
+    bundle = folder / "bundle.pem"
+    bundle.write_text(Path(certifi.where()).read_text() + ca.read_text())
+    return ca, chain, leaf_key, bundle
+
+
 class Ours:
     """The exporter in-process; each probe is one cycle, read back through /metrics."""
 
-    def __init__(self, base_url: str) -> None:
-        config = ExporterConfig(settings=Settings(base_url=base_url),
-                                listen_address="127.0.0.1:0", probe_interval=60.0,
-                                probe_timeout=5.0, sample_size=0)  # fmt: skip
+    def __init__(self, base_url: str, ca_file: str | None) -> None:
+        account = AccountConfig(base_url=base_url, sample_size=0, ca_file=ca_file)
+        config = ExporterConfig(listen_address="127.0.0.1:0", probe_interval=60.0,
+                                probe_timeout=5.0, accounts=(account,))  # fmt: skip
         self.exporter = Exporter(config).start(probe=False)
 
-    def _read(self) -> tuple[float, float, float]:
-        """(duration sum, probe count, failure count) of the list endpoint."""
+    def _read(self) -> dict[str, Any]:
+        """Duration sum, probe and failure counts of the list endpoint, and its phases."""
         text = requests.get(self.exporter.metrics_url, timeout=10).text
-        found = {"sum": 0.0, "count": 0.0, "failed": 0.0}
+        found: dict[str, Any] = {"sum": 0.0, "count": 0.0, "failed": 0.0, "phases": {}}
         for s in samples(text):
             if s.labels.get("endpoint") != "list":
                 continue
@@ -88,14 +137,17 @@ class Ours:
                 found["count"] = s.value
             elif s.name == "pinference_probe_failures_total":
                 found["failed"] += s.value
-        return found["sum"], found["count"], found["failed"]
+            elif s.name == "pinference_probe_phase_seconds":
+                found["phases"][s.labels["phase"]] = s.value
+        return found
 
     def probe(self) -> dict[str, Any]:
-        sum0, count0, failed0 = self._read()
+        before = self._read()
         self.exporter.run_probe_cycle()
-        sum1, count1, failed1 = self._read()
-        assert count1 - count0 == 1, "one cycle must make exactly one list probe"
-        return {"duration": sum1 - sum0, "ok": failed1 == failed0}
+        after = self._read()
+        assert after["count"] - before["count"] == 1, "one cycle must make one list probe"
+        return {"duration": after["sum"] - before["sum"], "phases": after["phases"],
+                "ok": after["failed"] == before["failed"]}  # fmt: skip
 
     def close(self) -> None:
         self.exporter.stop()
@@ -104,9 +156,10 @@ class Ours:
 class Blackbox:
     """Debian's blackbox exporter in a child process, one /probe request per probe."""
 
-    def __init__(self, binary: str, target: str, tmp: Path) -> None:
+    def __init__(self, binary: str, target: str, tmp: Path, ca_file: str | None) -> None:
         config = tmp / "blackbox.yml"
-        config.write_text(BLACKBOX_CONFIG)
+        tls = f"\n      tls_config:\n        ca_file: {ca_file}" if ca_file else ""
+        config.write_text(BLACKBOX_CONFIG.format(module=MODULE, tls=tls))
         port = free_port()
         self.url = f"http://127.0.0.1:{port}"
         self.child = Child([binary, f"--config.file={config}",
@@ -134,15 +187,29 @@ def measure(probes: int) -> dict[str, Any]:
     binary = shutil.which(BLACKBOX)
     results: dict[str, Any] = {"probes_per_delay": probes, "blackbox": binary,
                                "machine": machine(), "passes": {}}  # fmt: skip
-    results["passes"]["fake"] = measure_pass(probes, binary)
+    with tempfile.TemporaryDirectory(prefix="bench-probe-") as tmp:
+        results["passes"]["http"] = measure_pass(probes, binary, Path(tmp), None)
+        pki = make_pki(Path(tmp))
+        if pki is not None:
+            ca, chain, key, bundle = pki
+            results["passes"]["https, 1 CA"] = measure_pass(probes, binary, Path(tmp),
+                                                            (chain, key, ca))  # fmt: skip
+            results["passes"]["https, certifi bundle"] = measure_pass(
+                probes, binary, Path(tmp), (chain, key, bundle)
+            )
     return results
 
 
-def measure_pass(probes: int, binary: str | None) -> dict[str, Any]:
+def measure_pass(
+    probes: int, binary: str | None, tmp: Path, tls_files: tuple[Path, Path, Path] | None
+) -> dict[str, Any]:
+    """One pass; `tls_files`: (the server's chain, its key, the CA file the probers trust)."""
     by_delay: dict[str, Any] = {}
-    with tempfile.TemporaryDirectory(prefix="bench-probe-") as tmp, FakePinference() as fake:
-        ours = Ours(fake.base_url)
-        box = Blackbox(binary, fake.base_url + "/models", Path(tmp)) if binary else None
+    tls = {"certfile": tls_files[0], "keyfile": tls_files[1]} if tls_files else {}
+    ca_file = str(tls_files[2]) if tls_files else None
+    with FakePinference(**tls) as fake:  # type: ignore[arg-type]
+        ours = Ours(fake.base_url, ca_file)
+        box = Blackbox(binary, fake.base_url + "/models", tmp, ca_file) if binary else None
         probers: dict[str, Any] = {"ours": ours, **({"blackbox": box} if box else {})}
         try:
             for delay in DELAYS:
@@ -164,30 +231,30 @@ def measure_pass(probes: int, binary: str | None) -> dict[str, Any]:
 
 def summarise(run: list[dict[str, Any]], delay: float) -> dict[str, Any]:
     durations = [r["duration"] for r in run if r.get("duration") is not None]
-    summary = {
+    return {
         "median": median(durations),
         "p90": percentile(durations, 90),
         "min": min(durations, default=float("nan")),
         "error": median(durations) - delay,
         "failed": sum(not r["ok"] for r in run),
+        "phases": {p: median([r["phases"].get(p, 0.0) for r in run]) for p in PHASES},
     }
-    if run and "phases" in run[0]:
-        summary["phases"] = {p: median([r["phases"].get(p, 0.0) for r in run]) for p in PHASES}
-    return summary
 
 
 def report(res: dict[str, Any]) -> None:
     print(f"probe latency of GET /models with an injected delay, {res['probes_per_delay']} "
-          "alternated probes each; ms")  # fmt: skip
+          "alternated probes each, a new connection per probe; ms")  # fmt: skip
     if not res["blackbox"]:
         print(f"NOTE: {BLACKBOX} is not installed (apt-get install {BLACKBOX}): "
               "only the exporter is measured.")  # fmt: skip
+    if len(res["passes"]) == 1:
+        print("NOTE: the openssl command is not installed: no https pass.")
     rows = []
     for label, by_delay in res["passes"].items():
         rows.append([f"-- {label}", "", "", "", "", "", ""])
         rows.extend(rows_for(by_delay))
     headers = ["injected  prober", "median", "p90", "min", "error", "failed",
-               "resolve / connect / processing / transfer"]  # fmt: skip
+               " / ".join(PHASES) + " (medians)"]  # fmt: skip
     print(table(headers, rows))
     print("error = median measured - injected delay. " + machine_line())
 
@@ -196,8 +263,7 @@ def rows_for(by_delay: dict[str, Any]) -> list[list[Any]]:
     rows = []
     for delay, by in by_delay.items():
         for name, s in by.items():
-            phases = s.get("phases")
-            detail = " / ".join(ms(phases[p]) for p in PHASES) if phases else ""
+            detail = " / ".join(ms(s["phases"][p]) for p in PHASES)
             label = f"{float(delay) * 1000:>5.0f} ms  {name}"
             rows.append([label, ms(s["median"]), ms(s["p90"]), ms(s["min"]),
                          f"{s['error'] * 1000:+.2f}", s["failed"], detail])  # fmt: skip

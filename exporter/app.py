@@ -103,6 +103,7 @@ class Exporter:
         self._config_generation = 0  # bumped by each assignment of _current (the property)
         self._current = _Current(config, {})
         self._current = self._build(config)
+        self._settle(self._current)
         self._ready = False
         # Scrapes get the families built from the states pre-rendered, once per change of
         # generation(), plus the process_* families read for each scrape.
@@ -214,6 +215,14 @@ class Exporter:
             accounts[account.name] = _Account(account, state, prober)
         return _Current(config, accounts)
 
+    @staticmethod
+    def _settle(current: _Current) -> None:
+        """Fit each account's state to its config (once the whole config has loaded)."""
+        for account in current.accounts.values():
+            account.state.max_series = current.config.max_series
+            account.state.keep_available(account.config.probe_models)
+            account.state.keep_chat_models(account.config.chat_models)
+
     def apply(self, config: ExporterConfig) -> None:
         """Switch to `config` at once (raises ConfigError, changing nothing, if it cannot)."""
         config.check()
@@ -224,9 +233,7 @@ class Exporter:
         with self._reload_lock:
             old = self._current
             new = self._build(config)
-            for account in new.accounts.values():
-                account.state.max_series = config.max_series
-                account.state.keep_available(account.config.probe_models)
+            self._settle(new)
             self._current = new
             self.web.replace(config.web)
         kept = {id(a.prober) for a in new.accounts.values()}

@@ -21,12 +21,14 @@ from prometheus_client.utils import floatToGoString
 from llm_pinference.errors import REASONS
 
 from . import build
-from .state import BUCKETS, CHANGES, ENDPOINTS, Snapshot
+from .state import BUCKETS, CHANGES, CHAT_BUCKETS, ENDPOINTS, Histogram, Snapshot
 
 # Bucket labels as exposed ("0.05", ..., "+Inf"): formatted once, not on every scrape.
 _BOUNDS = (*map(floatToGoString, BUCKETS), "+Inf")
+_CHAT_BOUNDS = (*map(floatToGoString, CHAT_BUCKETS), "+Inf")
 # Said once in every HELP text that depends on it: scrapes do not trigger probes.
 ON_INTERVAL = "Probed on the exporter's own interval (--probe.interval), not per scrape."
+ON_CHAT_INTERVAL = "Opt-in; probed on --probe.chat.interval, not per scrape."
 
 
 @dataclass(frozen=True)
@@ -50,6 +52,8 @@ class PinferenceCollector(Collector):
         accounts = sorted(reading.accounts, key=lambda item: item[0])
         yield from self._api(accounts)
         yield from self._probes(accounts, reading.interval)
+        yield from self._connection(accounts)
+        yield from self._chat(accounts)
         yield from self._catalog(accounts)
         yield from self._exporter(reading)
 
@@ -134,6 +138,89 @@ class PinferenceCollector(Collector):
             value=interval,
         )
 
+    def _connection(self, accounts: list[tuple[str, Snapshot]]) -> Iterator[Metric]:
+        phases = GaugeMetricFamily(
+            "pinference_probe_phase_seconds",
+            "Seconds of each phase of the last successful list probe, made on a new connection"
+            " (blackbox_exporter's phases; they add up to its duration).",
+            labels=["account", "endpoint", "phase"],
+        )
+        expiry = GaugeMetricFamily(
+            "pinference_tls_cert_expiry_timestamp_seconds",
+            "Unix time the first certificate of the chain the API served expires (HTTPS "
+            "only; from the last successful list probe).",
+            labels=["account"],
+        )
+        version = GaugeMetricFamily(
+            "pinference_tls_version_info",
+            "The TLS version of the last successful list probe's connection (value 1).",
+            labels=["account", "version"],
+        )
+        for account, snap in accounts:
+            connection = snap.connection
+            if connection is None:  # absent before the first successful list
+                continue
+            for phase, seconds in connection.phases.items():
+                phases.add_metric([account, "list", phase], seconds)
+            tls = connection.tls
+            if tls is not None and tls.earliest_expiry is not None:
+                expiry.add_metric([account], tls.earliest_expiry)
+            if tls is not None and tls.version:
+                version.add_metric([account, tls.version], 1)
+        yield from (phases, expiry, version)
+
+    def _chat(self, accounts: list[tuple[str, Snapshot]]) -> Iterator[Metric]:
+        probes = CounterMetricFamily(
+            "pinference_chat_probes",
+            "Chat probes made (a tiny streamed POST /chat/completions), per model. "
+            + ON_CHAT_INTERVAL,
+            labels=["account", "model"],
+        )
+        failures = CounterMetricFamily(
+            "pinference_chat_probe_failures",
+            "Failed chat probes, per model and reason (every reason starts at 0).",
+            labels=["account", "model", "reason"],
+        )
+        ttft = HistogramMetricFamily(
+            "pinference_chat_probe_ttft_seconds",
+            "Time to the first token of successful chat probes.",
+            labels=["account", "model"],
+        )
+        duration = HistogramMetricFamily(
+            "pinference_chat_probe_duration_seconds",
+            "Time to the end of the stream of successful chat probes.",
+            labels=["account", "model"],
+        )
+        tokens = CounterMetricFamily(
+            "pinference_chat_probe_output_tokens",
+            "Output tokens of successful chat probes (as the API reports them, else counted).",
+            labels=["account", "model"],
+        )
+        cost = CounterMetricFamily(
+            "pinference_chat_probe_cost_usd",
+            "Estimated cost of the chat probes in USD: the usage the API reports at the "
+            "model's prices in the last list (unpriced probes add nothing).",
+            labels=["account", "model"],
+        )
+        unpriced = CounterMetricFamily(
+            "pinference_chat_probe_unpriced",
+            "Successful chat probes whose cost is unknown (the model's prices are not "
+            "listed, or the API reported no usage).",
+            labels=["account", "model"],
+        )
+        for account, snap in accounts:
+            for model, stats in sorted(snap.chat.items()):
+                labels = [account, model]
+                probes.add_metric(labels, stats.probes)
+                for reason in REASONS:
+                    failures.add_metric([*labels, reason], stats.failures[reason])
+                ttft.add_metric(labels, *_cumulative(stats.ttft, _CHAT_BOUNDS))
+                duration.add_metric(labels, *_cumulative(stats.duration, _CHAT_BOUNDS))
+                tokens.add_metric(labels, stats.output_tokens)
+                cost.add_metric(labels, stats.cost_usd)
+                unpriced.add_metric(labels, stats.unpriced)
+        yield from (probes, failures, ttft, duration, tokens, cost, unpriced)
+
     def _catalog(self, accounts: list[tuple[str, Snapshot]]) -> Iterator[Metric]:
         owners = GaugeMetricFamily(
             "pinference_models",
@@ -198,3 +285,14 @@ class PinferenceCollector(Collector):
             "Unix time of the last successful load of the config files.",
             value=reading.reload_success_time,
         )
+
+
+def _cumulative(
+    histogram: Histogram, bounds: tuple[str, ...]
+) -> tuple[list[tuple[str, float]], float]:
+    """(buckets as exposed, cumulative; sum) of a histogram."""
+    buckets, total = [], 0
+    for bound, count in zip(bounds, histogram.counts, strict=True):
+        total += count
+        buckets.append((bound, total))
+    return buckets, histogram.total

@@ -24,6 +24,7 @@ from llm_pinference.text import format_duration, os_reason
 from .options import (
     DEFAULT_JITTER,
     DEFAULT_TIMEOUT,
+    MAX_CHAT_TOKENS,
     MAX_CONCURRENCY,
     MAX_INTERVAL,
     MIN_RESPONSE_BYTES,
@@ -72,6 +73,11 @@ class AccountConfig:
     key_file: str | None = None  # where api_key was read, if from a file
     probe_models: tuple[str, ...] = ()
     sample_size: int = default("probe.sample_size")
+    ca_file: str | None = None  # certificate authorities to trust instead of the system's
+    chat_models: tuple[str, ...] = ()  # none: no chat probe (it costs money)
+    chat_interval: float = default("probe.chat.interval")
+    chat_max_tokens: int = default("probe.chat.max_tokens")
+    chat_max_per_hour: int = default("probe.chat.max_per_hour")
 
     @property
     def settings(self) -> Settings:
@@ -86,9 +92,35 @@ class AccountConfig:
         account_name(self.name)
         if self.sample_size < 0:
             raise ConfigError(f"account {self.name}: sample size must be >= 0")
-        if any(not isinstance(m, str) or not m for m in self.probe_models):
+        if any(not isinstance(m, str) or not m for m in (*self.probe_models, *self.chat_models)):
             raise ConfigError(f"account {self.name}: model ids must be non-empty strings")
+        if self.chat_models:
+            self._check_chat()
         return self
+
+    @property
+    def chat_probes_per_hour(self) -> float:
+        """How many chat probes an hour the schedule makes (every model, every interval)."""
+        return len(self.chat_models) * 3600 / self.chat_interval if self.chat_models else 0.0
+
+    def _check_chat(self) -> None:
+        interval = self.chat_interval
+        if not (math.isfinite(interval) and 0 < interval <= MAX_INTERVAL):
+            raise ConfigError(f"account {self.name}: chat probe interval out of range")
+        if not 1 <= self.chat_max_tokens <= MAX_CHAT_TOKENS:
+            raise ConfigError(
+                f"account {self.name}: chat max tokens must be from 1 to {MAX_CHAT_TOKENS}"
+            )
+        if self.chat_max_per_hour < 1:
+            raise ConfigError(f"account {self.name}: chat probes per hour must be >= 1")
+        # Refused rather than silently thinned out: the operator chose the models.
+        if self.chat_probes_per_hour > self.chat_max_per_hour + 1e-9:
+            raise ConfigError(
+                f"account {self.name}: {len(self.chat_models)} chat model(s) every "
+                f"{format_duration(interval)} make {self.chat_probes_per_hour:g} chat probes an "
+                f"hour, above the cap of {self.chat_max_per_hour} (probe.chat.max_per_hour): "
+                "probe fewer models, less often, or raise the cap"
+            )
 
 
 @dataclass(frozen=True)
@@ -239,12 +271,14 @@ def _default_account(given: dict[str, Any]) -> AccountConfig:
         if option.env and option.field not in given:
             given[option.field] = getattr(resolved, option.field)
     key_file = given.get("key_file")
+    check_ca_file(given.get("ca_file"))
     return AccountConfig(api_key=read_key_file(key_file) if key_file else resolved.api_key,
                          **given)  # fmt: skip
 
 
 def _listed_account(entry: Mapping[str, Any]) -> AccountConfig:
     key_file = entry.get("key_file")
+    check_ca_file(entry.get("ca_file"))
     return AccountConfig(api_key=read_key_file(key_file) if key_file else None, **entry)
 
 
@@ -284,11 +318,12 @@ def load_config_file(path: str | Path) -> Values:
             continue
         if not isinstance(body, dict):
             raise ConfigError(f"{path}: section {section!r} must be a mapping")
-        for name, value in body.items():
+        for name, value in _flattened(body, f"{section}.", OPTIONS_BY_KEY):
             key = f"{section}.{name}"
             option = OPTIONS_BY_KEY.get(key)
             if option is None:
-                known = ", ".join(k.split(".")[1] for k in OPTIONS_BY_KEY if k.startswith(section))
+                known = ", ".join(k.split(".", 1)[1] for k in OPTIONS_BY_KEY
+                                  if k.startswith(f"{section}."))  # fmt: skip
                 renamed = f"; renamed {RENAMED[key]}" if key in RENAMED else ""
                 raise ConfigError(
                     f"{path}: unknown key {key!r} (known in {section}: {known}{renamed})"
@@ -324,7 +359,7 @@ def _accounts(body: object, path: Path) -> tuple[Mapping[str, Any], ...]:
         except ConfigError as exc:
             raise ConfigError(f"{where}: name: {exc}") from None
         where = f"{path}: {ACCOUNTS_KEY}[{fields['name']}]"
-        for name, value in entry.items():
+        for name, value in _flattened(entry, "", by_key):
             if name == "name":
                 continue
             option = by_key.get(name)
@@ -334,6 +369,37 @@ def _accounts(body: object, path: Path) -> tuple[Mapping[str, Any], ...]:
                 fields[option.field] = _file_value(option, value, path, f"{where}: {name}")
         entries.append(fields)
     return tuple(entries)
+
+
+def _flattened(
+    body: Mapping[str, Any], prefix: str, known: Mapping[str, object]
+) -> list[tuple[str, Any]]:
+    """The (name, value) pairs of a section, a nested mapping that holds options of its
+    own (`chat: {models: [...]}`) spelled out as `chat.models`."""
+    pairs: list[tuple[str, Any]] = []
+    for name, value in body.items():
+        nested = f"{prefix}{name}."
+        if isinstance(value, dict) and any(key.startswith(nested) for key in known):
+            pairs += [(f"{name}.{inner}", v) for inner, v in _flattened(value, nested, known)]
+        else:
+            pairs.append((str(name), value))
+    return pairs
+
+
+def check_ca_file(path: str | None) -> None:
+    """A CA file must hold at least one certificate OpenSSL can load; ConfigError if not."""
+    if not path:
+        return
+    import ssl
+
+    try:
+        context = ssl.create_default_context(cafile=path)
+    except ssl.SSLError:  # an OSError too: first
+        raise ConfigError(f"CA file {path} holds no PEM certificate") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read CA file {path}: {os_reason(exc)}") from None
+    if not context.cert_store_stats().get("x509"):
+        raise ConfigError(f"CA file {path} holds no PEM certificate")
 
 
 def read_key_file(path: str) -> str:

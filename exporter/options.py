@@ -31,6 +31,12 @@ MIN_INTERVAL = 1.0  # for flags and files; the in-process API allows faster prob
 MAX_INTERVAL = 86400.0
 MAX_CONCURRENCY = 64
 MIN_RESPONSE_BYTES = 1024
+# The chat probe costs money: its interval has a floor, and its rate a cap per hour.
+MIN_CHAT_INTERVAL = 60.0
+DEFAULT_CHAT_INTERVAL = 300.0
+DEFAULT_CHAT_MAX_PER_HOUR = 60
+DEFAULT_CHAT_MAX_TOKENS = 8
+MAX_CHAT_TOKENS = 128
 LOG_LEVELS = ("debug", "info", "warn", "error")
 LOG_FORMATS = ("logfmt", "json")
 PRIME_CONFIG = "~/.prime/config.json"  # the prime CLI's file, read by the core's settings
@@ -273,10 +279,31 @@ OPTIONS: tuple[Option, ...] = (
     Option("api.team_id", "--api.team-id", Target.ACCOUNT, "team_id", non_empty_string,
            "team id sent as X-Prime-Team-ID with the key", default_help="none", env=ENV_TEAM,
            metavar="ID", account_key="team_id"),
+    Option("api.ca_file", "--api.ca-file", Target.ACCOUNT, "ca_file", non_empty_string,
+           "PEM file of the certificate authorities to trust for the API instead of the "
+           "system's (a private CA; re-read on reload)", default_help="the system's",
+           metavar="FILE", is_path=True, account_key="ca_file"),
     Option("api.key_file", "--api.key-file", Target.ACCOUNT, "key_file", non_empty_string,
            "read the API key from this file, e.g. a mounted secret (re-read on reload)",
            default_help=f"the key in ${ENV_KEY}, else in {PRIME_CONFIG}", metavar="FILE",
            is_path=True, account_key="key_file"),
+    Option("probe.chat.models", "--probe.chat.models", Target.ACCOUNT, "chat_models",
+           _list_of("model id", non_empty_string), "a model to probe with a tiny streamed "
+           "chat completion (repeatable). It costs money: no chat probe without it",
+           default_help="none", metavar="MODEL", repeat=True, account_key="chat.models"),
+    Option("probe.chat.interval", "--probe.chat.interval", Target.ACCOUNT, "chat_interval",
+           _bounded_duration(MIN_CHAT_INTERVAL, MAX_INTERVAL), "time between chat probes "
+           f"of each model, from {format_duration(MIN_CHAT_INTERVAL)} to "
+           f"{format_duration(MAX_INTERVAL)}", default=DEFAULT_CHAT_INTERVAL,
+           show=format_duration, metavar="DURATION", account_key="chat.interval"),
+    Option("probe.chat.max_tokens", "--probe.chat.max-tokens", Target.ACCOUNT,
+           "chat_max_tokens", _integer(1, MAX_CHAT_TOKENS), "most output tokens a chat "
+           "probe asks for", default=DEFAULT_CHAT_MAX_TOKENS, metavar="N",
+           account_key="chat.max_tokens"),
+    Option("probe.chat.max_per_hour", "--probe.chat.max-per-hour", Target.ACCOUNT,
+           "chat_max_per_hour", _integer(1, 3600), "most chat probes per hour of the "
+           "account, all models together; more models than the interval allows is refused",
+           default=DEFAULT_CHAT_MAX_PER_HOUR, metavar="N", account_key="chat.max_per_hour"),
     Option("log.level", "--log.level", Target.EXPORTER, "log_level", _choice(LOG_LEVELS),
            f"{', '.join(LOG_LEVELS)}", default="info", metavar="LEVEL"),
     Option("log.format", "--log.format", Target.EXPORTER, "log_format", _choice(LOG_FORMATS),

@@ -2,6 +2,17 @@
 (jittered). Each account has its own prober, thread and workers: a slow or failing
 account never delays another.
 
+The list probe goes out on a new connection every cycle (`list_models(fresh=True)`): a
+probe on a kept-alive connection sees neither the name resolution, nor the TCP connect,
+nor the TLS handshake, so a DNS record gone wrong, a certificate expired or replaced, or a
+load balancer refusing new connections would go unnoticed for as long as the old
+connection lives. A new connection fails as a new client would, and its phases
+(blackbox_exporter's resolve, connect, tls, processing, transfer) and certificate are what
+a new client meets. The get probes of the cycle may reuse it.
+
+Chat probes (opt-in: they cost money) are a `ChatProber`'s, on a thread and an interval of
+their own, so a slow completion never delays the list and get probes.
+
 Cycles never overlap (one thread runs them, under a lock that `run_cycle()` shares). Get
 probes run on a fixed set of daemon worker threads, each with its own API client (a
 `requests.Session` is not thread-safe), so an in-flight request never delays shutdown.
@@ -18,29 +29,21 @@ import random
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 
 from llm_pinference.client import PinferenceClient
 from llm_pinference.errors import PinferenceError, Reason
 from llm_pinference.text import format_duration, redact_url
 
+from .chatprober import ChatProber, ChatSchedule
+from .clients import probe_client
 from .config import AccountConfig, ExporterConfig
 from .logs import kv
-from .state import ProbeState
+from .state import Connection, ProbeState
 
 log = logging.getLogger("exporter.prober")
 
 MAX_PAUSE_INTERVALS = 10
-MAX_CONNECT_TIMEOUT = 3.05
-
-
-def client_timeouts(timeout: float) -> tuple[float, float]:
-    """(connect, read) timeouts for the client from the probe timeout.
-
-    The wait for the answer gets the whole probe timeout, so an answer within it counts as
-    a success; connecting gets at most min(3.05s, half of it) more. The client also bounds
-    a body that trickles in to connect + read in total.
-    """
-    return min(MAX_CONNECT_TIMEOUT, timeout / 2), timeout
 
 
 class _Workers:
@@ -85,6 +88,16 @@ class _Workers:
             self._tasks.put(None)
 
 
+@dataclass
+class Handover:
+    """What a prober's successor (after a reload) carries on with."""
+
+    pause_deadline: float = 0.0  # time.monotonic() until which a 429 pauses probing
+    cursor: int = 0  # place in the sample rotation
+    last_reason: dict[str, str | None] = field(default_factory=dict)  # what was last logged
+    chat: ChatSchedule = field(default_factory=ChatSchedule)
+
+
 class Prober:
     def __init__(
         self,
@@ -111,6 +124,7 @@ class Prober:
         self._last_reason: dict[str, str | None] = {}
         self._watched = frozenset(account.probe_models)
         self._target = redact_url(account.base_url)
+        self.chat = ChatProber(config, account, state, self._stop)
 
     # lifecycle
 
@@ -120,6 +134,7 @@ class Prober:
                 target=self._loop, name=f"pinference-prober-{self.account.name}", daemon=True
             )
             self._thread.start()
+        self.chat.start()
         return self
 
     def stop(self, timeout: float = 1.0) -> None:
@@ -127,6 +142,7 @@ class Prober:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout)
+        self.chat.stop(timeout)
         if self._workers is not None:
             self._workers.close()
         with self._clients_lock:
@@ -136,14 +152,18 @@ class Prober:
 
     def take_over(self, previous: Prober) -> Prober:
         """Carry on where the prober this one replaces stopped (after a reload): keep its
-        429 pause, its place in the sample rotation and what it last logged."""
-        self._pause_deadline, self._cursor, last_reason = previous.handover()
-        self._last_reason = dict(last_reason)
+        429 pause, its place in the sample rotation, what it last logged, and its chat
+        schedule (a reload never brings a chat probe forward, nor resets the hourly cap)."""
+        given = previous.handover()
+        self._pause_deadline, self._cursor = given.pause_deadline, given.cursor
+        self._last_reason = dict(given.last_reason)
+        self.chat.take_over(given.chat)
         return self
 
-    def handover(self) -> tuple[float, int, dict[str, str | None]]:
-        """What a successor takes over: pause deadline, sample cursor, last reasons."""
-        return self._pause_deadline, self._cursor, self._last_reason
+    def handover(self) -> Handover:
+        """What a successor takes over (see `take_over`)."""
+        return Handover(self._pause_deadline, self._cursor, self._last_reason,
+                        self.chat.handover())  # fmt: skip
 
     @property
     def running(self) -> bool:
@@ -217,16 +237,10 @@ class Prober:
     # probes
 
     def _client(self) -> PinferenceClient:
+        """The calling thread's client (a requests.Session is not thread-safe)."""
         client: PinferenceClient | None = getattr(self._local, "client", None)
         if client is None:
-            connect, read = client_timeouts(self.config.timeout)
-            client = PinferenceClient(
-                self.settings,
-                connect_timeout=connect,
-                read_timeout=read,
-                total_timeout=self.config.timeout,  # the whole probe, however slowly sent
-                max_bytes=self.config.max_response_bytes,
-            )
+            client = probe_client(self.config, self.account)
             self._local.client = client
             with self._clients_lock:
                 self._clients.append(client)
@@ -235,17 +249,21 @@ class Prober:
     def _probe_list(self) -> None:
         started = time.monotonic()
         try:
-            result = self._client().list_models()
+            result = self._client().list_models(fresh=True)  # a new connection: see above
         except Exception as exc:
             if not self._stop.is_set():
                 self._failed("list", started, exc)
             return
         finished = time.time()
-        duration = time.monotonic() - started
+        # The phases add up to the duration: both are what the request took, the client's
+        # own setup included; parsing the list after it is not.
+        timing = result.timing
+        duration = timing.total if timing is not None else time.monotonic() - started
         if self._stop.is_set():
             return
         added, removed = self.state.record_catalog(result.models, finished)
-        self.state.record("list", duration, finished, status=result.status)
+        connection = Connection(timing, result.tls) if timing is not None else None
+        self.state.record("list", duration, finished, status=result.status, connection=connection)
         self._succeeded("list", duration, models=len(result.models), skipped=result.skipped)
         if added or removed:
             log.info("catalog changed", extra=kv(account=self.account.name, added=added,

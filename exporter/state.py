@@ -11,17 +11,21 @@ import bisect
 import threading
 from collections import Counter
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 
 from llm_pinference.client import check_model_id
 from llm_pinference.errors import REASONS, InvalidModelId
-from llm_pinference.models import ModelInfo
+from llm_pinference.models import ModelInfo, Pricing
+from llm_pinference.probes import Phases
+from llm_pinference.tlsinfo import TLSInfo
 
 ENDPOINTS = ("list", "get")
 CHANGES = ("added", "removed")
 # The contract's histogram buckets (docs/metrics.md); +Inf is implied.
 BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+# The chat probe's (time to first token, duration): a completion takes longer than a list.
+CHAT_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 7.5, 10.0, 15.0, 30.0, 60.0)
 OTHER_OWNERS = "(other)"  # pinference_models label for owners beyond the series cap
 
 
@@ -60,6 +64,56 @@ class EndpointStats:
             last_error=error if reason is not None else self.last_error,
             last_reason=reason,
         )
+
+
+@dataclass(frozen=True)
+class Connection:
+    """What the last successful list probe, made on a new connection, saw of it."""
+
+    phases: Phases
+    tls: TLSInfo | None  # None over http
+
+
+@dataclass(frozen=True)
+class Histogram:
+    """Observations per bucket (+Inf last; not cumulative) and their sum."""
+
+    bounds: tuple[float, ...]
+    counts: tuple[int, ...]
+    total: float = 0.0
+
+    @classmethod
+    def empty(cls, bounds: tuple[float, ...]) -> Histogram:
+        return cls(bounds, (0,) * (len(bounds) + 1))
+
+    def observed(self, value: float) -> Histogram:
+        counts = list(self.counts)
+        counts[bisect.bisect_left(self.bounds, value)] += 1
+        return Histogram(self.bounds, tuple(counts), self.total + value)
+
+
+@dataclass(frozen=True)
+class ChatStats:
+    """The chat probes of one model."""
+
+    probes: int = 0
+    failures: Mapping[str, int] = field(default_factory=lambda: dict.fromkeys(REASONS, 0))
+    ttft: Histogram = field(default_factory=lambda: Histogram.empty(CHAT_BUCKETS))
+    duration: Histogram = field(default_factory=lambda: Histogram.empty(CHAT_BUCKETS))
+    output_tokens: int = 0
+    cost_usd: float = 0.0
+    unpriced: int = 0  # successful probes whose cost is unknown (no prices, or no usage)
+
+
+@dataclass(frozen=True)
+class ChatOutcome:
+    """One chat probe, as the prober saw it: a success (reason None) or a failure."""
+
+    reason: str | None = None
+    ttft: float | None = None  # successes whose stream held a token
+    duration: float = 0.0
+    output_tokens: int = 0
+    cost_usd: float | None = None  # None: unknown
 
 
 @dataclass(frozen=True)
@@ -106,6 +160,8 @@ class Snapshot:
     list_done: bool  # a list probe has finished (success or failure): ready
     paused_until: float | None  # wall time until which 429 Retry-After pauses probing
     cycles: int
+    connection: Connection | None = None  # of the last successful list probe
+    chat: Mapping[str, ChatStats] = field(default_factory=dict)  # per chat-probed model
 
 
 class ProbeState:
@@ -121,6 +177,9 @@ class ProbeState:
         self._list_done = False
         self._paused_until: float | None = None
         self._cycles = 0
+        self._connection: Connection | None = None
+        self._chat: dict[str, ChatStats] = {}
+        self._prices: dict[str, Pricing] = {}  # chat-probed models' prices in the last list
         # Bumped by every change a scrape could show, after the change (under the lock): a
         # pre-rendered exposition is reused while the generation stays the same.
         self.generation = 0
@@ -134,8 +193,11 @@ class ProbeState:
         status: int = 0,
         reason: str | None = None,
         error: str | None = None,
+        connection: Connection | None = None,
     ) -> None:
-        """Count one probe; `reason=None` is a success."""
+        """Count one probe; `reason=None` is a success. `connection`: what a successful
+        probe on a new connection saw (phases, TLS); it replaces the previous one, and a
+        failure leaves that in place (the last known phases and certificate)."""
         if reason is not None and reason not in REASONS:
             raise ValueError(f"unknown reason {reason!r}")
         with self._lock:
@@ -143,13 +205,55 @@ class ProbeState:
             self._endpoints[endpoint] = previous.recorded(duration, finished, status, reason, error)
             if endpoint == "list":
                 self._list_done = True
+            if connection is not None:
+                self._connection = connection
             self.generation += 1
+
+    def keep_chat_models(self, models: Iterable[str]) -> None:
+        """The chat-probed models: new ones start at 0 (every reason pre-set), those no
+        longer probed are forgotten (their series disappear), the others carry on."""
+        with self._lock:
+            self._chat = {m: self._chat.get(m) or ChatStats() for m in models}
+            self._prices = {m: p for m, p in self._prices.items() if m in self._chat}
+            self.generation += 1
+
+    def record_chat(self, model: str, outcome: ChatOutcome) -> None:
+        """Count one chat probe of a model that is chat-probed (others are ignored: a
+        probe that was in flight when a reload removed its model)."""
+        if outcome.reason is not None and outcome.reason not in REASONS:
+            raise ValueError(f"unknown reason {outcome.reason!r}")
+        with self._lock:
+            stats = self._chat.get(model)
+            if stats is None:
+                return
+            self.generation += 1
+            if outcome.reason is not None:
+                failures = {**stats.failures, outcome.reason: stats.failures[outcome.reason] + 1}
+                self._chat[model] = replace(stats, probes=stats.probes + 1, failures=failures)
+                return
+            self._chat[model] = replace(
+                stats,
+                probes=stats.probes + 1,
+                ttft=stats.ttft if outcome.ttft is None else stats.ttft.observed(outcome.ttft),
+                duration=stats.duration.observed(outcome.duration),
+                output_tokens=stats.output_tokens + outcome.output_tokens,
+                cost_usd=stats.cost_usd + (outcome.cost_usd or 0.0),
+                unpriced=stats.unpriced + (outcome.cost_usd is None),
+            )
+
+    def price_of(self, model: str) -> Pricing | None:
+        """The model's prices in the last successful list (None: not listed, or not yet)."""
+        with self._lock:
+            return self._prices.get(model)
 
     def record_catalog(self, models: Iterable[ModelInfo], finished: float) -> tuple[int, int]:
         """Store a successful list; returns (added, removed) since the previous one."""
+        models = list(models)
         catalog = ListedModels.build(models, self.max_series, finished)
         with self._lock:
             previous = self._catalog
+            chat = set(self._chat)
+        prices = {m.id: m.pricing for m in models if m.id in chat}
         added = removed = 0
         if previous is not None:  # the first list is a baseline, not a change
             now, before = set(catalog.ids), set(previous.ids)
@@ -157,6 +261,7 @@ class ProbeState:
         # Only the prober records, one cycle at a time: `previous` is still current here.
         with self._lock:
             self._catalog = catalog
+            self._prices = prices
             self._changes["added"] += added
             self._changes["removed"] += removed
             self.generation += 1
@@ -200,6 +305,8 @@ class ProbeState:
                 list_done=self._list_done,
                 paused_until=self._paused_until,
                 cycles=self._cycles,
+                connection=self._connection,
+                chat=MappingProxyType(dict(self._chat)),
             )
 
 

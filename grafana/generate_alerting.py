@@ -84,6 +84,9 @@ PANELS = {
     "PinferenceCatalogEmpty": "Models listed now",
     "PinferenceCatalogShrunk": "Models listed over time",
     "PinferenceProbesStale": "Last probe age",
+    "PinferenceTLSCertExpiringSoon": "TLS certificate expires in",
+    "PinferenceInferenceFailing": "Chat probe failures by reason",
+    "PinferenceSlowFirstToken": "Time to first token",
     "PinferenceErrorBudgetBurnFast": "Error budget burn rate",
     "PinferenceErrorBudgetBurnSlow": "Error budget burn rate",
 }

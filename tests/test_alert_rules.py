@@ -45,6 +45,9 @@ EXPECTED_ALERTS = {
     "PinferenceProbesStale",
     "PinferenceErrorBudgetBurnFast",
     "PinferenceErrorBudgetBurnSlow",
+    "PinferenceTLSCertExpiringSoon",
+    "PinferenceInferenceFailing",
+    "PinferenceSlowFirstToken",
 }
 # Alerts about the exporter itself: no account label.
 EXPORTER_ALERTS = {"PinferenceExporterDown"}
@@ -129,6 +132,10 @@ OUTAGE = ("slo.test.yml", "a full outage pages within 5 minutes and resolves aft
 SUSTAINED = ("slo.test.yml", "a sustained 1% error rate tickets but never pages")
 BLIP = ("slo.test.yml", "a 2-minute blip does nothing")
 PAGES = ("slo.test.yml", "each page threshold, just above and just below")
+TLS = ("tls.test.yml", "certificate expiry, just above and just below 14 days")
+INFERENCE = ("inference.test.yml",
+             "chat probes failing while the list works, just above and just below half")
+TTFT = ("inference.test.yml", "time to first token, just above and just below 5s")
 MUTATIONS: list[tuple[str, str, str, bool, tuple[str, str]]] = [
     ("PinferenceExporterDown", "for: 5m", "for: 10m", False,
      ("availability.test.yml", "exporter down, blip and healthy target")),
@@ -180,6 +187,24 @@ MUTATIONS: list[tuple[str, str, str, bool, tuple[str, str]]] = [
     ("PinferenceErrorBudgetBurnSlow", "> 1\n", "> 2\n", True, SUSTAINED),
     ("PinferenceErrorBudgetBurnSlow", "> 1\n", "> 0.5\n", True, SUSTAINED),
     ("PinferenceErrorBudgetBurnSlow", "ratio_rate3d", "ratio_rate6h", False, BLIP),
+    ("PinferenceTLSCertExpiringSoon", "< 14 * 86400", "< 28 * 86400", False, TLS),
+    ("PinferenceTLSCertExpiringSoon", "< 14 * 86400", "< 7 * 86400", False, TLS),
+    ("PinferenceTLSCertExpiringSoon", "for: 10m", "for: 20m", False, TLS),
+    ("PinferenceTLSCertExpiringSoon", "for: 10m", "for: 5m", False, TLS),
+    ("PinferenceTLSCertExpiringSoon", "[1h]", "[1m]", False, TLS),
+    ("PinferenceInferenceFailing", ") > 0.5", ") > 1", False, INFERENCE),
+    ("PinferenceInferenceFailing", ") > 0.5", ") > 0.25", False, INFERENCE),
+    ("PinferenceInferenceFailing", "for: 10m", "for: 20m", False, INFERENCE),
+    ("PinferenceInferenceFailing", "for: 10m", "for: 5m", False, INFERENCE),
+    ("PinferenceInferenceFailing", "[15m]", "[30m]", True, INFERENCE),
+    ("PinferenceInferenceFailing", 'pinference_up{job="pinference"} == 1',
+     'pinference_up{job="pinference"} >= 0', False, INFERENCE),
+    ("PinferenceSlowFirstToken", ") > 5", ") > 10", False, TTFT),
+    ("PinferenceSlowFirstToken", ") > 5", ") > 2.5", False, TTFT),
+    ("PinferenceSlowFirstToken", "histogram_quantile(0.5,", "histogram_quantile(0.9,", False,
+     TTFT),
+    ("PinferenceSlowFirstToken", "for: 10m", "for: 20m", False, TTFT),
+    ("PinferenceSlowFirstToken", "for: 10m", "for: 5m", False, TTFT),
     (OBJECTIVE, "vector(0.995)", "vector(0.99)", False, SUSTAINED),
     (OBJECTIVE, "vector(0.995)", "vector(0.9975)", False, BLIP),
 ]  # fmt: skip
@@ -354,6 +379,7 @@ def test_severities_are_what_operators_expect() -> None:
         "PinferencePaymentRequired",
         "PinferenceCatalogEmpty",
         "PinferenceErrorBudgetBurnFast",
+        "PinferenceInferenceFailing",
     }
 
 

@@ -57,6 +57,8 @@ API_DOWN_SILENCES = {
     "PinferenceWatchedModelMissing",
     "PinferenceCatalogEmpty",
     "PinferenceCatalogShrunk",
+    "PinferenceInferenceFailing",
+    "PinferenceSlowFirstToken",
 }
 SEVERITY_RECEIVER = {"critical": "pinference-page", "warning": "pinference-ticket"}
 
@@ -80,7 +82,7 @@ def test_amtool_check_config() -> None:
     result = amtool("check-config", str(CONFIG))
     assert result.returncode == 0, result.stdout + result.stderr
     assert "SUCCESS" in result.stdout
-    assert " - 3 inhibit rules" in result.stdout and " - 2 receivers" in result.stdout
+    assert " - 4 inhibit rules" in result.stdout and " - 2 receivers" in result.stdout
 
 
 def test_amtool_rejects_a_broken_copy(tmp_path: Path) -> None:
@@ -114,6 +116,10 @@ def test_grouping_and_inhibit_rules() -> None:
     silenced = set(re.fullmatch(r'alertname=~"(.*)"', target).group(1).split("|"))
     assert silenced == API_DOWN_SILENCES and silenced <= names
     assert api_down["equal"] == ["job", "instance", "account"]
+    source = ['alertname="PinferenceInferenceFailing"']
+    (inference,) = [r for r in config["inhibit_rules"] if r["source_matchers"] == source]
+    assert inference["target_matchers"] == ['alertname="PinferenceSlowFirstToken"']
+    assert inference["equal"] == ["job", "instance", "account", "model"]
     # every receiver is a placeholder to replace, and says so
     text = CONFIG.read_text()
     for receiver in config["receivers"]:
@@ -135,10 +141,10 @@ def _alert(name: str, **labels: str) -> dict[str, Any]:
     }
 
 
-def _key(alert: dict[str, Any]) -> tuple[str, str, str, str]:
+def _key(alert: dict[str, Any]) -> tuple[str, str, str, str, str]:
     labels = alert["labels"]
     return (labels["alertname"], labels["job"], labels.get("instance", ""),
-            labels.get("account", ""))  # fmt: skip
+            labels.get("account", ""), labels.get("model", ""))  # fmt: skip
 
 
 def test_inhibition_on_a_real_alertmanager(tmp_path: Path) -> None:
@@ -152,6 +158,9 @@ def test_inhibition_on_a_real_alertmanager(tmp_path: Path) -> None:
                 _alert("PinferenceExporterDown", instance="down:8795"),
                 _alert("PinferenceExporterDown", job="pinference-gone"),  # no target at all
                 _alert("PinferenceAPIDown", instance="up:8795", account="team"),
+                _alert(
+                    "PinferenceInferenceFailing", instance="up:8795", account="default", model="m1"
+                ),
             ]
             suppressed = [
                 # exporter down: everything of that exporter, any account
@@ -167,9 +176,13 @@ def test_inhibition_on_a_real_alertmanager(tmp_path: Path) -> None:
                 ),
                 # API down for team on up:8795: its symptoms
                 *[
-                    _alert(name, instance="up:8795", account="team")
+                    _alert(name, instance="up:8795", account="team", model="m1")
                     for name in sorted(API_DOWN_SILENCES)
                 ],
+                # inference with m1 fails for default: its slow first token
+                _alert(
+                    "PinferenceSlowFirstToken", instance="up:8795", account="default", model="m1"
+                ),
             ]
             active = [
                 # the same symptoms on another account, or another exporter
@@ -181,12 +194,16 @@ def test_inhibition_on_a_real_alertmanager(tmp_path: Path) -> None:
                 _alert("PinferenceErrorBudgetBurnFast", instance="up:8795", account="team"),
                 # exporter down does not reach other exporters
                 _alert("PinferenceAPIDown", instance="other:8795", account="default"),
+                # another model's slow first token
+                _alert(
+                    "PinferenceSlowFirstToken", instance="up:8795", account="default", model="m2"
+                ),
             ]
             am_post_alerts(url, [*sources, *suppressed, *active])
             expected = {_key(a): "suppressed" for a in suppressed}
             expected |= {_key(a): "active" for a in [*sources, *active]}
 
-            def states() -> dict[tuple[str, str, str, str], str] | None:
+            def states() -> dict[tuple[str, str, str, str, str], str] | None:
                 found = {_key(a): a["status"]["state"] for a in am_alerts(url)}
                 return found if found == expected else None
 

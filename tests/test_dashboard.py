@@ -469,6 +469,80 @@ def test_latency_percentiles_per_endpoint(panels: list[dict[str, Any]]) -> None:
     assert panel["fieldConfig"]["defaults"]["unit"] == "s"
 
 
+def _alert_threshold(name: str) -> float:
+    """The number an alert's expression compares with (`... < 14 * 86400`)."""
+    (rule,) = [r for r in alert_rules() if r["alert"] == name]
+    match = re.search(r"[<>] ([\d.]+(?: \* [\d.]+)?)\s*$", rule["expr"].strip())
+    assert match, rule["expr"]
+    value = 1.0
+    for factor in match.group(1).split("*"):
+        value *= float(factor)
+    return value
+
+
+def test_connection_and_tls_row(panels: list[dict[str, Any]]) -> None:
+    row = _row_of(panels, "Connection and TLS")
+    assert [p["title"] for p in row] == [
+        "Connection phases (last list probe)", "TLS certificate expires in", "TLS version",
+    ]  # fmt: skip
+    phases, expiry, version = row
+    (expr,) = exprs_of(phases)
+    assert re.match(r"max by \(instance, account, phase\) \(pinference_probe_phase_seconds\{", expr)
+    assert 'endpoint="list"' in expr
+    assert phases["fieldConfig"]["defaults"]["custom"]["stacking"]["mode"] == "normal"
+    assert phases["fieldConfig"]["defaults"]["unit"] == "s"
+    (expr,) = exprs_of(expiry)
+    assert "pinference_tls_cert_expiry_timestamp_seconds{" in expr and expr.endswith("- time()")
+    steps = expiry["fieldConfig"]["defaults"]["thresholds"]["steps"]
+    # green from the alert's threshold on: the panel turns orange when the alert fires
+    assert steps[-1]["color"] == "green"
+    assert steps[-1]["value"] == _alert_threshold("PinferenceTLSCertExpiringSoon") == 14 * 86400
+    (expr,) = exprs_of(version)
+    assert "pinference_tls_version_info{" in expr
+    assert version["options"]["reduceOptions"]["fields"] == "/^version$/"
+
+
+def test_inference_row(panels: list[dict[str, Any]]) -> None:
+    """TTFT and duration percentiles, failures by reason, success, tokens and spend; every
+    range query spans at least two probes at the default chat interval (5m)."""
+    row = _row_of(panels, "Inference (chat probes)")
+    assert [p["title"] for p in row] == [
+        "Time to first token", "Chat probe duration", "Chat probe failures by reason",
+        "Chat probe success ratio", "Chat output tokens", "Chat probe spend (30d)",
+        "Unpriced chat probes (24h)",
+    ]  # fmt: skip
+    by = {p["title"]: p for p in row}
+    for title, metric in (
+        ("Time to first token", "pinference_chat_probe_ttft_seconds"),
+        ("Chat probe duration", "pinference_chat_probe_duration_seconds"),
+    ):
+        quantiles = []
+        for expr in exprs_of(by[title]):
+            match = re.match(r"histogram_quantile\((0\.\d+), sum by \(([^)]*)\)", expr)
+            assert match and f"{metric}_bucket{{" in expr, expr
+            assert {"model", "le", "account"} <= {x.strip() for x in match.group(2).split(",")}
+            quantiles.append(match.group(1))
+        assert quantiles == ["0.5", "0.9", "0.99"]
+        assert by[title]["fieldConfig"]["defaults"]["unit"] == "s"
+    (failures,) = exprs_of(by["Chat probe failures by reason"])
+    assert failures.startswith(
+        "sum by (account, model, reason) (increase(pinference_chat_probe_failures_total{"
+    )
+    assert by["Chat probe failures by reason"]["fieldConfig"]["defaults"]["custom"]["stacking"][
+        "mode"] == "normal"  # fmt: skip
+    (ratio,) = exprs_of(by["Chat probe success ratio"])
+    assert "pinference_chat_probe_failures_total{" in ratio
+    assert "pinference_chat_probes_total{" in ratio
+    assert "pinference_chat_probe_output_tokens_total{" in exprs_of(by["Chat output tokens"])[0]
+    (spend,) = exprs_of(by["Chat probe spend (30d)"])
+    assert "increase(pinference_chat_probe_cost_usd_total{" in spend and "[30d]" in spend
+    assert by["Chat probe spend (30d)"]["fieldConfig"]["defaults"]["unit"] == "currencyUSD"
+    assert "pinference_chat_probe_unpriced_total{" in exprs_of(by["Unpriced chat probes (24h)"])[0]
+    for panel in row:
+        if any(not t.get("instant") for t in panel["targets"]):
+            assert panel["interval"] == "10m", panel["title"]
+
+
 def test_failures_by_reason_are_stacked_rates(panels: list[dict[str, Any]]) -> None:
     panel = by_title(panels, "Failures by reason")
     (expr,) = exprs_of(panel)
@@ -518,6 +592,16 @@ def test_exporter_health_row(panels: list[dict[str, Any]]) -> None:
     assert exprs_of(by_title(panels, "Model series dropped"))[0].startswith(
         "pinference_model_series_dropped{"
     )
+    reload = by_title(panels, "Config reload")
+    (expr,) = exprs_of(reload)
+    assert "pinference_exporter_config_last_reload_successful{" in expr
+    texts = {v["text"] for m in reload["fieldConfig"]["defaults"]["mappings"]
+             for v in m["options"].values()}  # fmt: skip
+    assert texts == {"OK", "FAILED"}
+    (expr,) = exprs_of(by_title(panels, "Config loaded"))
+    assert expr.startswith("time() - pinference_exporter_config_last_reload_success_timestamp_")
+    health = {p["title"] for p in _row_of(panels, "Exporter health")}
+    assert {"Config reload", "Config loaded"} <= health
 
 
 # ------------------------------------------------------------------ PromQL and the contract
@@ -587,12 +671,7 @@ def test_dashboard_shows_every_contract_metric(dashboard: dict[str, Any]) -> Non
     for _, expr in dashboard_queries(dashboard):
         used |= metric_names(expr)
     used |= {re.sub(r"_(bucket|sum|count)$", "", name) for name in used}
-    # New in the contract with config reload; their panel is still to be added.
-    awaiting_panel = {
-        "pinference_exporter_config_last_reload_successful",
-        "pinference_exporter_config_last_reload_success_timestamp_seconds",
-    }
-    missing = set(contract_metrics()) - used - awaiting_panel
+    missing = set(contract_metrics()) - used
     assert not missing, f"metrics of docs/metrics.md with no panel: {sorted(missing)}"
 
 

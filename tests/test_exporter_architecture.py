@@ -7,9 +7,9 @@ import ast
 import re
 from pathlib import Path
 
-from exporter_helpers import ROOT, make_exporter, scrape
+from exporter_helpers import ROOT, make_certificate, scrape
 
-from exporter import cli
+from exporter import Exporter, cli
 from exporter.config import AccountConfig, ExporterConfig
 from exporter.options import OPTIONS, Target
 from llm_pinference.fake import FakePinference
@@ -91,8 +91,9 @@ def test_config_defaults_are_the_tables() -> None:
     assert checked >= 7
 
 
-def test_docs_metrics_lists_every_family_with_its_labels(fake: FakePinference) -> None:
-    """docs/metrics.md is the contract: each row's name and labels are what is exported."""
+def test_docs_metrics_lists_every_family_with_its_labels(tmp_path: Path) -> None:
+    """docs/metrics.md is the contract: each row's name and labels are what is exported
+    (by an exporter that has them all: HTTPS, a watched model, a chat-probed model)."""
     rows = {}
     for line in (ROOT / "docs" / "metrics.md").read_text(encoding="utf-8").splitlines():
         cells = [c.strip() for c in line.strip().strip("|").split("|")]
@@ -101,9 +102,17 @@ def test_docs_metrics_lists_every_family_with_its_labels(fake: FakePinference) -
             labels = {m.split("`")[1] for m in names.split(",") if "`" in m}
             rows[cells[0].strip("`")] = labels
     assert len(rows) >= 18
-    with make_exporter(fake.base_url, probe_models=("meta-llama/llama-3.1-70b-instruct",)) as exp:
-        exp.run_probe_cycle()
-        scraped = scrape(exp)
+    cert, key = make_certificate(tmp_path)
+    with FakePinference(certfile=cert, keyfile=key) as fake:
+        account = AccountConfig(
+            base_url=fake.base_url, ca_file=str(cert),
+            probe_models=("meta-llama/llama-3.1-70b-instruct",), chat_models=("deepseek-chat",),
+        )  # fmt: skip
+        config = ExporterConfig(listen_address="127.0.0.1:0", accounts=(account,))
+        with Exporter(config).start(probe=False) as exp:
+            exp.run_probe_cycle()
+            exp.prober.chat.run_cycle()
+            scraped = scrape(exp)
     exported = {}
     for family in scraped.families.values():
         if not family.name.startswith("pinference_"):

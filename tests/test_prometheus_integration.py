@@ -7,10 +7,11 @@ rewritten programmatically: the target and intervals of the config; the `for:` d
 and range windows of the rules, so that alerts can be seen within seconds.
 
 Checks: the target is up; every dashboard query and every alert expression evaluates
-without error; the dashboard queries show what the fake serves (the error budget row
-included); a healthy exporter raises no alert over two full rule evaluations; a 401 and a
-403 from the API raise PinferenceAuthFailing and turn the "Auth OK" panel to REJECTED (and
-back after recovery); a 404 of the watched model raises PinferenceWatchedModelMissing.
+without error; the dashboard queries show what the fake serves (the error budget row, the
+connection phases and the chat probe's panels included); a healthy exporter raises no
+alert over two full rule evaluations; a 401 and a 403 from the API raise
+PinferenceAuthFailing and turn the "Auth OK" panel to REJECTED (and back after recovery);
+a 404 of the watched model raises PinferenceWatchedModelMissing.
 Skipped only when `prometheus` is not installed (a failure in CI).
 """
 
@@ -53,9 +54,12 @@ from promhelpers import (
 )
 from support import free_port
 
+from llm_pinference.probes import PHASES
+
 pytestmark = pytest.mark.integration
 
 WATCHED = "meta-llama/llama-3.1-70b-instruct"
+CHAT_MODEL = "deepseek-chat"
 API_KEY = "pinference-integration-test-key"  # the fake requires it; not a real key
 TEST_FOR = "2s"  # every rule's `for:` in the copy Prometheus runs
 STARTUP_TIMEOUT = 30.0
@@ -110,6 +114,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
                 "--probe.interval=1s",
                 "--probe.timeout=500ms",  # must be shorter than the interval
                 f"--probe.models={WATCHED}",
+                f"--probe.chat.models={CHAT_MODEL}",  # the first at once, then every minute
+                "--probe.chat.interval=1m",
             ],
             tmp / "exporter.log",
             env=_exporter_env(fake.base_url, tmp / "home"),
@@ -278,10 +284,24 @@ def test_dashboard_shows_what_the_fake_serves(stack: Stack) -> None:
             values = stack.query(expr)
             endpoints = {dict(k)["endpoint"] for k, v in values.items() if math.isfinite(v)}
             expect(f"latency {ref}", endpoints == {"list", "get"}, values)
+        values = stack.query(panel_exprs("Connection phases (last list probe)")["A"])
+        phases = {dict(k)["phase"] for k, v in values.items() if v >= 0}
+        expect("Connection phases", phases == set(PHASES), values)
+        # the chat probe: made at start-up, priced from the list
+        values = stack.query(f'pinference_chat_probes_total{{job="{JOB}", model="{CHAT_MODEL}"}}')
+        expect("chat probes", list(values.values()) and min(values.values()) >= 1, values)
+        values = stack.query(panel_exprs("Unpriced chat probes (24h)")["A"])
+        expect("Unpriced chat probes (24h)", list(values.values()) == [0.0], values)
+        values = stack.query(panel_exprs("Chat probe spend (30d)")["A"])
+        expect("Chat probe spend (30d)", len(values) == 1 and only_value(values) >= 0, values)
         values = stack.query(panel_exprs("Probes per second")["A"])
         expect("Probes per second", len(values) == 2 and min(values.values()) > 0, values)
         values = stack.query(panel_exprs("Last successful list")["A"])
         expect("Last successful list", 0 <= only_value(values) < 30, values)
+        values = stack.query(panel_exprs("Config reload")["A"])
+        expect("Config reload", list(values.values()) == [1.0], values)
+        values = stack.query(panel_exprs("Config loaded")["A"])
+        expect("Config loaded", 0 <= only_value(values) < 600, values)
         values = stack.query(panel_exprs("Probe interval")["A"])
         expect("Probe interval", list(values.values()) == [1.0], values)
         values = stack.query(panel_exprs("Exporter version")["A"])

@@ -1,0 +1,223 @@
+"""The opt-in inference probe of one account: a tiny streamed chat completion of each chat
+model, every chat interval, on a thread of its own.
+
+It costs money, so it is off unless models are configured, its interval has a floor (1m
+for flags and files), and at most `chat_max_per_hour` probes start in any rolling hour
+(all models of the account together). The configuration is refused when its schedule
+alone would exceed the cap; at run time the cap is a guard that holds whatever happens:
+a reload hands the schedule and the hour's count to the prober that replaces this one,
+so reloading never brings a probe forward. A restart of the process starts afresh.
+
+The models are probed one after the other, so a cycle takes at most one probe timeout per
+model. A 429 with Retry-After delays the next chat cycle (at most 10 chat intervals); the
+list and get probes are not paused by it: inference may be limited apart from the catalog.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+
+from llm_pinference.chatprobe import estimate_cost
+from llm_pinference.client import PinferenceClient
+from llm_pinference.errors import PinferenceError, Reason
+from llm_pinference.text import redact_url
+
+from .clients import probe_client
+from .config import AccountConfig, ExporterConfig
+from .logs import kv
+from .state import ChatOutcome, ProbeState
+
+log = logging.getLogger("exporter.chat")
+
+HOUR = 3600.0
+MAX_RETRY_INTERVALS = 10
+
+
+@dataclass
+class ChatSchedule:
+    """What a successor (after a reload) carries on with."""
+
+    next_cycle: float | None = None  # time.monotonic(); None: at once (after the first list)
+    started: deque[float] = field(default_factory=deque)  # starts of the last hour's probes
+    last_reason: dict[str, str | None] = field(default_factory=dict)  # per model, as logged
+
+
+class ChatProber:
+    def __init__(
+        self,
+        config: ExporterConfig,
+        account: AccountConfig,
+        state: ProbeState,
+        stop: threading.Event,
+    ) -> None:
+        """`stop` is shared with the account's prober: stopping it stops both."""
+        self.config = config
+        self.account = account
+        self.state = state
+        self._stop = stop
+        self._cycle_lock = threading.Lock()  # one cycle at a time (the loop, or a test)
+        self._lock = threading.Lock()  # the schedule, briefly (a reload reads it)
+        self._schedule = ChatSchedule()
+        self._capped = False  # the cap skipped the last probe (logged once)
+        self._client: PinferenceClient | None = None
+        self._thread: threading.Thread | None = None
+        self._target = redact_url(account.base_url)
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.account.chat_models)
+
+    # lifecycle
+
+    def start(self) -> None:
+        if self._thread is None and self.enabled:
+            self._thread = threading.Thread(
+                target=self._loop, name=f"pinference-chat-{self.account.name}", daemon=True
+            )
+            self._thread.start()
+
+    def stop(self, timeout: float = 1.0) -> None:
+        """Stop (the shared event is set by the caller); a probe in flight is dropped."""
+        if self._thread is not None:
+            self._thread.join(timeout)
+        client, self._client = self._client, None
+        if client is not None:
+            client.close()
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def handover(self) -> ChatSchedule:
+        with self._lock:
+            given = self._schedule
+            return ChatSchedule(given.next_cycle, deque(given.started), dict(given.last_reason))
+
+    def take_over(self, schedule: ChatSchedule) -> None:
+        with self._lock:
+            self._schedule = ChatSchedule(
+                schedule.next_cycle, deque(schedule.started), dict(schedule.last_reason)
+            )
+
+    def next_cycle_in(self) -> float | None:
+        """Seconds until the next cycle is due (None: at once, once the first list is in)."""
+        with self._lock:
+            due = self._schedule.next_cycle
+        return None if due is None else max(0.0, due - time.monotonic())
+
+    # the loop
+
+    def _loop(self) -> None:
+        # The first cycle waits for the first list (it gives the prices), a while at most.
+        until = time.monotonic() + self.config.timeout + 1
+        while not self.state.snapshot().list_done and time.monotonic() < until:
+            if self._stop.wait(0.05):
+                return
+        while not self._stop.is_set():
+            delay = self.next_cycle_in()
+            if delay and self._stop.wait(delay):
+                return
+            try:
+                self.run_cycle()
+            except Exception:  # keep probing whatever happened
+                log.exception("chat probe cycle crashed", extra=kv(account=self.account.name))
+                with self._lock:
+                    self._schedule.next_cycle = time.monotonic() + self.account.chat_interval
+
+    def run_cycle(self) -> int:
+        """One chat probe of each chat model, one after the other, now; the next cycle is
+        due an interval after this one started. Returns how many probes were made (the
+        hourly cap may skip some; a 429 ends the cycle)."""
+        made = 0
+        with self._cycle_lock:
+            with self._lock:
+                self._schedule.next_cycle = time.monotonic() + self.account.chat_interval
+            for model in self.account.chat_models:
+                if self._stop.is_set() or not self._take_a_slot():
+                    break
+                made += 1
+                if self._probe(model) == Reason.RATE_LIMITED.value:
+                    break
+        return made
+
+    def _take_a_slot(self) -> bool:
+        """Count one more probe in the rolling hour, if the cap leaves room for it."""
+        cap = self.account.chat_max_per_hour
+        with self._lock:
+            started = self._schedule.started
+            now = time.monotonic()
+            while started and started[0] <= now - HOUR:
+                started.popleft()
+            if len(started) >= cap:
+                warn, self._capped = not self._capped, True
+            else:
+                started.append(now)
+                self._capped = False
+                return True
+        if warn:
+            log.warning("chat probes skipped: hourly cap reached",
+                        extra=kv(account=self.account.name, cap=cap))  # fmt: skip
+        return False
+
+    def _api(self) -> PinferenceClient:
+        if self._client is None:
+            self._client = probe_client(self.config, self.account)
+        return self._client
+
+    def _probe(self, model: str) -> str | None:
+        """One chat probe, recorded; its failure reason (None for a success)."""
+        started = time.monotonic()
+        try:
+            result = self._api().chat_probe(model, max_tokens=self.account.chat_max_tokens)
+        except Exception as exc:
+            if self._stop.is_set():
+                return None
+            reason = self._failed(model, started, exc)
+            self.state.record_chat(model, ChatOutcome(reason=reason))
+            return reason
+        if self._stop.is_set():
+            return None
+        # Prices from the last list; unknown ones (not listed, not said) cost nothing here
+        # and count as unpriced.
+        pricing = self.state.price_of(model)
+        cost = estimate_cost(result.usage, pricing) if pricing is not None else None
+        self.state.record_chat(model, ChatOutcome(
+            ttft=result.ttft, duration=result.duration,
+            output_tokens=result.usage.output_tokens, cost_usd=cost,
+        ))  # fmt: skip
+        with self._lock:
+            recovered = self._schedule.last_reason.get(model) is not None
+            self._schedule.last_reason[model] = None
+        log.log(logging.INFO if recovered else logging.DEBUG,
+                "chat probe recovered" if recovered else "chat probe succeeded",
+                extra=kv(account=self.account.name, model=model,
+                         ttft=None if result.ttft is None else round(result.ttft, 4),
+                         duration=round(result.duration, 4),
+                         tokens=result.usage.output_tokens, cost_usd=cost))  # fmt: skip
+        return None
+
+    def _failed(self, model: str, started: float, exc: BaseException) -> str:
+        """Log a failed chat probe (a new or changed reason warns, a repeat is debug);
+        returns its reason."""
+        if isinstance(exc, PinferenceError):
+            reason = exc.reason.value
+            message = str(exc).replace(self.account.base_url, self._target)
+        else:  # a bug, not an API answer: counted so it shows, logged with its type
+            reason, message = Reason.INVALID_RESPONSE.value, f"unexpected {type(exc).__name__}"
+            log.error(message, exc_info=exc, extra=kv(account=self.account.name, model=model))
+        with self._lock:
+            repeated = self._schedule.last_reason.get(model) == reason
+            self._schedule.last_reason[model] = reason
+            retry_after = getattr(exc, "retry_after", None)
+            if reason == Reason.RATE_LIMITED.value and retry_after:
+                wait = min(retry_after, MAX_RETRY_INTERVALS * self.account.chat_interval)
+                later = time.monotonic() + wait
+                self._schedule.next_cycle = max(self._schedule.next_cycle or 0.0, later)
+        log.log(logging.DEBUG if repeated else logging.WARNING, "chat probe failed",
+                extra=kv(account=self.account.name, model=model, reason=reason,
+                         duration=round(time.monotonic() - started, 4), err=message))  # fmt: skip
+        return reason
