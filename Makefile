@@ -37,5 +37,17 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(PY) bench/run_all.py
 
+## make mutation: mutation testing (mutmut) of the core, the exporter's state, collector and
+## prober, and the alert rules' thresholds; not part of make test; about NN minutes on 2 cores.
+## Some targets only: make mutation MUTATE="llm_pinference/text.py rules"
+.PHONY: mutation
+MUTATION_STAMP := $(VENV)/.mutation-installed
+$(MUTATION_STAMP): $(STAMP)
+	./scripts/bootstrap-venv $(VENV) test,bench,mutation
+	@touch $@
+
+mutation: $(MUTATION_STAMP)
+	$(PY) scripts/mutation.py $(MUTATE)
+
 clean:
 	rm -rf $(VENV) .pytest_cache build dist *.egg-info
