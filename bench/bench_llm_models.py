@@ -1,24 +1,30 @@
 """What the llm-pinference plugin costs llm, next to no plugins and to llm-openrouter.
 
-    .venv/bin/python bench/bench_llm_models.py [--rounds 15] [--models 500] [--json]
+    .venv/bin/python bench/bench_llm_models.py [--rounds 15] [--models 500,5000] [--quick] [--json]
 
-1. Warm cache, 500 models cached for each plugin: `llm models` and `llm --help` with
-   llm-pinference only, with no plugins, and with llm-openrouter only, run ALTERNATED
-   (one of each per round, rotating the order) so machine noise hits all three alike.
-   Medians, and the cost added over no plugins. Budget: < 5% for llm-pinference.
+1. Warm cache, at each size (500 and 5000 models cached for each plugin by default): `llm
+   models` and `llm --help` with llm-pinference only, with no plugins, and with
+   llm-openrouter only, run ALTERNATED (one of each per round and size, rotating the order)
+   so machine noise hits all alike; and `llm models` timed inside the interpreter (import
+   phase, run phase). Reported: medians, same-round (paired) differences from no plugins
+   with 95% confidence intervals, and the goals: the plugin's added run phase at most half
+   of llm-openrouter's, its whole-process paired overhead below llm-openrouter's.
 2. Cold start against the fake server: HTTP requests made by the first `llm models`
    (must be exactly 1) and by the second (must be 0).
 3. Offline: a closed port (connection refused) and a loopback socket that listens but
    never answers: the first `llm models` returns within the plugin's timeouts, the next
    ones at warm speed (the failure back-off), with one warning in all.
 
-Not a test: it prints numbers (exit status 1 only if a correctness check fails).
-Standard library + subprocess; the fake server runs in this process.
+The plugin's cache is written as the plugin writes it (the list and its registration
+index). Not a test: it prints numbers (exit status 1 only if a correctness check fails; a
+goal not met is reported, not failed). Standard library + subprocess; the fake server runs
+in this process. --quick: 4 rounds, 2 offline runs.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import resource
@@ -37,6 +43,7 @@ from typing import Any
 from llm_pinference import catalog
 from llm_pinference.fake import FakePinference, generate_catalogue
 from llm_pinference.models import parse_models
+from llm_pinference.registration import RECORDS
 from llm_pinference.settings import Settings
 
 LLM = str(Path(sys.executable).with_name("llm"))
@@ -179,51 +186,65 @@ def silent_server() -> Iterator[int]:
 # 1. warm cache
 
 
-def warm(rounds: int, n_models: int) -> dict[str, Any]:
-    with workspace() as (home, user_dir):
-        base_url = f"http://127.0.0.1:{closed_port()}/api/v1"  # never contacted when warm
-        user_dir.mkdir()
-        models = parse_models(generate_catalogue(n_models))[0]
-        path = user_dir / catalog.CACHE_FILENAME
-        catalog.Catalog(path, Settings(base_url=base_url), fetch=lambda s: models).get()
-        (user_dir / "openrouter_models.json").write_text(json.dumps(openrouter_catalogue(n_models)))
-        before = path.stat().st_mtime_ns
-        env = base_env(home, user_dir, base_url)
+def prepare(home: Path, user_dir: Path, n_models: int) -> tuple[dict[str, str], Path]:
+    """Both plugins' caches with n_models each; the environment for llm."""
+    base_url = f"http://127.0.0.1:{closed_port()}/api/v1"  # never contacted when warm
+    user_dir.mkdir()
+    models = parse_models(generate_catalogue(n_models))[0]
+    path = user_dir / catalog.CACHE_FILENAME
+    settings = Settings(base_url=base_url)
+    catalog.Catalog(path, settings, fetch=lambda s: models, records=RECORDS).get()
+    (user_dir / "openrouter_models.json").write_text(json.dumps(openrouter_catalogue(n_models)))
+    return base_env(home, user_dir, base_url), path
+
+
+def warm(rounds: int, sizes: list[int]) -> dict[int, dict[str, Any]]:
+    results: dict[int, dict[str, Any]] = {}
+    with contextlib.ExitStack() as stack:
+        envs: dict[int, dict[str, str]] = {}
+        caches: dict[int, tuple[Path, tuple[int, int]]] = {}
+        for n in sizes:
+            home, user_dir = stack.enter_context(workspace())
+            envs[n], path = prepare(home, user_dir, n)
+            index = catalog.index_path(path)
+            caches[n] = path, (path.stat().st_mtime_ns, index.stat().st_mtime_ns)
 
         # Correctness first (and a warm-up that writes bytecode): each plugin lists its
-        # models from the cache, silently.
-        checks: dict[str, Any] = {}
-        for label, plugins in CONFIGS.items():
-            _, out, err, _ = run(["models"], env, plugins)
-            checks[label] = {
-                "pinference_models": out.count("Pinference: pinference/"),
-                "openrouter_models": out.count("OpenRouter: openrouter/"),
-                "stderr": err.strip(),
+        # models from the cache, silently, and nothing is written.
+        for n in sizes:
+            checks: dict[str, Any] = {}
+            for label, plugins in CONFIGS.items():
+                _, out, err, _ = run(["models"], envs[n], plugins)
+                checks[label] = {
+                    "pinference_models": out.count("Pinference: pinference/"),
+                    "openrouter_models": out.count("OpenRouter: openrouter/"),
+                    "stderr": err.strip(),
+                }
+            results[n] = {
+                "checks": checks,
+                "times": {c: {k: [] for k in CONFIGS} for c in COMMANDS},
+                "cpu": {c: {k: [] for k in CONFIGS} for c in COMMANDS},
+                "phases": {k: [] for k in CONFIGS},
             }
-        checks["cache_untouched"] = path.stat().st_mtime_ns == before
 
-        times: dict[str, dict[str, list[float]]] = {c: {k: [] for k in CONFIGS} for c in COMMANDS}
-        cpu: dict[str, dict[str, list[float]]] = {c: {k: [] for k in CONFIGS} for c in COMMANDS}
-        phase: dict[str, list[tuple[float, float]]] = {k: [] for k in CONFIGS}
         labels = list(CONFIGS)
         for r in range(rounds):
             order = labels[r % 3 :] + labels[: r % 3]  # rotate who goes first
-            for command, args in COMMANDS.items():
+            for n in sizes if r % 2 == 0 else sizes[::-1]:  # and which size
+                res = results[n]
+                for command, args in COMMANDS.items():
+                    for label in order:
+                        wall, _, _, used = run(args, envs[n], CONFIGS[label])
+                        res["times"][command][label].append(wall)
+                        res["cpu"][command][label].append(used)
                 for label in order:
-                    wall, _, _, used = run(args, env, CONFIGS[label])
-                    times[command][label].append(wall)
-                    cpu[command][label].append(used)
-            for label in order:
-                phase[label].append(phases(env, CONFIGS[label]))
-        plugin_work = inprocess(env)
-        checks["cache_untouched"] = checks["cache_untouched"] and path.stat().st_mtime_ns == before
-    return {
-        "times": times,
-        "cpu": cpu,
-        "phases": phase,
-        "checks": checks,
-        "plugin": plugin_work,
-    }
+                    res["phases"][label].append(phases(envs[n], CONFIGS[label]))
+        for n in sizes:
+            results[n]["plugin"] = inprocess(envs[n])
+            path, before = caches[n]
+            after = (path.stat().st_mtime_ns, catalog.index_path(path).stat().st_mtime_ns)
+            results[n]["checks"]["cache_untouched"] = after == before
+    return results
 
 
 # 1b. the plugin's own work, in-process (free of process start-up noise)
@@ -275,6 +296,7 @@ def inprocess(env: dict[str, str], repeats: int = 20) -> dict[str, float]:
 
 
 def cold(n_models: int) -> dict[str, Any]:
+    """The first `llm models` fetches once (and writes the cache), the second does not."""
     with (
         workspace() as (home, user_dir),
         FakePinference(models=generate_catalogue(n_models)) as fake,
@@ -321,19 +343,18 @@ def ms(seconds: float) -> str:
     return f"{seconds * 1000:.0f} ms"
 
 
-def summary(results: dict[str, Any]) -> dict[str, dict[str, dict[str, float]]]:
+def summary(warm_n: dict[str, Any]) -> dict[str, dict[str, dict[str, float]]]:
     """Per command and configuration: median, min, and the cost added over no plugins."""
     out: dict[str, dict[str, dict[str, float]]] = {}
-    for command, by_label in results["warm"]["times"].items():
-        cpu = results["warm"]["cpu"][command]
+    for command, by_label in warm_n["times"].items():
+        cpu = warm_n["cpu"][command]
         base = statistics.median(by_label["no plugins"])
         cpu_base = statistics.median(cpu["no plugins"])
         out[command] = {}
         for label, samples in by_label.items():
             med, cpu_med = statistics.median(samples), statistics.median(cpu[label])
             # Same-round differences cancel slow drifts of the machine: the fairest estimate.
-            paired = [a - b for a, b in zip(samples, by_label["no plugins"], strict=True)]
-            spread = statistics.stdev(paired) / len(paired) ** 0.5 if len(paired) > 1 else 0.0
+            mean, ci95 = paired(samples, by_label["no plugins"])
             out[command][label] = {
                 "median_s": med,
                 "min_s": min(samples),
@@ -341,9 +362,9 @@ def summary(results: dict[str, Any]) -> dict[str, dict[str, dict[str, float]]]:
                 "added_pct": (med / base - 1) * 100,
                 "cpu_median_s": cpu_med,
                 "cpu_added_pct": (cpu_med / cpu_base - 1) * 100,
-                "paired_mean_s": statistics.mean(paired),
-                "paired_ci95_s": 1.96 * spread,
-                "paired_mean_pct": statistics.mean(paired) / base * 100,
+                "paired_mean_s": mean,
+                "paired_ci95_s": ci95,
+                "paired_mean_pct": mean / base * 100,
             }
     return out
 
@@ -355,13 +376,14 @@ def paired(samples: list[float], base: list[float]) -> tuple[float, float]:
     return statistics.mean(diffs), 1.96 * spread
 
 
-def phase_summary(results: dict[str, Any]) -> dict[str, dict[str, float]]:
-    by_label = results["warm"]["phases"]
+def phase_summary(warm_n: dict[str, Any]) -> dict[str, dict[str, float]]:
+    by_label = warm_n["phases"]
+    base = by_label["no plugins"]
     out = {}
     for label, rows in by_label.items():
-        base = by_label["no plugins"]
         imp = paired([r[0] for r in rows], [r[0] for r in base])
         run_ = paired([r[1] for r in rows], [r[1] for r in base])
+        total = paired([r[0] + r[1] for r in rows], [r[0] + r[1] for r in base])
         out[label] = {
             "import_median_s": statistics.median(r[0] for r in rows),
             "run_median_s": statistics.median(r[1] for r in rows),
@@ -369,24 +391,43 @@ def phase_summary(results: dict[str, Any]) -> dict[str, dict[str, float]]:
             "import_ci95_s": imp[1],
             "run_added_s": run_[0],
             "run_ci95_s": run_[1],
+            "total_added_s": total[0],
+            "total_ci95_s": total[1],
         }
     return out
 
 
+def goals(summary_n: dict[str, Any], phases_n: dict[str, Any]) -> dict[str, Any]:
+    """The plugin against llm-openrouter at one size."""
+    ours, peer = phases_n["llm-pinference"], phases_n["llm-openrouter"]
+    wall = summary_n["llm models"]
+    return {
+        "run_ratio": ours["run_added_s"] / peer["run_added_s"] if peer["run_added_s"] else None,
+        "run_half_met": ours["run_added_s"] <= peer["run_added_s"] / 2,
+        "process_ours_s": wall["llm-pinference"]["paired_mean_s"],
+        "process_peer_s": wall["llm-openrouter"]["paired_mean_s"],
+        "process_below_met": (
+            wall["llm-pinference"]["paired_mean_s"] < wall["llm-openrouter"]["paired_mean_s"]
+        ),
+    }
+
+
 def failed_checks(results: dict[str, Any]) -> list[str]:
     failures = []
-    n, checks = results["models"], results["warm"]["checks"]
-    if checks["llm-pinference"]["pinference_models"] != n:
-        failures.append("warm: llm-pinference did not list every cached model")
-    if checks["llm-openrouter"]["openrouter_models"] != n:
-        failures.append("warm: llm-openrouter did not list its cached models (did it fetch?)")
-    if checks["llm-pinference"]["stderr"] or not checks["cache_untouched"]:
-        failures.append("warm: llm-pinference warned or rewrote the cache (a network attempt?)")
-    cold_r = results["cold"]
-    if cold_r["first_requests"] != 1 or cold_r["second_requests"] != 0 or cold_r["listed"] != n:
-        failures.append("cold: expected exactly 1 request, then none")
-    limit = catalog.CONNECT_TIMEOUT + catalog.READ_TIMEOUT
-    warm_median = statistics.median(results["warm"]["times"]["llm models"]["no plugins"])
+    for n, warm_n in results["warm"].items():
+        checks = warm_n["checks"]
+        if checks["llm-pinference"]["pinference_models"] != n:
+            failures.append(f"warm {n}: llm-pinference did not list every cached model")
+        if checks["llm-openrouter"]["openrouter_models"] != n:
+            failures.append(f"warm {n}: llm-openrouter did not list its cached models")
+        if checks["llm-pinference"]["stderr"] or not checks["cache_untouched"]:
+            failures.append(f"warm {n}: llm-pinference warned or rewrote its cache or index")
+    for n, cold_r in results["cold"].items():
+        if cold_r["first_requests"] != 1 or cold_r["second_requests"] != 0 or cold_r["listed"] != n:
+            failures.append(f"cold {n}: expected exactly 1 request, then none")
+    limit = catalog.CONNECT_TIMEOUT + catalog.TOTAL_TIMEOUT
+    first_size = next(iter(results["warm"].values()))
+    warm_median = statistics.median(first_size["times"]["llm models"]["no plugins"])
     for case, o in results["offline"].items():
         first, rest = o["times_s"][0], o["times_s"][1:]
         if first > limit + 3 or o["warnings"][0] != 1 or sum(o["warnings"]) != 1:
@@ -399,68 +440,83 @@ def failed_checks(results: dict[str, Any]) -> list[str]:
 
 
 def report(results: dict[str, Any]) -> None:
-    n, rounds = results["models"], results["rounds"]
+    rounds = results["rounds"]
+    load = " -> ".join(" ".join(f"{x:.2f}" for x in la) for la in results["loadavg"])
     print(
-        f"\nWarm cache: {n} models cached per plugin; {rounds} rounds alternated "
-        f"(python {results['python']}, {results['cpus']} CPUs)"
+        f"\nWarm cache, {rounds} rounds alternated (configurations and sizes); python "
+        f"{results['python']}, {results['cpus']} CPUs, load average {load}"
     )
-    print(
-        f"{'command':<11} {'configuration':<15} {'median':>7} {'min':>7} "
-        f"{'median vs none':>21} {'paired diff, 95% CI':>24} {'CPU med':>8} {'CPU vs none':>11}"
-    )
-    for command, by_label in results["summary"].items():
-        for label, row in by_label.items():
-            delta = paired = cpu_delta = ""
-            if label != "no plugins":
-                delta = f"{row['added_pct']:+.1f}% ({row['added_s'] * 1000:+.0f} ms)"
-                paired = (
-                    f"{row['paired_mean_pct']:+.1f}% ({row['paired_mean_s'] * 1000:+.0f}"
-                    f"±{row['paired_ci95_s'] * 1000:.0f} ms)"
-                )
-                cpu_delta = f"{row['cpu_added_pct']:+.1f}%"
-            print(
-                f"{command:<11} {label:<15} {ms(row['median_s']):>7} {ms(row['min_s']):>7} "
-                f"{delta:>21} {paired:>24} {ms(row['cpu_median_s']):>8} {cpu_delta:>11}"
-            )
-    checks = results["warm"]["checks"]
-    print(
-        f"listed from the caches: llm-pinference {checks['llm-pinference']['pinference_models']}"
-        f", llm-openrouter {checks['llm-openrouter']['openrouter_models']}; "
-        f"pinference cache file untouched: {checks['cache_untouched']}"
-    )
-
-    print("\n`llm models` inside the interpreter (start-up and exit excluded; paired, 95% CI)")
-    for label, row in results["phases"].items():
-        line = (
-            f"{label:<15} import llm {ms(row['import_median_s']):>7}, run "
-            f"{row['run_median_s'] * 1000:5.1f} ms"
+    for n, warm_n in results["warm"].items():
+        print(f"\n--- {n} models cached per plugin")
+        print(
+            f"{'command':<11} {'configuration':<15} {'median':>7} {'min':>7} "
+            f"{'median vs none':>21} {'paired diff, 95% CI':>24} {'CPU med':>8} "
+            f"{'CPU vs none':>11}"
         )
-        if label != "no plugins":
-            line += (
-                f"   added: import {row['import_added_s'] * 1000:+.0f}±"
-                f"{row['import_ci95_s'] * 1000:.0f} ms, run {row['run_added_s'] * 1000:+.1f}±"
-                f"{row['run_ci95_s'] * 1000:.1f} ms"
+        for command, by_label in results["summary"][n].items():
+            for label, row in by_label.items():
+                delta = pair = cpu_delta = ""
+                if label != "no plugins":
+                    delta = f"{row['added_pct']:+.1f}% ({row['added_s'] * 1000:+.0f} ms)"
+                    pair = (
+                        f"{row['paired_mean_pct']:+.1f}% ({row['paired_mean_s'] * 1000:+.0f}"
+                        f"±{row['paired_ci95_s'] * 1000:.0f} ms)"
+                    )
+                    cpu_delta = f"{row['cpu_added_pct']:+.1f}%"
+                print(
+                    f"{command:<11} {label:<15} {ms(row['median_s']):>7} {ms(row['min_s']):>7} "
+                    f"{delta:>21} {pair:>24} {ms(row['cpu_median_s']):>8} {cpu_delta:>11}"
+                )
+        checks = warm_n["checks"]
+        print(
+            f"listed from the caches: llm-pinference "
+            f"{checks['llm-pinference']['pinference_models']}, llm-openrouter "
+            f"{checks['llm-openrouter']['openrouter_models']}; pinference cache and index "
+            f"untouched: {checks['cache_untouched']}"
+        )
+        print("`llm models` inside the interpreter (start-up and exit excluded; paired, 95% CI)")
+        for label, row in results["phases"][n].items():
+            line = (
+                f"{label:<15} import llm {ms(row['import_median_s']):>7}, run "
+                f"{row['run_median_s'] * 1000:6.1f} ms"
             )
-        print(line)
-    w = results["warm"]["plugin"]
-    print(
-        f"in-process: plugin import {w['import_s'] * 1000:.1f} ms; register_models for "
-        f"{w['registered']} models: first {w['first_register_s'] * 1000:.1f} ms (imports + "
-        f"file), from the file {w['register_file_s'] * 1000:.1f} ms, memoised "
-        f"{w['register_memo_s'] * 1000:.1f} ms"
-    )
+            if label != "no plugins":
+                line += (
+                    f"   added: import {row['import_added_s'] * 1000:+.1f}±"
+                    f"{row['import_ci95_s'] * 1000:.1f} ms, run {row['run_added_s'] * 1000:+.1f}±"
+                    f"{row['run_ci95_s'] * 1000:.1f} ms, both {row['total_added_s'] * 1000:+.1f}±"
+                    f"{row['total_ci95_s'] * 1000:.1f} ms"
+                )
+            print(line)
+        w = warm_n["plugin"]
+        print(
+            f"in-process: plugin import {w['import_s'] * 1000:.1f} ms; register_models for "
+            f"{w['registered']} models: first {w['first_register_s'] * 1000:.1f} ms (imports + "
+            f"files), from the files {w['register_file_s'] * 1000:.1f} ms, memoised "
+            f"{w['register_memo_s'] * 1000:.1f} ms"
+        )
+        g = results["goals"][n]
+        ratio = f"{g['run_ratio']:.2f}x" if g["run_ratio"] is not None else "n/a"
+        print(
+            f"goals: run phase added {ratio} llm-openrouter's (at most 0.5x: "
+            f"{'met' if g['run_half_met'] else 'NOT met'}); whole process paired "
+            f"{g['process_ours_s'] * 1000:+.0f} ms vs {g['process_peer_s'] * 1000:+.0f} ms "
+            f"(below: {'met' if g['process_below_met'] else 'NOT met'})"
+        )
 
-    c = results["cold"]
-    print(f"\nCold start against the fake server ({n} models)")
-    print(
-        f"first `llm models`:  {ms(c['first_s']):>8}, {c['first_requests']} HTTP request(s) "
-        f"({c['first_list_requests']} GET /models), {c['listed']} models listed"
-    )
-    print(f"second `llm models`: {ms(c['second_s']):>8}, {c['second_requests']} HTTP request(s)")
+    for n, c in results["cold"].items():
+        print(f"\nCold start against the fake server ({n} models)")
+        print(
+            f"first `llm models`:  {ms(c['first_s']):>8}, {c['first_requests']} HTTP "
+            f"request(s) ({c['first_list_requests']} GET /models), {c['listed']} models listed"
+        )
+        print(
+            f"second `llm models`: {ms(c['second_s']):>8}, {c['second_requests']} HTTP request(s)"
+        )
 
     print(
         f"\nOffline `llm models` (plugin timeouts: connect {catalog.CONNECT_TIMEOUT:g} s, "
-        f"read {catalog.READ_TIMEOUT:g} s; back-off {catalog.DEFAULT_BACKOFF:g} s)"
+        f"total {catalog.TOTAL_TIMEOUT:g} s; back-off {catalog.DEFAULT_BACKOFF:g} s)"
     )
     for case, o in results["offline"].items():
         first, rest = o["times_s"][0], o["times_s"][1:]
@@ -474,26 +530,49 @@ def report(results: dict[str, Any]) -> None:
         print("\nall checks passed")
 
 
+def sizes_arg(text: str) -> list[int]:
+    try:
+        sizes = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a list of numbers: {text!r}") from None
+    if not sizes or min(sizes) < 1:
+        raise argparse.ArgumentTypeError("sizes must be positive")
+    return sizes
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=15, help="alternated rounds (default 15)")
-    parser.add_argument("--models", type=int, default=500, help="models per plugin cache")
+    parser.add_argument(
+        "--models",
+        type=sizes_arg,
+        default=[500, 5000],
+        help="models per plugin cache, comma-separated sizes (default 500,5000)",
+    )
     parser.add_argument("--offline-runs", type=int, default=4, help="runs per offline case")
+    parser.add_argument("--quick", action="store_true", help="4 rounds, 2 offline runs")
     parser.add_argument("--json", action="store_true", help="print the raw results as JSON")
     args = parser.parse_args(argv)
     if not Path(LLM).exists():
         parser.error(f"{LLM} not found: run this with the project's virtualenv python")
-    results = {
-        "rounds": args.rounds,
+    rounds = 4 if args.quick else args.rounds
+    offline_runs = 2 if args.quick else args.offline_runs
+    load_before = os.getloadavg()
+    results: dict[str, Any] = {
+        "rounds": rounds,
         "models": args.models,
         "python": sys.version.split()[0],
         "cpus": os.cpu_count(),
-        "warm": warm(args.rounds, args.models),
-        "cold": cold(args.models),
-        "offline": offline(args.offline_runs),
+        "warm": warm(rounds, args.models),
+        "cold": {n: cold(n) for n in args.models},
+        "offline": offline(offline_runs),
     }
-    results["summary"] = summary(results)
-    results["phases"] = phase_summary(results)
+    results["loadavg"] = [load_before, os.getloadavg()]
+    results["summary"] = {n: summary(w) for n, w in results["warm"].items()}
+    results["phases"] = {n: phase_summary(w) for n, w in results["warm"].items()}
+    results["goals"] = {
+        n: goals(results["summary"][n], results["phases"][n]) for n in results["warm"]
+    }
     results["failures"] = failed_checks(results)
     if args.json:
         print(json.dumps(results, indent=2))

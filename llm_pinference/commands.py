@@ -62,9 +62,12 @@ def current_settings(
 
 
 def open_catalog(settings: Settings) -> Catalog:
+    """The account's cache, storing the registration records beside every list it writes
+    (the hooks read only those)."""
     from .catalog import CACHE_FILENAME, Catalog
+    from .registration import RECORDS
 
-    return Catalog(llm.user_dir() / CACHE_FILENAME, settings)
+    return Catalog(llm.user_dir() / CACHE_FILENAME, settings, records=RECORDS)
 
 
 # Commands

@@ -69,6 +69,11 @@ def cache_file() -> Path:
     return user_dir() / catalog.CACHE_FILENAME
 
 
+def index_file() -> Path:
+    """The registration index beside the cache file."""
+    return catalog.index_path(cache_file())
+
+
 def read_cache() -> dict[str, Any]:
     return json.loads(cache_file().read_text())
 

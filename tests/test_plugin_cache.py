@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import llm
@@ -15,6 +16,7 @@ from plugin_support import (
     PRIVATE_MODEL,
     TEAM,
     cache_file,
+    index_file,
     invoke,
     pinference_ids,
     read_cache,
@@ -24,8 +26,9 @@ from plugin_support import (
 )
 from support import free_port as closed_port
 
-from llm_pinference import catalog
+from llm_pinference import catalog, registration
 from llm_pinference.fake import FakePinference, Fault, default_catalogue, generate_catalogue
+from llm_pinference.models import ModelInfo
 
 ALL_IDS = sorted(m["id"] for m in default_catalogue())
 WARNING = "llm-pinference: could not refresh the model list"
@@ -63,6 +66,118 @@ def test_cache_file_format() -> None:
     assert abs(entry["fetched_at"] - time.time()) < 600
     assert entry["retry_at"] is None and entry["error"] is None
     assert not [p.name for p in user_dir().iterdir() if p.name.endswith(".tmp")]
+
+
+def test_index_format() -> None:
+    listed()
+    index = json.loads(index_file().read_text())
+    assert index["format"] == "llm-pinference/models-index" and index["version"] == 1
+    stat = cache_file().stat()
+    assert index["cache"] == [stat.st_mtime_ns, stat.st_size, stat.st_ino]
+    assert index["records"] == registration.RECORDS.version
+    (account,) = index["accounts"]
+    entry = index["accounts"][account]
+    assert entry["fetched_at"] == read_cache()["accounts"][account]["fetched_at"]
+    by_id = {r[0]: r for r in entry["models"]}
+    assert sorted(by_id) == ALL_IDS
+    sonnet = by_id["anthropic/claude-sonnet-4.5"]
+    assert sonnet[1] == (
+        "Pinference: pinference/anthropic/claude-sonnet-4.5 (Claude Sonnet 4.5, 200k context)"
+    )
+    assert sonnet[2] == registration.VISION | registration.TOOLS | registration.SCHEMA
+    assert "reasoning_effort" in registration.names_of(sonnet[3])
+
+
+@pytest.fixture
+def parsed(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The ids of the API objects parsed from now on."""
+    seen: list[str] = []
+    real = ModelInfo.from_api.__func__  # type: ignore[attr-defined]
+
+    def counting(cls: type[ModelInfo], obj: object) -> ModelInfo | None:
+        seen.append(obj.get("id") if isinstance(obj, dict) else repr(obj))
+        return real(cls, obj)
+
+    monkeypatch.setattr(ModelInfo, "from_api", classmethod(counting))
+    return seen
+
+
+def test_a_warm_start_parses_no_api_object(fake: FakePinference, parsed: list[str]) -> None:
+    listed()
+    parsed.clear()
+    for _ in range(2):
+        reset_state()  # a new llm process
+        assert listed() == ALL_IDS
+        assert llm.get_model("pinference/deepseek-chat").supports_tools is not None
+    assert parsed == []
+    assert len(fake.requests_for("list")) == 1
+    # A model's details are still at hand, parsed when asked for.
+    sonnet = llm.get_model("pinference/anthropic/claude-sonnet-4.5")
+    assert sonnet.info.display_name == "Claude Sonnet 4.5" and sonnet.info.pricing.input == 3
+    assert len(parsed) == len(ALL_IDS)
+
+
+def test_an_old_cache_without_index_is_read_then_indexed(
+    fake: FakePinference, parsed: list[str]
+) -> None:
+    listed()
+    index_file().unlink()  # what an earlier version left: the cache file alone
+    reset_state()
+    assert listed() == ALL_IDS
+    assert index_file().exists()
+    parsed.clear()
+    reset_state()
+    assert listed() == ALL_IDS and parsed == []
+    assert len(fake.requests_for("list")) == 1
+
+
+@pytest.mark.parametrize(
+    "spoil",
+    [
+        lambda index: index.update(cache=[1, 2, 3]),  # the index of another cache file
+        lambda index: index.update(records=index["records"] + 1),  # another derivation
+        lambda index: index.update(version=99),
+        lambda index: index.update(accounts=[]),
+        lambda index: index.clear(),
+    ],
+    ids=["other-cache", "other-records", "other-version", "bad-accounts", "empty"],
+)
+def test_an_index_that_does_not_fit_is_ignored_and_rewritten(
+    fake: FakePinference, spoil: Callable[[dict], None]
+) -> None:
+    listed()
+    index = json.loads(index_file().read_text())
+    stale = index["accounts"][next(iter(index["accounts"]))]
+    stale["models"] = [["ghost/model", "Pinference: pinference/ghost/model", 0, 0]]
+    spoil(index)
+    index_file().write_text(json.dumps(index))
+    reset_state()
+    assert listed() == ALL_IDS  # from the cache file
+    assert "ghost/model" not in index_file().read_text()  # indexed again
+    reset_state()
+    assert listed() == ALL_IDS
+    assert len(fake.requests_for("list")) == 1
+
+
+def test_an_edited_cache_file_outdates_its_index(fake: FakePinference) -> None:
+    listed()
+    data = read_cache()
+    (entry,) = data["accounts"].values()
+    entry["models"].append({"id": "added/by-hand", "display_name": "By hand"})
+    cache_file().write_text(json.dumps(data))
+    reset_state()
+    assert listed() == sorted([*ALL_IDS, "added/by-hand"])
+    assert len(fake.requests_for("list")) == 1
+
+
+@pytest.mark.parametrize("content", [b"", b"{not json", b"[" * 100_000])
+def test_a_damaged_index_is_ignored_and_rewritten(fake: FakePinference, content: bytes) -> None:
+    listed()
+    index_file().write_bytes(content)
+    reset_state()
+    result = invoke(["models"])
+    assert sorted(pinference_ids(result.stdout)) == ALL_IDS and result.stderr == ""
+    assert json.loads(index_file().read_text())["format"] == "llm-pinference/models-index"
 
 
 def test_ttl_expiry_triggers_exactly_one_refetch(fake: FakePinference) -> None:

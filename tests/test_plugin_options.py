@@ -10,7 +10,7 @@ import llm
 import pytest
 from plugin_support import KEY, ensure_registered, invoke, reset_state
 
-from llm_pinference import plugin
+from llm_pinference import plugin, registration
 from llm_pinference.fake import FakePinference, generate_catalogue
 from llm_pinference.models import ModelInfo, parse_models
 from llm_pinference.settings import Settings
@@ -114,7 +114,7 @@ def test_one_class_per_distinct_option_set_at_5000_models() -> None:
     built = [plugin.build_models(info, Settings(base_url="http://x/v1")) for info in infos]
     seconds = time.perf_counter() - started
     classes = {id(m.Options) for pair in built for m in pair}
-    option_sets = {plugin.option_names(info) for info in infos}
+    option_sets = {registration.option_names(info) for info in infos}
     assert len(classes) == len(option_sets) <= 16
     assert plugin.options_class.cache_info().currsize == len(option_sets)
     # A class per model took a peer plugin ~45 ms per model; shared, the whole lot is quick.

@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import llm
@@ -18,6 +19,7 @@ from plugin_support import (
     TEAM,
     auth_header,
     errors_as_users_see_them,
+    index_file,
     invoke,
     pinference_ids,
     reset_state,
@@ -28,8 +30,7 @@ from plugin_support import (
 
 from llm_pinference import catalog, plugin
 from llm_pinference.fake import FakePinference, Fault, default_catalogue
-from llm_pinference.models import ModelInfo
-from llm_pinference.settings import TEAM_HEADER, Settings
+from llm_pinference.settings import TEAM_HEADER
 
 CHAT_MODEL = "qwen/qwen3-30b-a3b-instruct-2507"
 
@@ -284,7 +285,7 @@ def test_a_failing_catalog_never_breaks_llm(
         calls.append(1)
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(catalog.Catalog, "get", broken)
+    monkeypatch.setattr(catalog.Catalog, "listing", broken)
     warning = "llm-pinference: cannot list Pinference models"
     result = invoke(["models"])
     assert result.exit_code == 0
@@ -308,16 +309,31 @@ def test_a_corrupt_keys_file_still_lists_models(fake: FakePinference) -> None:
     assert len(registered()) == len(default_catalogue())
 
 
-def test_one_unusable_model_does_not_hide_the_others(monkeypatch: pytest.MonkeyPatch) -> None:
-    real = plugin.build_models
-
-    def build(info: ModelInfo, settings: Settings) -> tuple[object, object]:
-        if info.id == CHAT_MODEL:
-            raise ValueError("odd model")
-        return real(info, settings)
-
-    monkeypatch.setattr(plugin, "build_models", build)
-    assert len(registered()) == len(default_catalogue()) - 1
+@pytest.mark.parametrize(
+    "damage",
+    [
+        lambda r: r.__setitem__(3, "many"),  # options
+        lambda r: r.__setitem__(3, 1 << 40),
+        lambda r: r.__setitem__(2, 99),  # capabilities
+        lambda r: r.__setitem__(1, 42),  # the line llm prints must be text
+        lambda r: r.__delitem__(slice(1, None)),
+    ],
+    ids=["options", "options-range", "capabilities", "line", "short"],
+)
+def test_one_damaged_record_does_not_hide_the_others(damage: Callable[[list], None]) -> None:
+    invoke(["models"])
+    index = json.loads(index_file().read_text())
+    (entry,) = index["accounts"].values()
+    (record,) = [r for r in entry["models"] if r[0] == CHAT_MODEL]
+    damage(record)
+    index_file().write_text(json.dumps(index))  # still the index of the same cache file
+    reset_state()
+    result = invoke(["models"])
+    assert result.exit_code == 0 and "OpenAI Chat: gpt-4o" in result.stdout
+    assert sorted(pinference_ids(result.stdout)) == sorted(
+        m["id"] for m in default_catalogue() if m["id"] != CHAT_MODEL
+    )
+    assert "skipped 1 model(s) that could not be registered" in result.stderr
 
 
 # The installed entry point, in real subprocesses
