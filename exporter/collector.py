@@ -89,7 +89,8 @@ class PinferenceCollector(Collector):
         )
         duration = HistogramMetricFamily(
             "pinference_probe_duration_seconds",
-            f"Request latency of each probe, failures included. {ON_INTERVAL}",
+            "Duration of each probe, failures included; a list probe's is that of a new "
+            f"connection (the sum of its phases). {ON_INTERVAL}",
             labels=["account", "endpoint"],
         )
         success = GaugeMetricFamily(
