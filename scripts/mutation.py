@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import importlib.util
 import json
 import os
 import re
@@ -78,6 +79,7 @@ TARGETS: dict[str, tuple[str, ...]] = {
 RULES_TARGET = "rules"
 RULES = ROOT / "prometheus" / "pinference.rules.yml"
 RULES_TESTS = ROOT / "prometheus" / "tests"
+EDGE_RULE_TESTS = ROOT / "tests" / "test_edges_rules.py"
 PROMTOOL_TIMEOUT = 120
 
 # mutmut's verdicts: caught, not caught, and neither (reported, left out of the score).
@@ -327,14 +329,32 @@ class TestGroup:
         return None if result.returncode == 0 else self.name
 
 
+def edge_rule_files() -> dict[str, dict[str, Any]]:
+    """The promtool cases kept in tests/test_edges_rules.py (PROMTOOL_FILES), if any."""
+    if not EDGE_RULE_TESTS.exists():
+        return {}
+    sys.path.insert(0, str(EDGE_RULE_TESTS.parent))  # its own imports (promhelpers)
+    spec = importlib.util.spec_from_file_location(EDGE_RULE_TESTS.stem, EDGE_RULE_TESTS)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return dict(module.PROMTOOL_FILES)
+
+
 def test_groups() -> list[TestGroup]:
     import yaml
 
+    files = {
+        path.name: yaml.safe_load(path.read_text(encoding="utf-8"))
+        for path in sorted(RULES_TESTS.glob("*.test.yml"))
+    }
+    files.update(
+        {f"{EDGE_RULE_TESTS.name}: {name}": doc for name, doc in edge_rule_files().items()}
+    )
     groups = []
-    for path in sorted(RULES_TESTS.glob("*.test.yml")):
-        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+    for file, doc in files.items():
         for test in doc["tests"]:
-            name = f"{path.name}: {test['name']}"
+            name = f"{file}: {test['name']}"
             groups.append(TestGroup(name, {**doc, "tests": [test]}, yaml.safe_dump(test)))
     return groups
 
