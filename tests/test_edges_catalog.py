@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import tempfile
+import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -183,3 +186,30 @@ def test_a_directory_in_the_cache_files_place(path: Path) -> None:
     assert [m.id for m in cache(path, api, clock).get().models] == ["a/1"]
     assert cache(path, api, clock).refresh().saved is False
     assert sorted(os.listdir(path.parent)) == [path.name, path.name + catalog.LOCK_SUFFIX]
+
+
+@pytest.fixture
+def unaccepting_port() -> Iterator[int]:
+    """A port whose accept queue is full: a connect waits (like a blackholed host)."""
+    listener = socket.create_server(("127.0.0.1", 0), backlog=0)
+    port = listener.getsockname()[1]
+    fillers = [socket.socket() for _ in range(3)]
+    for filler in fillers:
+        filler.setblocking(False)
+        filler.connect_ex(("127.0.0.1", port))
+    time.sleep(0.05)
+    try:
+        yield port
+    finally:
+        for sock in (*fillers, listener):
+            sock.close()
+
+
+def test_the_plugins_fetch_gives_up_connecting_after_2_seconds(unaccepting_port: int) -> None:
+    """`llm` waits at most 2 s for an unreachable API, not the client's default 3 s."""
+    started = time.monotonic()
+    with pytest.raises(PinferenceError) as info:
+        catalog.fetch_models(Settings(base_url=f"http://127.0.0.1:{unaccepting_port}/v1"))
+    elapsed = time.monotonic() - started
+    assert info.value.reason is Reason.TIMEOUT
+    assert catalog.CONNECT_TIMEOUT - 0.05 <= elapsed <= catalog.CONNECT_TIMEOUT + 0.6, elapsed
