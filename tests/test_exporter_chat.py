@@ -321,6 +321,34 @@ def test_the_hourly_cap_holds_whatever_calls_the_cycles(
     assert len(capped) == 1  # said once, not for every skipped probe
 
 
+def test_a_schedule_at_the_cap_is_never_capped(
+    fake: FakePinference, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """2 models every 20 minutes under a cap of 6 an hour, on a clock of the test's: the
+    first cycle's first probe is slow (5 s), later ones are quick. A cycle an hour later
+    must still make both probes (each counted at its cycle's start, not when it began)."""
+    from types import SimpleNamespace
+
+    from exporter import chatprober
+
+    now = [1000.0]
+    monkeypatch.setattr(chatprober, "time", SimpleNamespace(monotonic=lambda: now[0]))
+    durations = iter([5.0] + [0.0] * 20)
+
+    def probe(self: Any, model: str) -> None:
+        now[0] += next(durations)
+
+    monkeypatch.setattr(chatprober.ChatProber, "_probe", probe)
+    config = chat_config(fake.base_url, PAID, FREE,
+                         account={"chat_interval": 1200.0, "chat_max_per_hour": 6})  # fmt: skip
+    with Exporter(config).start(probe=False) as exporter:
+        made = []
+        for _ in range(5):
+            made.append(exporter.prober.chat.run_cycle())
+            now[0] = 1000.0 + 1200.0 * len(made)  # the next cycle, when it is due
+    assert made == [2, 2, 2, 2, 2]
+
+
 def test_a_429_delays_the_chat_probes_only(chat: Exporter, fake: FakePinference) -> None:
     fake.set_fault("chat", Fault(status=429, retry_after="900"))
     chat_cycle(chat)
