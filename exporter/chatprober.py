@@ -42,7 +42,7 @@ class ChatSchedule:
     """What a successor (after a reload) carries on with."""
 
     next_cycle: float | None = None  # time.monotonic(); None: at once (after the first list)
-    started: deque[float] = field(default_factory=deque)  # starts of the last hour's probes
+    started: deque[float] = field(default_factory=deque)  # the last hour's probes (their cycle)
     last_reason: dict[str, str | None] = field(default_factory=dict)  # per model, as logged
 
 
@@ -134,28 +134,30 @@ class ChatProber:
         hourly cap may skip some; a 429 ends the cycle)."""
         made = 0
         with self._cycle_lock:
+            started = time.monotonic()
             with self._lock:
-                self._schedule.next_cycle = time.monotonic() + self.account.chat_interval
+                self._schedule.next_cycle = started + self.account.chat_interval
             for model in self.account.chat_models:
-                if self._stop.is_set() or not self._take_a_slot():
+                if self._stop.is_set() or not self._take_a_slot(started):
                     break
                 made += 1
                 if self._probe(model) == Reason.RATE_LIMITED.value:
                     break
         return made
 
-    def _take_a_slot(self) -> bool:
-        """Count one more probe in the rolling hour, if the cap leaves room for it."""
+    def _take_a_slot(self, cycle: float) -> bool:
+        """Count one more probe in the rolling hour, if the cap leaves room for it. Each is
+        counted at the start of its cycle: cycles start an interval apart at least, so a
+        schedule at the cap never finds its slot of an hour ago still taken."""
         cap = self.account.chat_max_per_hour
         with self._lock:
             started = self._schedule.started
-            now = time.monotonic()
-            while started and started[0] <= now - HOUR:
+            while started and started[0] <= cycle - HOUR:
                 started.popleft()
             if len(started) >= cap:
                 warn, self._capped = not self._capped, True
             else:
-                started.append(now)
+                started.append(cycle)
                 self._capped = False
                 return True
         if warn:

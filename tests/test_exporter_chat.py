@@ -300,7 +300,8 @@ def test_the_loop_waits_for_the_first_list_then_keeps_its_interval(fake: FakePin
     chats = [r.time for r in fake.requests_for("chat")]
     assert chats[0] >= first_list  # the prices first
     gaps = [b - a for a, b in itertools.pairwise(chats)]
-    assert all(gap >= 0.4 - 0.02 for gap in gaps), gaps
+    # an interval apart (the requests leave a few ms after their cycle starts, give or take)
+    assert all(gap >= 0.4 - 0.1 for gap in gaps), gaps
 
 
 def test_the_hourly_cap_holds_whatever_calls_the_cycles(
@@ -319,6 +320,34 @@ def test_the_hourly_cap_holds_whatever_calls_the_cycles(
     assert value(scraped, "pinference_chat_probes_total", FREE) == 3
     capped = [r for r in caplog.records if "hourly cap" in r.getMessage()]
     assert len(capped) == 1  # said once, not for every skipped probe
+
+
+def test_a_schedule_at_the_cap_is_never_capped(
+    fake: FakePinference, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """2 models every 20 minutes under a cap of 6 an hour, on a clock of the test's: the
+    first cycle's first probe is slow (5 s), later ones are quick. A cycle an hour later
+    must still make both probes (each counted at its cycle's start, not when it began)."""
+    from types import SimpleNamespace
+
+    from exporter import chatprober
+
+    now = [1000.0]
+    monkeypatch.setattr(chatprober, "time", SimpleNamespace(monotonic=lambda: now[0]))
+    durations = iter([5.0] + [0.0] * 20)
+
+    def probe(self: Any, model: str) -> None:
+        now[0] += next(durations)
+
+    monkeypatch.setattr(chatprober.ChatProber, "_probe", probe)
+    config = chat_config(fake.base_url, PAID, FREE,
+                         account={"chat_interval": 1200.0, "chat_max_per_hour": 6})  # fmt: skip
+    with Exporter(config).start(probe=False) as exporter:
+        made = []
+        for _ in range(5):
+            made.append(exporter.prober.chat.run_cycle())
+            now[0] = 1000.0 + 1200.0 * len(made)  # the next cycle, when it is due
+    assert made == [2, 2, 2, 2, 2]
 
 
 def test_a_429_delays_the_chat_probes_only(chat: Exporter, fake: FakePinference) -> None:
