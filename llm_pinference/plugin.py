@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import llm
 import openai
 import pydantic
-from llm.default_plugins.openai_models import AsyncChat, Chat, SharedOptions, build_options_class
+from llm.default_plugins.openai_models import AsyncChat, Chat, SharedOptions
 
 from .commands import build_group, current_settings, open_catalog
 from .errors import (
@@ -115,7 +115,7 @@ class _PinferenceModel:
         it): shared by every model with the same options."""
         from .registration import names_of
 
-        return options_class(names_of(self._options))
+        return options_class(names_of(self._options) & known_options())
 
     def get_key(self, explicit_key: str | None = None) -> str | None:
         """The one key lookup (commands.current_settings); `model.key`, when a Python
@@ -188,8 +188,11 @@ class PinferenceChat(_PinferenceModel, Chat):
         try:
             yield from super().execute(prompt, stream, response, conversation, key)
         except openai.APIError as exc:
-            self.explain(exc, key)
-            raise
+            error = unwrapped(exc)
+            self.explain(error, key)
+            if error is exc:
+                raise
+            raise error from error.__cause__
         except UNREADABLE as exc:
             error = self.unreadable(exc)
             self.explain(error, key)
@@ -209,8 +212,11 @@ class PinferenceAsyncChat(_PinferenceModel, AsyncChat):
             async for event in super().execute(prompt, stream, response, conversation, key):
                 yield event
         except openai.APIError as exc:
-            self.explain(exc, key)
-            raise
+            error = unwrapped(exc)
+            self.explain(error, key)
+            if error is exc:
+                raise
+            raise error from error.__cause__
         except UNREADABLE as exc:
             error = self.unreadable(exc)
             self.explain(error, key)
@@ -326,12 +332,30 @@ def _validate_logit_bias(cls: type, value: Any) -> Any:
     return SharedOptions.validate_logit_bias(value)
 
 
+def llm_options() -> type[llm.Options]:
+    """llm's own options class with every option its OpenAI chat models know: from
+    `build_options_class` (newer llm, with image_detail), else the reasoning
+    models' class (llm 0.26: the shared options, json_object and reasoning_effort)."""
+    from llm.default_plugins import openai_models
+
+    build = getattr(openai_models, "build_options_class", None)
+    if build is not None:
+        return build(reasoning=True)  # type: ignore[no-any-return]
+    return openai_models.OptionsForReasoning  # type: ignore[no-any-return]
+
+
+@functools.cache
+def known_options() -> frozenset[str]:
+    """The options the installed llm knows (llm 0.26 has no image_detail)."""
+    return frozenset(llm_options().model_fields)
+
+
 @functools.cache
 def options_class(names: frozenset[str]) -> type[llm.Options]:
     """One Options class per distinct set of names, shared by every model with that set
     (a class per model made a peer plugin take seconds to register its models). Fields,
-    descriptions and validation are llm's own."""
-    every = build_options_class(reasoning=True)
+    descriptions and validation are llm's own; names llm does not know are left out."""
+    every = llm_options()
     fields: dict[str, Any] = {
         name: (field.annotation, field)
         for name, field in every.model_fields.items()
@@ -611,26 +635,67 @@ def check_completion(response: http_lib.Response) -> None:
         raise InvalidChatResponse("the answer has no token usage", response.request)
 
 
+#: The header openai sets on every attempt: "0" on the first, then the retry's number.
+RETRY_HEADER = "x-stainless-retry-count"
+
+
+class _Verdicts:
+    """What a guarded client remembers between openai's attempts at one request.
+
+    openai 3 passes an openai error raised by the HTTP client's `send` on as it is; older
+    releases (1.58, the oldest the plugin admits, for one) retry whatever `send` raises and
+    then wrap it in APIConnectionError. A verdict (a read timeout, an unusable answer) is
+    never retried, whatever the version: the retry is refused here before a request is
+    sent, and `unwrapped` gives the callers the verdict itself."""
+
+    def __init__(self) -> None:
+        self.final: openai.APIError | None = None
+
+    def before(self, request: http_lib.Request) -> None:
+        if request.headers.get(RETRY_HEADER, "0") == "0":
+            self.final = None
+        elif self.final is not None:
+            raise self.final
+
+    def final_error(self, error: openai.APIError) -> openai.APIError:
+        self.final = error
+        return error
+
+
+def unwrapped(exc: openai.APIError) -> openai.APIError:
+    """The guard's own error when openai 1.x wrapped it in APIConnectionError."""
+    cause = exc.__cause__
+    if type(exc) is openai.APIConnectionError and isinstance(cause, openai.APIError):
+        return cause
+    return exc
+
+
 class GuardedClient(openai.DefaultHttpxClient):
     """openai's default HTTP client, with each answer checked as it arrives (sizes, the
-    stream's end, the completion's shape) and read timeouts raised as openai errors, which
-    openai does not retry. `inner`, when given, sends the requests (llm's logging client)."""
+    stream's end, the completion's shape) and read timeouts raised as openai errors, never
+    retried. `inner`, when given, sends the requests (llm's logging client)."""
 
     def __init__(self, *, inner: http_lib.Client | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._inner = inner
+        self._verdicts = _Verdicts()
 
     def send(self, request: http_lib.Request, *, stream: bool = False, **kwargs: Any) -> Any:
+        self._verdicts.before(request)
         sender = self._inner.send if self._inner is not None else super().send
         try:
             raw = sender(request, stream=True, **kwargs)
         except http_lib.ReadTimeout as exc:
-            raise openai.APITimeoutError(request=request) from exc
+            raise self._verdicts.final_error(openai.APITimeoutError(request=request)) from exc
         try:
             response = _guarded(request, raw, stream, async_=False)
             if not stream:
                 response.read()
                 check_completion(response)
+        except openai.APIError as exc:
+            raw.close()
+            self._verdicts.final = exc
+            raise
         except BaseException:
             raw.close()
             raise
@@ -645,16 +710,25 @@ class GuardedClient(openai.DefaultHttpxClient):
 class GuardedAsyncClient(openai.DefaultAsyncHttpxClient):
     """GuardedClient for the async models."""
 
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._verdicts = _Verdicts()
+
     async def send(self, request: http_lib.Request, *, stream: bool = False, **kwargs: Any) -> Any:
+        self._verdicts.before(request)
         try:
             raw = await super().send(request, stream=True, **kwargs)
         except http_lib.ReadTimeout as exc:
-            raise openai.APITimeoutError(request=request) from exc
+            raise self._verdicts.final_error(openai.APITimeoutError(request=request)) from exc
         try:
             response = _guarded(request, raw, stream, async_=True)
             if not stream:
                 await response.aread()
                 check_completion(response)
+        except openai.APIError as exc:
+            await raw.aclose()
+            self._verdicts.final = exc
+            raise
         except BaseException:
             await raw.aclose()
             raise

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import importlib.metadata
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -130,7 +131,7 @@ def test_builtin_tool_with_no_stream(fake: FakePinference) -> None:
     )
     assert result.exit_code == 0, result.output
     assert len(chat_bodies(fake)) == 2
-    assert f"The tool returned: {llm.cli.version('llm')}" in result.stdout
+    assert f"The tool returned: {importlib.metadata.version('llm')}" in result.stdout
 
 
 def test_tools_refused_for_a_model_without_them(fake: FakePinference) -> None:

@@ -124,6 +124,56 @@ def test_a_dropped_connection_is_not_cannot_reach(
     assert len(fake.requests_for("chat")) == 2  # a connection failure is retried once
 
 
+# openai 1.x (the floor, 1.58) retries whatever the HTTP client's send raises and wraps it
+# in APIConnectionError; openai 3 passes openai errors on. Verdicts hold either way.
+
+
+def _chat_request(client: plugin.GuardedClient, fake: FakePinference, attempt: int) -> object:
+    body = {"model": "deepseek-chat", "messages": [{"role": "user", "content": "hi"}]}
+    headers = {"Authorization": f"Bearer {KEY}", plugin.RETRY_HEADER: str(attempt)}
+    request = client.build_request(
+        "POST", fake.base_url + "/chat/completions", json=body, headers=headers
+    )
+    return client.send(request)
+
+
+@pytest.mark.parametrize(
+    "fault, error",
+    [
+        (Fault(mode="hang"), openai.APITimeoutError),
+        (Fault(mode="wrong_shape"), plugin.InvalidChatResponse),
+    ],
+    ids=["read-timeout", "invalid-answer"],
+)
+def test_a_verdict_is_not_sent_again_when_openai_retries(
+    fake: FakePinference, fault: Fault, error: type[openai.APIError]
+) -> None:
+    fake.set_fault("chat", fault)
+    with plugin.GuardedClient(timeout=http_lib.Timeout(0.5)) as client:
+        with pytest.raises(error) as first:
+            _chat_request(client, fake, 0)
+        with pytest.raises(error) as retried:
+            _chat_request(client, fake, 1)  # openai 1.x's retry of the same call
+        assert retried.value is first.value
+        assert len(fake.requests_for("chat")) == 1
+        fake.clear_faults()
+        assert _chat_request(client, fake, 0).status_code == 200  # a new call is sent
+    assert len(fake.requests_for("chat")) == 2
+
+
+def test_a_wrapped_verdict_reaches_callers_as_itself() -> None:
+    request = http_lib.Request("POST", "http://127.0.0.1:9/api/v1/chat/completions")
+    verdict = openai.APITimeoutError(request=request)
+    try:
+        raise openai.APIConnectionError(request=request) from verdict
+    except openai.APIConnectionError as wrapped:
+        assert plugin.unwrapped(wrapped) is verdict
+    try:
+        raise openai.APIConnectionError(request=request) from OSError("reset")
+    except openai.APIConnectionError as plain:
+        assert plugin.unwrapped(plain) is plain
+
+
 def test_the_chat_client_timeouts(monkeypatch: pytest.MonkeyPatch) -> None:
     sync, async_ = llm.get_model(MODEL), llm.get_async_model(MODEL)
     for client in (sync.get_client(KEY), async_.get_client(KEY, async_=True)):
