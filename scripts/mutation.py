@@ -78,8 +78,16 @@ TARGETS: dict[str, tuple[str, ...]] = {
         "test_client_fake.py",
     ),
     "exporter/state.py": ("test_exporter_state.py", "test_exporter_web.py"),
-    "exporter/collector.py": ("test_exporter_state.py", "test_exporter_web.py"),
-    "exporter/prober.py": ("test_exporter_faults.py", "test_exporter_state.py"),
+    "exporter/collector.py": (
+        "test_exporter_state.py",
+        "test_exporter_web.py",
+        "test_edges_exporter_state.py",
+    ),
+    "exporter/prober.py": (
+        "test_exporter_faults.py",
+        "test_exporter_state.py",
+        "test_edges_exporter_state.py",
+    ),
 }
 #: Left out of a plain `make mutation` for its time (its survivors each run ~40 s of real
 #: socket timing tests): name it, or `all`, to run it.

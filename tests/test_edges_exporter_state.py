@@ -45,6 +45,7 @@ def test_timestamps_and_status_follow_each_probe(fake: FakePinference) -> None:
         recovered = again.value("pinference_last_success_timestamp_seconds", **LIST)
         assert recovered is not None and recovered > probed
         assert again.value("pinference_probe_http_status_code", **LIST) == 200
+        assert again.value("pinference_probe_success", **LIST) == 1
 
 
 def test_catalogue_changes_accumulate_after_the_first_list(fake: FakePinference) -> None:
