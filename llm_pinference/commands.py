@@ -45,8 +45,11 @@ if TYPE_CHECKING:  # imported when a command runs, not for `llm --help`
     from .catalog import Catalog
     from .models import ModelInfo
 
-#: (connect, read) seconds for `llm pinference model`: a user is waiting for one answer.
-COMMAND_TIMEOUTS = (3.05, 10.0)
+#: `llm pinference model`: a user is waiting for one answer. Seconds to connect, to wait
+#: for each read, and for the whole exchange however slowly the server sends.
+MODEL_CONNECT_TIMEOUT = 3.05
+MODEL_READ_TIMEOUT = 10.0
+MODEL_TOTAL_TIMEOUT = 10.0
 
 
 # Credentials and cache: one lookup for listing, prompting and the commands
@@ -128,7 +131,8 @@ def models_command(json_: bool, queries: tuple[str, ...], key: str | None) -> No
 def model_command(model_id: str, json_: bool, key: str | None) -> None:
     """Show one model's details.
 
-    MODEL_ID may carry the `pinference/` prefix. Asks the API (GET /models/{id}).
+    MODEL_ID may carry the `pinference/` prefix. Asks the API (GET /models/{id}), at most
+    10 s in all; an id that would leave /models/ is refused without a request.
     """
     from .client import PinferenceClient
 
@@ -138,8 +142,12 @@ def model_command(model_id: str, json_: bool, key: str | None) -> None:
         raise click.ClickException("the model id must not be empty")
     settings = current_settings(key)
     try:
-        connect, read = COMMAND_TIMEOUTS
-        with PinferenceClient(settings, connect_timeout=connect, read_timeout=read) as client:
+        with PinferenceClient(
+            settings,
+            connect_timeout=MODEL_CONNECT_TIMEOUT,
+            read_timeout=MODEL_READ_TIMEOUT,
+            total_timeout=MODEL_TOTAL_TIMEOUT,
+        ) as client:
             model = client.get_model(model_id)
     except PinferenceError as exc:
         raise _fail(exc, settings, model_id=model_id) from None

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 import click
 
-from .errors import PinferenceError, Reason
+from .errors import InvalidModelId, PinferenceError, Reason
 from .notices import first_time
 from .settings import ENV_KEY
 from .text import format_age, one_line, printable, redact, redact_url, url_secrets
@@ -82,6 +82,8 @@ def describe_error(
     message may echo them), printable, and bounded: the API's words to DETAIL_LIMIT
     characters, the whole line to MESSAGE_LIMIT."""
     secrets = (*secrets, *url_secrets(error.url))
+    if isinstance(error, InvalidModelId):
+        return _clean(invalid_model_id(model_id, error), secrets, MESSAGE_LIMIT)
     url = redact_url(error.url) if error.url else "the API"
     status = f" (HTTP {error.status})" if error.status is not None else ""
     if advice is not None:
@@ -101,6 +103,24 @@ def describe_error(
     if detail and detail not in text:
         text += f" ({detail})"
     return _clean(text, secrets, MESSAGE_LIMIT)
+
+
+def invalid_model_id(model_id: str | None, error: InvalidModelId) -> str:
+    """An id refused before any request: it is not a model of the API, and sending it would
+    reach something else (a dot segment resolved by a server or proxy) or cannot be sent."""
+    if model_id is None:
+        return error.message
+    if not model_id.strip():
+        return "the model id must not be empty"
+    shown_id = "'" + one_line(shown(model_id), 120) + "'"
+    try:
+        model_id.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate: no URL can carry it
+        return f"invalid model id {shown_id}: it is not valid Unicode; nothing was sent"
+    return (
+        f"invalid model id {shown_id}: it would leave /models/ (a path segment is '.' or "
+        "'..', in some spelling); nothing was sent"
+    )
 
 
 def _clean(text: str, secrets: Iterable[str | None], limit: int) -> str:

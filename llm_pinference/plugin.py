@@ -334,14 +334,14 @@ def _validate_logit_bias(cls: type, value: Any) -> Any:
 
 def llm_options() -> type[llm.Options]:
     """llm's own options class with every option its OpenAI chat models know: from
-    `build_options_class` (newer llm, with image_detail), else the reasoning
-    models' class (llm 0.26: the shared options, json_object and reasoning_effort)."""
+    `build_options_class` (newer llm, with image_detail), else the reasoning models' class
+    (llm 0.26: the shared options, json_object and reasoning_effort), else Chat's."""
     from llm.default_plugins import openai_models
 
     build = getattr(openai_models, "build_options_class", None)
     if build is not None:
         return build(reasoning=True)  # type: ignore[no-any-return]
-    return openai_models.OptionsForReasoning  # type: ignore[no-any-return]
+    return getattr(openai_models, "OptionsForReasoning", Chat.Options)  # type: ignore[no-any-return]
 
 
 @functools.cache

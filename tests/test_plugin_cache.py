@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -389,3 +391,51 @@ def test_cache_survives_json_round_trip_of_every_field(fake: FakePinference) -> 
         "Pinference: pinference/anthropic/claude-sonnet-4.5 (Claude Sonnet 4.5, 200k context)"
     )
     assert json.loads(cache_file().read_text())["accounts"]
+
+
+# `llm models` against a list that arrives one byte every 0.5 s (each byte well inside the
+# read timeout): the README's budget, measured in real llm processes against a no-fault
+# baseline run in the same test.
+
+LLM = str(Path(sys.executable).with_name("llm"))
+#: What llm's start-up may vary by between two runs on a busy machine.
+STARTUP_SLACK = 2.5
+
+
+def run_llm(args: list[str], user_dir: Path, base_url: str) -> tuple[float, str, str]:
+    env = {
+        **os.environ,
+        "LLM_LOAD_PLUGINS": "llm-pinference",
+        "LLM_USER_PATH": str(user_dir),
+        "PRIME_INFERENCE_URL": base_url,
+        "PRIME_API_KEY": KEY,
+    }
+    started = time.monotonic()
+    proc = subprocess.run(
+        [LLM, *args], env=env, capture_output=True, text=True, timeout=120, check=False
+    )
+    assert proc.returncode == 0, proc.stderr
+    return time.monotonic() - started, proc.stdout, proc.stderr
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("part", ["head", "body"])
+def test_llm_models_against_a_dripping_list_keeps_its_budget(
+    fake: FakePinference, tmp_path: Path, part: str
+) -> None:
+    baseline, out, _ = run_llm(["models"], tmp_path / "baseline", fake.base_url)
+    assert sorted(pinference_ids(out)) == ALL_IDS
+    fake.set_fault("list", Fault(mode="drip", drip_part=part, drip_interval=0.5))
+    fake.clear_requests()
+
+    first, out, err = run_llm(["models"], tmp_path / "dripped", fake.base_url)
+    budget = catalog.TOTAL_TIMEOUT  # the whole fetch, the 2 s connect included
+    assert budget - 0.5 <= first - baseline <= budget + STARTUP_SLACK, (first, baseline)
+    (warning,) = err.strip().splitlines()
+    assert warning.startswith(WARNING) and "timeout" in warning
+    assert "OpenAI Chat: gpt-4o" in out and pinference_ids(out) == []
+
+    second, out, err = run_llm(["models"], tmp_path / "dripped", fake.base_url)
+    assert second - baseline <= STARTUP_SLACK, (second, baseline)  # backing off
+    assert err == "" and "OpenAI Chat: gpt-4o" in out
+    assert len(fake.requests_for("list")) == 1

@@ -250,10 +250,69 @@ def silent_port() -> Iterator[int]:
 def test_timeout(silent_port: int, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PRIME_INFERENCE_URL", f"http://127.0.0.1:{silent_port}/api/v1")
     monkeypatch.setattr(catalog, "READ_TIMEOUT", 0.5)
-    monkeypatch.setattr(commands, "COMMAND_TIMEOUTS", (0.5, 0.5))
+    for name in ("MODEL_CONNECT_TIMEOUT", "MODEL_READ_TIMEOUT", "MODEL_TOTAL_TIMEOUT"):
+        monkeypatch.setattr(commands, name, 0.5)
     for args in (["models"], ["refresh"], ["model", "x/y"]):
         result = invoke(["pinference", *args])
         one_line_error(result, "timeout", "no answer from http://127.0.0.1:")
+
+
+@pytest.mark.parametrize("part", ["head", "body"])
+def test_model_ends_at_its_total_deadline(
+    fake: FakePinference, monkeypatch: pytest.MonkeyPatch, part: str
+) -> None:
+    # Every byte comes well inside the read timeout: only the total deadline ends this.
+    monkeypatch.setattr(commands, "MODEL_CONNECT_TIMEOUT", 1.0)
+    monkeypatch.setattr(commands, "MODEL_READ_TIMEOUT", 5.0)
+    monkeypatch.setattr(commands, "MODEL_TOTAL_TIMEOUT", 1.0)
+    fake.set_fault("get", Fault(mode="drip", drip_part=part, drip_interval=0.2))
+    started = time.monotonic()
+    result = invoke(["pinference", "model", "deepseek-chat"])
+    elapsed = time.monotonic() - started
+    one_line_error(result, "timeout", "no answer from http://127.0.0.1:")
+    assert 0.9 <= elapsed < 1.0 + 2.0, elapsed  # not connect + read (6 s)
+
+
+def test_the_model_timeouts() -> None:
+    assert commands.MODEL_TOTAL_TIMEOUT <= 10.0
+    assert commands.MODEL_CONNECT_TIMEOUT < commands.MODEL_TOTAL_TIMEOUT
+
+
+@pytest.mark.parametrize(
+    "model_id",
+    [
+        "../x",
+        "..",
+        "pinference/../../../admin/users",
+        "a/./b",
+        "a/%2e%2E/b",
+        "a/%252e%252e/b",
+        "a/..;x/b",
+        "a\\..\\b",
+        "x/\uff0e\uff0e/y",
+    ],
+)
+def test_an_id_that_would_leave_models_is_refused_without_a_request(
+    fake: FakePinference, model_id: str
+) -> None:
+    result = invoke(["pinference", "model", model_id])
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit)
+    (line,) = result.stderr.strip().splitlines()
+    shown = model_id.removeprefix("pinference/")
+    assert line.startswith(f"Error: invalid model id '{shown}': it would leave /models/"), line
+    assert line.endswith("nothing was sent")
+    assert fake.requests == []
+
+
+def test_an_unusable_id_from_python_is_refused_in_words() -> None:
+    from llm_pinference.errors import InvalidModelId
+    from llm_pinference.messages import describe_error
+
+    error = InvalidModelId("invalid model id: whatever the core says")
+    assert describe_error(error, model_id="a/\ud800").startswith(
+        "invalid model id 'a/\\ud800': it is not valid Unicode"
+    )
+    assert describe_error(error) == "invalid model id: whatever the core says"
 
 
 def test_backoff_does_not_stop_an_explicit_models_command(fake: FakePinference) -> None:
