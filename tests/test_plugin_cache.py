@@ -430,7 +430,8 @@ def test_llm_models_against_a_dripping_list_keeps_its_budget(
 
     first, out, err = run_llm(["models"], tmp_path / "dripped", fake.base_url)
     budget = catalog.TOTAL_TIMEOUT  # the whole fetch, the 2 s connect included
-    assert budget - 0.5 <= first - baseline <= budget + STARTUP_SLACK, (first, baseline)
+    # at least most of the budget was spent waiting (a busy machine skews the baseline)
+    assert budget - 1.5 <= first - baseline <= budget + STARTUP_SLACK, (first, baseline)
     (warning,) = err.strip().splitlines()
     assert warning.startswith(WARNING) and "timeout" in warning
     assert "OpenAI Chat: gpt-4o" in out and pinference_ids(out) == []
