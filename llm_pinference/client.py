@@ -452,16 +452,13 @@ class PinferenceClient:
 
 def _pieces(response: requests.Response) -> Iterator[bytes]:
     """The body as it arrives: each read returns what is there (`read1`), so an event is
-    seen when it comes, whether the body is chunked or not. requests' own iteration waits
-    for a full buffer on a body that is not chunked; it is kept for urllib3 1.x, which
-    has no read1. urllib3's errors become requests' ones, as requests' iteration does."""
+    seen when it comes, whether the body is chunked or not (requests' own iteration waits
+    for a full buffer on a body that is not chunked; urllib3 has read1 from 2.2, the
+    floor). urllib3's errors become requests' ones, as requests' iteration does."""
     from requests import exceptions as rex
     from urllib3 import exceptions as u3
 
-    read1 = getattr(response.raw, "read1", None)
-    if read1 is None:
-        yield from response.iter_content(chunk_size=None if response.raw.chunked else 65536)
-        return
+    read1 = response.raw.read1
     while True:
         try:
             piece = read1(65536, decode_content=True)
