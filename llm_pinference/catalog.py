@@ -720,8 +720,10 @@ class Catalog:
                 return
             _reindexed[key] = identity
         with locked(self.path.with_name(self.path.name + LOCK_SUFFIX), wait=0.2) as held:
+            if not held or _load_index(self.path, fmt.version) is not None:
+                return  # busy, or its writer has indexed it meanwhile
             state = _load_file(self.path)
-            if held and state.identity == _identity(self.path):  # else its writer indexes it
+            if state.identity == _identity(self.path):
                 self._write_index(state.identity, state.accounts, dict(state.parsed), {})
 
     def _write_index(

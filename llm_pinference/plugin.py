@@ -95,8 +95,8 @@ class _PinferenceModel:
         self._options = options
         self.team_id = team_id
         self._source = source
-        if self.vision:
-            self.attachment_types = set(IMAGE_TYPES)
+        # Immutable (llm only reads it): every model of a kind can share one.
+        self.attachment_types = IMAGE_TYPES if self.vision else frozenset()
 
     @property
     def info(self) -> ModelInfo:
@@ -256,8 +256,9 @@ class ModelFactory:
         prototypes = self._prototypes.get(capabilities)
         if prototypes is None:
             prototypes = self._prototypes[capabilities] = self._make_prototypes(capabilities)
-        sync = _copy(PinferenceChat, prototypes[0], model_id, line, options)
-        async_ = _copy(PinferenceAsyncChat, prototypes[1], model_id, line, options)
+        llm_id = MODEL_PREFIX + model_id
+        sync = _copy(PinferenceChat, prototypes[0], llm_id, model_id, line, options)
+        async_ = _copy(PinferenceAsyncChat, prototypes[1], llm_id, model_id, line, options)
         if info is not None:
             sync.__dict__["_info"] = async_.__dict__["_info"] = info
         return sync, async_
@@ -284,8 +285,9 @@ class ModelFactory:
         )
 
 
-#: A model's attributes, and the names of those that are containers: copied per model, as
-#: one model's attachment_types must not be every model's.
+#: A model's attributes, and the names of those that are mutable containers: copied per
+#: model, as one model's must not be every model's (none today: attachment_types is a
+#: frozenset; this holds for whatever llm's constructor adds).
 _Prototype = tuple[dict[str, Any], tuple[str, ...]]
 
 
@@ -297,19 +299,12 @@ def _prototype(model: _PinferenceModel) -> _Prototype:
 _Model = TypeVar("_Model", "PinferenceChat", "PinferenceAsyncChat")
 
 
-def _copy(
-    cls: type[_Model],
-    prototype: _Prototype,
-    model_id: str,
-    line: str,
-    options: int,
-) -> _Model:
+def _copy(cls: type[_Model], prototype: _Prototype, *own: Any) -> _Model:
+    """A model of `cls` with the prototype's attributes and its own (llm_id, model_name,
+    line, options)."""
     attributes, containers = prototype
     state = attributes.copy()
-    state["model_id"] = MODEL_PREFIX + model_id
-    state["model_name"] = model_id
-    state["_line"] = line
-    state["_options"] = options
+    state["model_id"], state["model_name"], state["_line"], state["_options"] = own
     for name in containers:
         state[name] = state[name].copy()
     model = object.__new__(cls)
