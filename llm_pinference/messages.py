@@ -430,13 +430,19 @@ def cost_lines(report: CostReport) -> list[str]:
     return lines
 
 
+def _usd(amount: float | None) -> float | None:
+    # Sums of per-token prices carry binary noise (2.8000000000000003e-06); twelve decimals
+    # of a dollar are far below any price's precision.
+    return None if amount is None else round(amount, 12)
+
+
 def cost_json(report: CostReport) -> dict[str, Any]:
-    models = [m._asdict() for m in report.models]
+    models = [{**m._asdict(), "cost_usd": _usd(m.cost_usd)} for m in report.models]
     totals = {f: sum(getattr(m, f) for m in report.models) for f in ModelCost._fields[1:6]}
     return {
         "since": report.since.isoformat() if report.since else None,
         "models": models,
-        "total": {**totals, "cost_usd": report.total_usd},
+        "total": {**totals, "cost_usd": _usd(report.total_usd)},
         "no_price": {
             "responses": sum(m.responses for m in report.unpriced),
             "models": [m.model for m in report.unpriced],

@@ -129,6 +129,8 @@ def test_costs_per_model_and_total() -> None:
     assert models["deepseek/deepseek-r1-0528"]["responses"] == 2  # turn + legacy row
     assert report["total"]["cost_usd"] == pytest.approx(0.049135)
     assert report["total"]["responses"] == 7
+    # Rounded to twelve decimals: the JSON says 0.049135, not the float sum's noise.
+    assert (report["total"]["cost_usd"], models["deepseek-chat"]["cost_usd"]) == (0.049135, 0.00128)
     assert report["total"]["output_tokens"] == 500 + 2000 + 0 + 10 + 5 + 700
     assert report["no_price"] == {
         "responses": 2,
