@@ -28,6 +28,7 @@ from __future__ import annotations
 import contextlib
 import http.client
 import io
+import os
 import socket
 import ssl
 import threading
@@ -46,6 +47,7 @@ from urllib3.exceptions import (
     ProxyError,
     ReadTimeoutError,
 )
+from urllib3.util.ssl_ import create_urllib3_context
 
 from .errors import Reason
 from .probes import PhaseClock
@@ -286,6 +288,67 @@ class WatchedHTTPConnection(_WatchedConnection, HTTPConnection):
 class WatchedHTTPSConnection(_WatchedConnection, HTTPSConnection):
     secure = True
 
+    def connect(self) -> None:
+        # urllib3 makes a new SSL context for every new connection and loads the trusted
+        # CA file into it inside the handshake's time: with certifi's ~150 authorities
+        # (requests' default) that is ~25 ms of the client's own work in a probe's `tls`
+        # phase. A context per CA file, loaded once (again when the file changes), does
+        # the same verification without it.
+        context = _shared_context(self)
+        if context is None:
+            super().connect()
+            return
+        trusted = self.ca_certs, self.ca_cert_dir
+        self.ssl_context, self.ca_certs, self.ca_cert_dir = context, None, None
+        try:
+            super().connect()
+        finally:  # requests sets the CA location on the connection for every request
+            self.ssl_context = None
+            self.ca_certs, self.ca_cert_dir = trusted
+
+
+_contexts: dict[tuple[str | None, str | None], tuple[Any, ssl.SSLContext]] = {}
+_contexts_lock = threading.Lock()
+
+
+def _shared_context(conn: HTTPSConnection) -> ssl.SSLContext | None:
+    """A verifying SSL context with `conn`'s CA file or folder loaded, shared by every
+    connection that trusts the same one; None for what it does not cover (a context or
+    CA data of the caller's, a client certificate, TLS version limits, no verification),
+    left to urllib3 as it is, and when the file cannot be loaded (urllib3 then says why)."""
+    if (
+        conn.ssl_context is not None
+        or conn.ca_cert_data
+        or not (conn.ca_certs or conn.ca_cert_dir)
+        or conn.cert_file
+        or conn.ssl_version is not None
+        or conn.ssl_minimum_version is not None
+        or conn.ssl_maximum_version is not None
+        or conn.assert_fingerprint
+        or conn.assert_hostname is not None
+        or conn.cert_reqs not in (None, "CERT_REQUIRED", ssl.CERT_REQUIRED)
+    ):
+        return None
+    key = conn.ca_certs, conn.ca_cert_dir
+    try:
+        # Replaced or edited (a rotated bundle) is loaded again, as a new client would.
+        version = tuple(
+            (st.st_mtime_ns, st.st_size, st.st_ino)
+            for st in (os.stat(path) for path in key if path)
+        )
+        with _contexts_lock:
+            cached = _contexts.get(key)
+            if cached is not None and cached[0] == version:
+                return cached[1]
+            context = create_urllib3_context(cert_reqs=ssl.CERT_REQUIRED)
+            context.load_verify_locations(cafile=key[0], capath=key[1])
+            if len(_contexts) >= 8:  # a handful of CA files at most; never grows unbounded
+                _contexts.clear()
+            _contexts[key] = version, context
+            return context
+    except (OSError, ValueError):
+        return None
+
 
 class _HTTPPool(HTTPConnectionPool):
     ConnectionCls = WatchedHTTPConnection
@@ -328,6 +391,8 @@ def mount(session: requests.Session) -> requests.Session:
 
 
 _LOST = "connection closed before the response was complete"
+_NO_CA_BUNDLE = "Could not find a suitable TLS CA certificate bundle"
+_NO_CA_PATH = "invalid path: "
 
 
 def describe_failure(exc: Exception) -> tuple[Reason, str]:
@@ -345,6 +410,13 @@ def describe_failure(exc: Exception) -> tuple[Reason, str]:
             isinstance(exc, rex.SSLError),
             Reason.CONNECTION_ERROR,
             "TLS error talking to the API" + _tls_detail(causes),
+        ),
+        (
+            # requests' own check, before connecting (a CA file or REQUESTS_CA_BUNDLE).
+            type(exc) is OSError and _NO_CA_BUNDLE in str(exc),
+            Reason.CONNECTION_ERROR,
+            "TLS error: the CA bundle to trust cannot be found"
+            + (f" ({str(exc).split(_NO_CA_PATH, 1)[1]})" if _NO_CA_PATH in str(exc) else ""),
         ),
         (
             isinstance(exc, (rex.InvalidURL, rex.MissingSchema, rex.InvalidSchema)),

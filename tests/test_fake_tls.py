@@ -149,6 +149,40 @@ def test_each_fresh_probe_makes_its_own_handshake(https_fake: FakePinference, pk
     assert len({r.client for r in https_fake.requests_for("list")}) == 3
 
 
+def test_the_trusted_ca_file_is_loaded_once_and_again_when_it_changes(
+    https_fake: FakePinference, pki: Pki, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Loading the CA file belongs to no probe's `tls` phase: new connections share one
+    context per file; a replaced file (a rotated bundle) is read again, and verification
+    follows what it now says."""
+    loads: list[str | None] = []
+    load = ssl.SSLContext.load_verify_locations
+
+    def counted(self: ssl.SSLContext, *args: Any, **kwargs: Any) -> None:
+        loads.append(kwargs.get("cafile", args[0] if args else None))
+        load(self, *args, **kwargs)
+
+    monkeypatch.setattr(ssl.SSLContext, "load_verify_locations", counted)
+    bundle = tmp_path / "trusted.pem"
+    bundle.write_text(pki.ca.read_text())
+    api = client(https_fake.base_url, ca_file=str(bundle))
+    probes = [api.list_models(fresh=True) for _ in range(3)]
+    assert all(p.timing and p.timing.tls > 0 for p in probes)
+    assert len({r.client for r in https_fake.requests_for("list")}) == 3  # 3 handshakes
+    assert loads == [str(bundle)]
+
+    replacement = tmp_path / "replacement.pem"  # another CA's, which never signed the leaf
+    openssl("req", "-x509", *EC_KEY, "-days", "1", "-subj", "/CN=another CA",
+            "-keyout", str(tmp_path / "other.key"), "-out", str(replacement))  # fmt: skip
+    replacement.replace(bundle)
+    err = failure(lambda: api.list_models(fresh=True))
+    assert "TLS error" in str(err) and "certificate verify failed" in str(err)
+    replacement.write_text(pki.ca.read_text())
+    replacement.replace(bundle)
+    assert api.list_models(fresh=True).models
+    assert loads == [str(bundle)] * 3
+
+
 def test_an_untrusted_certificate_is_a_connection_error_that_says_tls(
     https_fake: FakePinference,
 ) -> None:
@@ -348,3 +382,19 @@ def test_the_served_chain_on_every_python(pki: Pki) -> None:
 )  # fmt: skip
 def test_tls_version_names(name: str | None, shown: str | None) -> None:
     assert tls_version_name(name) == shown
+
+
+def test_a_ca_file_that_cannot_be_used_is_named(https_fake: FakePinference, tmp_path: Path) -> None:
+    garbage = tmp_path / "garbage.pem"
+    garbage.write_text("not a certificate\n")
+    missing = tmp_path / "missing.pem"
+    messages = {
+        garbage: "connection_error: TLS error talking to the API: no certificate or crl found",
+        missing: f"connection_error: TLS error: the CA bundle to trust cannot be found ({missing})",
+    }
+    for ca_file, message in messages.items():
+        for fresh in (False, True):
+            api = client(https_fake.base_url, ca_file=str(ca_file))
+            err = failure(lambda: api.list_models(fresh=fresh))  # noqa: B023 (called at once)
+            assert err.reason is Reason.CONNECTION_ERROR and str(err) == message
+    assert not https_fake.requests_for("list")  # no request went out
