@@ -154,16 +154,19 @@ def _serve(exporter: Exporter, signals: list[int]) -> int:
             ),
         )
         for account in exporter.accounts:
-            log.info(
-                "account",
-                extra=kv(
-                    account=account.name,
-                    target=redact_url(account.base_url),
-                    team=account.team_id,
-                    auth="bearer" if account.api_key else "none",
-                    watched=len(account.probe_models),
-                ),
+            fields = kv(
+                account=account.name,
+                target=redact_url(account.base_url),
+                team=account.team_id,
+                auth="bearer" if account.api_key else "none",
+                watched=len(account.probe_models),
             )
+            if account.chat_models:  # billed: say so at start
+                fields["kv"].update(
+                    chat_models=len(account.chat_models),
+                    chat_interval=format_duration(account.chat_interval),
+                )
+            log.info("account", extra=fields)
         exporter.start()  # the probers
         while True:
             while not signals:

@@ -175,7 +175,8 @@ def landing_page(view: View) -> str:
 <h1>Pinference exporter</h1>
 <p>Version {esc(build.version())}. Probes {len(view.accounts)} account(s) every
 {format_duration(config.probe_interval)} (timeout {format_duration(config.timeout)}): GET
-/models, then the get probes. Scrapes read the latest results; they never trigger a probe.</p>
+/models, then the get probes; chat probes, where an account has them, on their own schedule.
+Scrapes read the latest results; they never trigger a probe.</p>
 {sections}
 <p><a href="{path}">Metrics</a> &middot; <a href="/-/healthy">/-/healthy</a> &middot;
 <a href="/-/ready">/-/ready</a></p>
@@ -227,7 +228,34 @@ def _account_section(account: AccountView, now: float) -> str:
 <th>last success</th><th>probes</th><th>failures</th></tr>
 {"".join(rows)}
 </table>
-<p>Catalog: {models}. Probe cycles: {snap.cycles}.</p>"""
+<p>Catalog: {models}. Probe cycles: {snap.cycles}.</p>{_chat_section(account)}"""
+
+
+def _chat_section(account: AccountView) -> str:
+    config, chat, esc = account.config, account.snapshot.chat, html.escape
+    if not config.chat_models:
+        return ""
+    rows = []
+    for model in config.chat_models:
+        stats = chat.get(model)
+        if stats is None:  # not yet in the state (a reload in progress)
+            continue
+        failed = ", ".join(f"{reason} {n}" for reason, n in stats.failures.items() if n)
+        rows.append(
+            f"<tr><td><code>{esc(model)}</code></td><td>{stats.probes}</td>"
+            f"<td>{esc(failed) or 'none'}</td><td>{stats.output_tokens}</td>"
+            f"<td>${stats.cost_usd:.6f}{' (+ unpriced)' if stats.unpriced else ''}</td></tr>"
+        )
+    schedule = (
+        f"every {format_duration(config.chat_interval)}, at most {config.chat_max_per_hour} "
+        f"an hour, {config.chat_max_tokens} token(s) each"
+    )
+    return f"""
+<p>Chat probes (billed inference): {schedule}.</p>
+<table border="1" cellpadding="4">
+<tr><th>model</th><th>probes</th><th>failures</th><th>output tokens</th><th>cost</th></tr>
+{"".join(rows)}
+</table>"""
 
 
 def _ago(when: float | None, now: float) -> str:

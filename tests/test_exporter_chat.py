@@ -359,6 +359,46 @@ def test_a_429_delays_the_chat_probes_only(chat: Exporter, fake: FakePinference)
     assert chat.run_probe_cycle() is True  # the list goes on
 
 
+def test_the_landing_page_shows_the_schedule_and_each_models_probes(
+    fake: FakePinference,
+) -> None:
+    import requests
+
+    config = chat_config(fake.base_url, PAID, UNPRICED, account={"chat_max_tokens": 5})
+    with Exporter(config).start(probe=False) as exporter:
+        page = requests.get(exporter.url + "/", timeout=10).text
+        assert "every 10m, at most 60 an hour, 5 token(s) each" in page
+        assert f"<td><code>{PAID}</code></td><td>0</td><td>none</td><td>0</td>" in page
+        exporter.run_probe_cycle()
+        fake.set_fault("chat", Fault(status=503, times=1))
+        exporter.prober.chat.run_cycle()  # PAID fails (503), then UNPRICED succeeds
+        exporter.prober.chat.run_cycle()  # both succeed
+        page = requests.get(exporter.url + "/", timeout=10).text
+    paid = (PROMPT_TOKENS * 0.4 + 5 * 0.4) / 1e6
+    assert f"<td><code>{PAID}</code></td><td>2</td><td>server_error 1</td><td>5</td>" in page
+    assert f"<td>${paid:.6f}</td>" in page
+    assert f"<td><code>{UNPRICED}</code></td><td>2</td><td>none</td><td>10</td>" in page
+    assert "<td>$0.000000 (+ unpriced)</td>" in page
+    assert SECRET not in page
+
+
+def test_the_start_up_log_says_which_accounts_are_chat_probed(fake: FakePinference) -> None:
+    from exporter_helpers import exporter_process
+
+    args = ["--web.listen-address=127.0.0.1:0", f"--api.base-url={fake.base_url}",
+            "--probe.interval=1m", "--probe.chat.models", PAID,
+            "--probe.chat.interval=15m"]  # fmt: skip
+    with exporter_process(args) as proc:
+        wait_for(lambda: "msg=account" in proc.stderr, what="the account line")
+        proc.terminate()
+    (line,) = [x for x in proc.stderr.splitlines() if "msg=account" in x]
+    assert "chat_models=1 chat_interval=15m" in line
+    with exporter_process(args[:3]) as proc:
+        wait_for(lambda: "msg=account" in proc.stderr, what="the account line")
+        proc.terminate()
+    assert "chat_" not in proc.stderr
+
+
 # ------------------------------------------------------------------ configuration
 
 
