@@ -13,6 +13,7 @@ import contextlib
 import datetime
 import functools
 import json
+import math
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -270,8 +271,8 @@ def logged_usage(path: Path, model: str | None = None) -> list[LoggedUsage]:
     return [
         LoggedUsage(
             model=row[0],
-            input_tokens=row[1] if isinstance(row[1], int) else None,
-            output_tokens=row[2] if isinstance(row[2], int) else None,
+            input_tokens=_tokens(row[1]),
+            output_tokens=_tokens(row[2]),
             details=_details(row[3]),
             when=_when(row[4]),
         )
@@ -281,6 +282,12 @@ def logged_usage(path: Path, model: str | None = None) -> list[LoggedUsage]:
         and row[0].startswith(MODEL_PREFIX)
         and (model is None or row[0] == model)
     ]
+
+
+def _tokens(value: object) -> int | None:
+    """A token count from a logs column: a non-negative integer, else unknown (the logs
+    database is anyone's file: a hand edit or another tool may have written anything)."""
+    return value if type(value) is int and value >= 0 else None
 
 
 def _count(details: Mapping[str, Any], *paths: tuple[str, ...]) -> int:
@@ -323,7 +330,7 @@ def price_usd(info: ModelInfo | None, usage: ModelCost) -> float | None:
         + usage.cache_write_tokens * write
         + usage.output_tokens * p.output
     )
-    return total / 1_000_000
+    return total / 1_000_000 if math.isfinite(total) else None  # absurd prices: unknown
 
 
 def cost_report(

@@ -247,6 +247,43 @@ def test_without_a_cached_list_it_is_fetched_once_and_failures_leave_no_price(
     assert cost_json()["total"]["cost_usd"] == pytest.approx(0.049135)
 
 
+def test_hostile_rows_count_as_unknown_usage_and_absurd_prices_as_no_price(
+    tmp_path: Path,
+) -> None:
+    logs = tmp_path / "hostile.db"
+    db = sqlite_utils.Database(logs)
+    migrate(db)
+    rows = [
+        ("deepseek-chat", -1000, -5, None),  # negative: unknown
+        ("deepseek-chat", "many", 2.5, None),  # text and real: unknown
+        ("deepseek-chat", 100, -1, "{[not json"),  # the input counts, the output does not
+        ("deepseek-chat", 0, 0, json.dumps({"prompt_tokens_details": {"cached_tokens": -9}})),
+        ("deepseek-chat", 2**63 - 1, 0, None),  # sqlite's largest integer
+    ]
+    for i, (model, input_, output, details) in enumerate(rows):
+        db["turns"].insert({"id": f"h{i}", "model": f"pinference/{model}",
+                            "input_tokens": input_, "output_tokens": output,
+                            "token_details": details, "datetime_utc": NOW.isoformat()})  # fmt: skip
+    entries = commands.logged_usage(logs)
+    assert [(e.input_tokens, e.output_tokens) for e in entries] == [
+        (None, None), (None, None), (100, None), (0, 0), (2**63 - 1, 0)
+    ]  # fmt: skip
+    result = invoke(["pinference", "cost", "--json", "-d", str(logs)])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    (model,) = report["models"]
+    assert (model["responses"], model["input_tokens"], model["output_tokens"]) == (
+        3, 100 + 2**63 - 1, 0)  # fmt: skip
+    assert model["cost_usd"] == pytest.approx((100 + 2**63 - 1) * 0.27 / 1e6)
+    assert report["no_usage"] == {"responses": 2, "models": ["pinference/deepseek-chat"]}
+
+    from llm_pinference.models import ModelInfo, Pricing
+
+    absurd = ModelInfo(id="x", owned_by="x", pricing=Pricing(input=1e308, output=1e308))
+    usage = commands.ModelCost("pinference/x", 1, 10, 0, 0, 10, None)
+    assert commands.price_usd(absurd, usage) is None  # not inf (JSON has no Infinity)
+
+
 @pytest.mark.parametrize(
     "text, seconds",
     [("90m", 5400), ("24h", 86400), ("7d", 604800), ("2w", 1209600), ("1h30m", 5400)],
