@@ -76,6 +76,7 @@ TARGETS: dict[str, tuple[str, ...]] = {
         "test_client_unit.py",
         "test_client_deadline.py",
         "test_client_fake.py",
+        "test_fake_tls.py",  # the shared SSL contexts, the TLS failure messages
     ),
     "exporter/state.py": ("test_exporter_state.py", "test_exporter_web.py"),
     "exporter/collector.py": (
