@@ -24,6 +24,7 @@ import pytest
 import requests
 from support import in_ci
 
+from llm_pinference import transport
 from llm_pinference.client import PinferenceClient
 from llm_pinference.errors import PinferenceError, Reason
 from llm_pinference.fake import FakePinference, Fault
@@ -398,3 +399,48 @@ def test_a_ca_file_that_cannot_be_used_is_named(https_fake: FakePinference, tmp_
             err = failure(lambda: api.list_models(fresh=fresh))  # noqa: B023 (called at once)
             assert err.reason is Reason.CONNECTION_ERROR and str(err) == message
     assert not https_fake.requests_for("list")  # no request went out
+
+
+def test_a_ca_folder_is_shared_too(https_fake: FakePinference, pki: Pki, tmp_path: Path) -> None:
+    folder = tmp_path / "certs"  # OpenSSL's hashed-name layout (what `openssl rehash` makes)
+    folder.mkdir()
+    subject_hash = openssl("x509", "-hash", "-noout", "-in", str(pki.ca)).strip()
+    (folder / f"{subject_hash}.0").write_text(pki.ca.read_text())
+    api = client(https_fake.base_url, ca_file=str(folder))
+    assert all(api.list_models(fresh=True).models for _ in range(2))
+    assert transport._contexts[(None, str(folder))][1].verify_mode == ssl.CERT_REQUIRED
+
+
+def test_what_the_shared_context_leaves_to_urllib3(pki: Pki, tmp_path: Path) -> None:
+    def conn(**kwargs: Any) -> transport.WatchedHTTPSConnection:
+        kwargs.setdefault("ca_certs", str(pki.ca))
+        return transport.WatchedHTTPSConnection("127.0.0.1", cert_reqs="CERT_REQUIRED", **kwargs)
+
+    context = transport._shared_context(conn())
+    assert context is not None and context is transport._shared_context(conn())
+    assert context.verify_mode == ssl.CERT_REQUIRED and context.check_hostname
+    assert context.get_ca_certs()[0]["subject"] == ((("commonName", "pinference test CA"),),)
+    # Whatever a caller set up itself keeps urllib3's own handling, one setting at a time.
+    own = [
+        {"ssl_context": ssl.create_default_context()},
+        {"ca_cert_data": pki.ca.read_text()},
+        {"cert_file": str(pki.leaf), "key_file": str(pki.leaf_key)},
+        {"ssl_version": ssl.PROTOCOL_TLS_CLIENT},
+        {"ssl_minimum_version": ssl.TLSVersion.TLSv1_3},
+        {"ssl_maximum_version": ssl.TLSVersion.TLSv1_2},
+        {"assert_fingerprint": "00" * 32},
+        {"assert_hostname": "example.org"},
+        {"ca_certs": None},
+    ]
+    for kwargs in own:
+        assert transport._shared_context(conn(**kwargs)) is None, kwargs
+    unverified = conn()
+    unverified.cert_reqs = "CERT_NONE"
+    assert transport._shared_context(unverified) is None
+    assert transport._shared_context(conn(ca_certs=str(tmp_path / "missing.pem"))) is None
+    # One context per CA file, and never more than a handful of files remembered.
+    for i in range(12):
+        copy = tmp_path / f"ca-{i}.pem"
+        copy.write_text(pki.ca.read_text())
+        assert transport._shared_context(conn(ca_certs=str(copy))) is not None
+        assert len(transport._contexts) <= 8
