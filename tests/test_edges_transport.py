@@ -36,7 +36,7 @@ def test_tls_spoken_to_a_plain_http_port_is_a_tls_error(fake: FakePinference) ->
 def test_a_base_url_that_is_no_http_url_says_where_to_look(url: str) -> None:
     err = failure(url)
     assert err.reason is Reason.CONNECTION_ERROR
-    assert "invalid base URL (check PRIME_INFERENCE_URL)" in str(err)
+    assert str(err) == "connection_error: invalid base URL (check PRIME_INFERENCE_URL)"
 
 
 def test_a_body_that_cannot_be_decoded_is_an_invalid_response() -> None:
@@ -61,7 +61,7 @@ def test_a_body_that_cannot_be_decoded_is_an_invalid_response() -> None:
         thread.join(5)
         listener.close()
     assert err.reason is Reason.INVALID_RESPONSE
-    assert "the response body cannot be decoded" in str(err)
+    assert str(err) == "invalid_response: the response body cannot be decoded"
 
 
 def test_a_proxy_that_refuses_says_proxy(
@@ -100,6 +100,20 @@ def test_refused_is_said_only_when_refused() -> None:
     refused = NewConnectionError(None, "Failed to establish a new connection: refused")  # type: ignore[arg-type]
     refused.__cause__ = ConnectionRefusedError(111, "Connection refused")
     assert describe_failure(wrapped(refused))[1] == "cannot connect to the API (connection refused)"
+
+
+def test_a_missing_ca_bundle_is_named_and_other_os_errors_are_not() -> None:
+    said = "TLS error: the CA bundle to trust cannot be found"
+    bundle = "Could not find a suitable TLS CA certificate bundle"
+    assert describe_failure(OSError(f"{bundle}, invalid path: /etc/x.pem")) == (
+        Reason.CONNECTION_ERROR,
+        f"{said} (/etc/x.pem)",
+    )
+    assert describe_failure(OSError(bundle)) == (Reason.CONNECTION_ERROR, said)
+    lost = "connection closed before the response was complete"
+    assert describe_failure(OSError("Broken pipe")) == (Reason.CONNECTION_ERROR, lost)
+    # requests' own errors are OSErrors too: not taken for a missing bundle by their words
+    assert describe_failure(requests.ConnectionError(bundle))[1] == lost
 
 
 def test_an_unexpected_failure_is_named_by_its_kind() -> None:
