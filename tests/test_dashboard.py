@@ -483,8 +483,10 @@ def _alert_threshold(name: str) -> float:
 def test_connection_and_tls_row(panels: list[dict[str, Any]]) -> None:
     row = _row_of(panels, "Connection and TLS")
     assert [p["title"] for p in row] == [
-        "Connection phases (last list probe)", "TLS certificate expires in", "TLS version",
-    ]  # fmt: skip
+        "Connection phases (last successful list probe)",
+        "TLS certificate expires in",
+        "TLS version",
+    ]
     phases, expiry, version = row
     (expr,) = exprs_of(phases)
     assert re.match(r"max by \(instance, account, phase\) \(pinference_probe_phase_seconds\{", expr)

@@ -284,7 +284,7 @@ def test_dashboard_shows_what_the_fake_serves(stack: Stack) -> None:
             values = stack.query(expr)
             endpoints = {dict(k)["endpoint"] for k, v in values.items() if math.isfinite(v)}
             expect(f"latency {ref}", endpoints == {"list", "get"}, values)
-        values = stack.query(panel_exprs("Connection phases (last list probe)")["A"])
+        values = stack.query(panel_exprs("Connection phases (last successful list probe)")["A"])
         phases = {dict(k)["phase"] for k, v in values.items() if v >= 0}
         expect("Connection phases", phases == set(PHASES), values)
         # the chat probe: made at start-up, priced from the list
