@@ -28,7 +28,6 @@ Not a test: it prints numbers; exit status 1 only if a probe failed.
 from __future__ import annotations
 
 import shutil
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -55,6 +54,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from llm_pinference.fake import FakePinference
 from llm_pinference.probes import PHASES
+from llm_pinference.testing.pki import have_openssl, make_certificates
 
 DELAYS = (0.0, 0.05, 0.5)
 BLACKBOX = "prometheus-blackbox-exporter"
@@ -70,15 +70,6 @@ modules:
       preferred_ip_protocol: ip4
       ip_protocol_fallback: false{tls}
 """
-EC_KEY = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
-LEAF_EXTENSIONS = """\
-subjectAltName=IP:127.0.0.1
-basicConstraints=critical,CA:FALSE
-keyUsage=critical,digitalSignature
-extendedKeyUsage=serverAuth
-authorityKeyIdentifier=keyid
-subjectKeyIdentifier=hash
-"""
 
 
 def samples(text: str) -> list[Any]:
@@ -88,31 +79,14 @@ def samples(text: str) -> list[Any]:
 def make_pki(folder: Path) -> tuple[Path, Path, Path, Path] | None:
     """(CA, leaf + CA chain, leaf key, certifi's bundle + CA) for 127.0.0.1, or None
     without openssl."""
-    if shutil.which("openssl") is None:
+    if not have_openssl():
         return None
-
-    def openssl(*args: str) -> None:
-        subprocess.run(["openssl", *args], check=True, capture_output=True, timeout=60)
-
-    ca, ca_key = folder / "ca.pem", folder / "ca.key"
-    leaf, leaf_key, csr = folder / "leaf.pem", folder / "leaf.key", folder / "leaf.csr"
-    (folder / "leaf.ext").write_text(LEAF_EXTENSIONS)
-    openssl("req", "-x509", *EC_KEY, "-days", "2", "-subj", "/CN=bench CA",
-            "-addext", "basicConstraints=critical,CA:TRUE",
-            "-addext", "keyUsage=critical,keyCertSign,cRLSign",
-            "-keyout", str(ca_key), "-out", str(ca))  # fmt: skip
-    openssl("req", "-new", *EC_KEY, "-subj", "/CN=127.0.0.1", "-keyout", str(leaf_key),
-            "-out", str(csr))  # fmt: skip
-    openssl("x509", "-req", "-in", str(csr), "-CA", str(ca), "-CAkey", str(ca_key),
-            "-CAcreateserial", "-days", "2", "-extfile", str(folder / "leaf.ext"),
-            "-out", str(leaf))  # fmt: skip
-    chain = folder / "chain.pem"
-    chain.write_text(leaf.read_text() + ca.read_text())
+    made = make_certificates(folder, ca_name="bench CA", ca_days=2, leaf_days=2)
     import certifi  # requests' own dependency
 
     bundle = folder / "bundle.pem"
-    bundle.write_text(Path(certifi.where()).read_text() + ca.read_text())
-    return ca, chain, leaf_key, bundle
+    bundle.write_text(Path(certifi.where()).read_text() + made.ca.read_text())
+    return made.ca, made.chain, made.leaf_key, bundle
 
 
 class Ours:

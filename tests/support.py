@@ -3,6 +3,17 @@
 
 from __future__ import annotations
 
-from llm_pinference.testing import free_port, in_ci
+import pytest
 
-__all__ = ["free_port", "in_ci"]
+from llm_pinference.testing import free_port, in_ci
+from llm_pinference.testing.pki import have_openssl
+
+__all__ = ["free_port", "in_ci", "require_openssl"]
+
+
+def require_openssl() -> None:
+    """Skip without the openssl command (it makes the test certificates); in CI, fail."""
+    if not have_openssl():
+        if in_ci():
+            pytest.fail("the openssl command is needed to make test certificates")
+        pytest.skip("the openssl command is not installed (it makes the test certificates)")

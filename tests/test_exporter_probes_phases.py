@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import shutil
 import ssl
-import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,23 +18,14 @@ from typing import Any
 
 import pytest
 from exporter_helpers import make_exporter, scrape
-from support import in_ci
+from support import require_openssl
 
 from exporter import Exporter, ExporterConfig
 from exporter.config import AccountConfig, ConfigError, build_config, load_config_file
 from exporter.options import OPTIONS_BY_KEY
 from llm_pinference.fake import FakePinference, Fault
 from llm_pinference.probes import PHASES
-
-EC_KEY = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
-LEAF_EXTENSIONS = """\
-subjectAltName=IP:127.0.0.1
-basicConstraints=critical,CA:FALSE
-keyUsage=critical,digitalSignature
-extendedKeyUsage=serverAuth
-authorityKeyIdentifier=keyid
-subjectKeyIdentifier=hash
-"""
+from llm_pinference.testing.pki import EC_KEY, make_certificates, openssl
 
 
 @dataclass(frozen=True)
@@ -48,40 +38,18 @@ class Pki:
     stranger_key: Path
 
 
-def openssl(*args: str) -> str:
-    done = subprocess.run(["openssl", *args], check=True, capture_output=True, text=True,
-                          timeout=60)  # fmt: skip
-    return done.stdout
-
-
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
-    if shutil.which("openssl") is None:
-        if in_ci():
-            pytest.fail("the openssl command is needed to make test certificates")
-        pytest.skip("the openssl command is not installed (it makes the test certificates)")
+    require_openssl()
     folder = tmp_path_factory.mktemp("pki")
-    ca, ca_key = folder / "ca.pem", folder / "ca.key"
-    leaf, leaf_key, csr = folder / "leaf.pem", folder / "leaf.key", folder / "leaf.csr"
-    (folder / "leaf.ext").write_text(LEAF_EXTENSIONS)
-    openssl("req", "-x509", *EC_KEY, "-days", "1", "-subj", "/CN=pinference test CA",
-            "-addext", "basicConstraints=critical,CA:TRUE",
-            "-addext", "keyUsage=critical,keyCertSign,cRLSign",
-            "-keyout", str(ca_key), "-out", str(ca))  # fmt: skip
-    openssl("req", "-new", *EC_KEY, "-subj", "/CN=127.0.0.1", "-keyout", str(leaf_key),
-            "-out", str(csr))  # fmt: skip
-    openssl("x509", "-req", "-in", str(csr), "-CA", str(ca), "-CAkey", str(ca_key),
-            "-CAcreateserial", "-days", "3", "-extfile", str(folder / "leaf.ext"),
-            "-out", str(leaf))  # fmt: skip
-    chain = folder / "chain.pem"
-    chain.write_text(leaf.read_text() + ca.read_text())
+    made = make_certificates(folder, ca_days=1, leaf_days=3)
     stranger, stranger_key = folder / "stranger.pem", folder / "stranger.key"
     openssl("req", "-x509", *EC_KEY, "-days", "30", "-subj", "/CN=stranger",
             "-addext", "subjectAltName=IP:127.0.0.1",
             "-keyout", str(stranger_key), "-out", str(stranger))  # fmt: skip
-    enddate = openssl("x509", "-noout", "-enddate", "-in", str(ca)).strip().split("=", 1)[1]
-    return Pki(ca, chain, leaf_key, float(ssl.cert_time_to_seconds(enddate)), stranger,
-               stranger_key)  # fmt: skip
+    enddate = openssl("x509", "-noout", "-enddate", "-in", str(made.ca)).strip().split("=", 1)[1]
+    return Pki(made.ca, made.chain, made.leaf_key, float(ssl.cert_time_to_seconds(enddate)),
+               stranger, stranger_key)  # fmt: skip
 
 
 @pytest.fixture

@@ -10,7 +10,6 @@ under test.
 from __future__ import annotations
 
 import select
-import shutil
 import signal
 import ssl
 import subprocess
@@ -22,7 +21,7 @@ from typing import Any
 
 import pytest
 import requests
-from support import in_ci
+from support import require_openssl
 
 from llm_pinference import transport
 from llm_pinference.client import PinferenceClient
@@ -30,20 +29,11 @@ from llm_pinference.errors import PinferenceError, Reason
 from llm_pinference.fake import FakePinference, Fault
 from llm_pinference.fake.cli import main as cli_main
 from llm_pinference.settings import Settings
+from llm_pinference.testing.pki import EC_KEY, make_certificates, openssl
 from llm_pinference.tlsinfo import TLSInfo, not_after, served_chain, tls_info, tls_version_name
 
 KEY = "pit_tls_probe_key_0123456789"
 TIMEOUT = 10
-EC_KEY = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
-# What Python 3.13's strict verification (VERIFY_X509_STRICT) asks of a CA and a leaf.
-LEAF_EXTENSIONS = """\
-subjectAltName=IP:127.0.0.1
-basicConstraints=critical,CA:FALSE
-keyUsage=critical,digitalSignature
-extendedKeyUsage=serverAuth
-authorityKeyIdentifier=keyid
-subjectKeyIdentifier=hash
-"""
 
 
 @dataclass(frozen=True)
@@ -54,13 +44,6 @@ class Pki:
     chain: Path  # the leaf, then the CA
     ca_expiry: float
     leaf_expiry: float
-
-
-def openssl(*args: str) -> str:
-    done = subprocess.run(
-        ["openssl", *args], check=True, capture_output=True, text=True, timeout=60
-    )
-    return done.stdout
 
 
 def enddate(cert: Path) -> float:
@@ -74,27 +57,10 @@ def enddate(cert: Path) -> float:
 
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
-    if shutil.which("openssl") is None:
-        if in_ci():
-            pytest.fail("the openssl command is needed to make test certificates")
-        pytest.skip("the openssl command is not installed (it makes the test certificates)")
-    folder = tmp_path_factory.mktemp("pki")
-    ca, ca_key = folder / "ca.pem", folder / "ca.key"
-    leaf, leaf_key, csr = folder / "leaf.pem", folder / "leaf.key", folder / "leaf.csr"
-    extensions = folder / "leaf.ext"
-    extensions.write_text(LEAF_EXTENSIONS)
-    openssl("req", "-x509", *EC_KEY, "-days", "1", "-subj", "/CN=pinference test CA",
-            "-addext", "basicConstraints=critical,CA:TRUE",
-            "-addext", "keyUsage=critical,keyCertSign,cRLSign",
-            "-keyout", str(ca_key), "-out", str(ca))  # fmt: skip
-    openssl("req", "-new", *EC_KEY, "-subj", "/CN=127.0.0.1",
-            "-keyout", str(leaf_key), "-out", str(csr))  # fmt: skip
-    openssl("x509", "-req", "-in", str(csr), "-CA", str(ca), "-CAkey", str(ca_key),
-            "-CAcreateserial", "-days", "3", "-extfile", str(extensions),
-            "-out", str(leaf))  # fmt: skip
-    chain = folder / "chain.pem"
-    chain.write_text(leaf.read_text() + ca.read_text())
-    return Pki(ca, leaf, leaf_key, chain, enddate(ca), enddate(leaf))
+    require_openssl()
+    made = make_certificates(tmp_path_factory.mktemp("pki"), ca_days=1, leaf_days=3)
+    return Pki(made.ca, made.leaf, made.leaf_key, made.chain, enddate(made.ca),
+               enddate(made.leaf))  # fmt: skip
 
 
 @pytest.fixture
