@@ -167,6 +167,20 @@ class _PinferenceModel:
         exc.args = (text,)
         exc.message = text
 
+    def failure(
+        self, exc: BaseException, key: str | None
+    ) -> tuple[openai.APIError, BaseException | None]:
+        """What to raise for what a prompt raised, and its cause: an openai error (the
+        guard's own when openai wrapped it), or what llm's reading of the answer raised as
+        an invalid_response; its message rewritten to one redacted line."""
+        if isinstance(exc, openai.APIError):
+            error = unwrapped(exc)
+            cause = error.__cause__
+        else:
+            error, cause = self.unreadable(exc), exc
+        self.explain(error, key)
+        return error, cause
+
     def unreadable(self, exc: BaseException) -> InvalidChatResponse:
         """What llm's reading of an answer raised, as the invalid_response it is."""
         request = http_lib.Request("POST", f"{self.api_base}/chat/completions")
@@ -187,16 +201,11 @@ class PinferenceChat(_PinferenceModel, Chat):
     ) -> Iterator[Any]:
         try:
             yield from super().execute(prompt, stream, response, conversation, key)
-        except openai.APIError as exc:
-            error = unwrapped(exc)
-            self.explain(error, key)
+        except (openai.APIError, *UNREADABLE) as exc:
+            error, cause = self.failure(exc, key)
             if error is exc:
                 raise
-            raise error from error.__cause__
-        except UNREADABLE as exc:
-            error = self.unreadable(exc)
-            self.explain(error, key)
-            raise error from exc
+            raise error from cause
 
 
 class PinferenceAsyncChat(_PinferenceModel, AsyncChat):
@@ -211,16 +220,11 @@ class PinferenceAsyncChat(_PinferenceModel, AsyncChat):
         try:
             async for event in super().execute(prompt, stream, response, conversation, key):
                 yield event
-        except openai.APIError as exc:
-            error = unwrapped(exc)
-            self.explain(error, key)
+        except (openai.APIError, *UNREADABLE) as exc:
+            error, cause = self.failure(exc, key)
             if error is exc:
                 raise
-            raise error from error.__cause__
-        except UNREADABLE as exc:
-            error = self.unreadable(exc)
-            self.explain(error, key)
-            raise error from exc
+            raise error from cause
 
 
 class ModelFactory:
