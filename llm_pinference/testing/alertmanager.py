@@ -19,8 +19,8 @@ from typing import Any
 import requests
 
 from .net import free_port
-from .process import Process, wait_until
-from .prometheus import STARTUP_TIMEOUT, write_yaml
+from .process import Process
+from .prometheus import STARTUP_TIMEOUT, until_ready, write_yaml
 
 # Debian's package names the server prometheus-alertmanager; upstream names it alertmanager.
 BINARIES = ("prometheus-alertmanager", "alertmanager")
@@ -166,18 +166,7 @@ def start_alertmanager(
         work / "alertmanager.log",
         cwd=work,
     )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_until(
-            lambda: requests.get(f"{url}/-/ready", timeout=5).status_code == 200,
-            timeout=timeout,
-            what="Alertmanager to be ready",
-            alive=[process],
-        )
-    except BaseException:
-        process.stop()
-        raise
-    return process, url
+    return process, until_ready(process, port, "Alertmanager to be ready", timeout)
 
 
 def am_alerts(base_url: str, **filters: str) -> list[dict[str, Any]]:

@@ -104,18 +104,24 @@ def start_prometheus(
         work / f"{name}.log",
         cwd=work,
     )
+    return process, until_ready(process, port, f"{name} to be ready", timeout)
+
+
+def until_ready(process: Process, port: int, what: str, timeout: float) -> str:
+    """The URL of a Prometheus-style server on 127.0.0.1:`port` once its /-/ready answers
+    200; the process is stopped if it never does."""
     url = f"http://127.0.0.1:{port}"
     try:
         wait_until(
             lambda: requests.get(f"{url}/-/ready", timeout=5).status_code == 200,
             timeout=timeout,
-            what=f"{name} to be ready",
+            what=what,
             alive=[process],
         )
     except BaseException:
         process.stop()
         raise
-    return process, url
+    return url
 
 
 # ------------------------------------------------------------------ HTTP API
