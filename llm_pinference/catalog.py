@@ -295,6 +295,23 @@ class _FileState:
         self.parsed: dict[str, Entry] = {}  # accounts parsed so far
 
 
+def _parsed_once(
+    state: _FileState | _IndexState, account: str, parse: Callable[[Any], Entry]
+) -> Entry | None:
+    """The account's entry in one read of a file, parsed once; None if absent."""
+    with _lock:
+        entry = state.parsed.get(account)
+    if entry is not None:
+        return entry
+    raw = state.accounts.get(account)
+    if raw is None:
+        return None
+    entry = parse(raw)
+    with _lock:
+        state.parsed[account] = entry
+    return entry
+
+
 class _IndexState:
     """One read of the index, memoised in-process while it and the cache file are unchanged.
     `accounts`: account -> (fetched_at, retry_at, records or None)."""
@@ -493,18 +510,7 @@ class Catalog:
 
     def cached(self) -> Entry | None:
         """This account's entry in the file, parsed once per file version; None if absent."""
-        state = _load_file(self.path)
-        with _lock:
-            entry = state.parsed.get(self.account)
-        if entry is not None:
-            return entry
-        raw = state.accounts.get(self.account)
-        if raw is None:
-            return None
-        entry = _entry(raw)
-        with _lock:
-            state.parsed[self.account] = entry
-        return entry
+        return _parsed_once(_load_file(self.path), self.account, _entry)
 
     def is_fresh(self, entry: Entry | None, now: float) -> bool:
         if entry is None or entry.fetched_at is None:
@@ -563,23 +569,17 @@ class Catalog:
             entry = self.cached()
             self._reindex(fmt)
             return entry
-        with _lock:
-            entry = state.parsed.get(self.account)
-        if entry is not None:
-            return entry
-        found = state.accounts.get(self.account)
-        if found is None:
-            return None
-        fetched_at, retry_at, records = found
-        entry = Entry(
-            fetched_at=fetched_at if records is not None else None,
-            retry_at=retry_at,
-            load=self._stored_objects,
-            records=(fmt.version, records or []),
-        )
-        with _lock:
-            state.parsed[self.account] = entry
-        return entry
+
+        def from_index(found: tuple[float | None, float | None, list[Any] | None]) -> Entry:
+            fetched_at, retry_at, records = found
+            return Entry(
+                fetched_at=fetched_at if records is not None else None,
+                retry_at=retry_at,
+                load=self._stored_objects,
+                records=(fmt.version, records or []),
+            )
+
+        return _parsed_once(state, self.account, from_index)
 
     def _stored_objects(self) -> list[Any]:
         """This account's API objects in the cache file, for an entry read from the index."""
