@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import atexit
 import os
+import re
 import shutil
 import subprocess
 import sys
 import tempfile
+import time
+import urllib.request
 import venv
 from pathlib import Path
 from typing import Any
@@ -114,3 +117,25 @@ def installed(python: Path) -> set[str]:
         " for d in m.distributions()})))"
     )
     return set(run([python, "-c", code]).stdout.split())
+
+
+def wait_until_up(
+    url: str, proc: subprocess.Popen[str] | None = None, timeout: float = 30
+) -> str:
+    """The exporter's /metrics at `url` once it reports a successful probe
+    (`pinference_up 1`); fails at `timeout`, or at once if `proc` (the exporter) exits."""
+    deadline = time.monotonic() + timeout
+    body = ""
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            stderr = proc.stderr.read() if proc.stderr else ""
+            pytest.fail(f"the exporter exited {proc.returncode}: {stderr}")
+        try:
+            with urllib.request.urlopen(url, timeout=5) as response:
+                body = response.read().decode()
+            if re.search(r"^pinference_up(\{[^}]*\})? 1", body, re.M):
+                return body
+        except OSError:
+            pass
+        time.sleep(0.2)
+    pytest.fail(f"no successful probe on {url} within {timeout}s: {body[:500]}")

@@ -14,12 +14,11 @@ import os
 import re
 import secrets
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from deploy_helpers import require, run, source_copy
+from deploy_helpers import require, run, source_copy, wait_until_up
 from support import free_port
 
 from llm_pinference.fake import FakePinference
@@ -167,21 +166,6 @@ def test_image_size(podman: list[str], image: str) -> None:
     assert 0 < added < MAX_ADDED_BYTES
 
 
-def _metrics(url: str, timeout: float = 60) -> str:
-    deadline = time.monotonic() + timeout
-    body = ""
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(url, timeout=5) as response:
-                body = response.read().decode()
-            if re.search(r"^pinference_up(\{[^}]*\})? 1", body, re.M):
-                return body
-        except OSError:
-            pass
-        time.sleep(0.25)
-    raise AssertionError(f"no successful probe on {url} within {timeout}s: {body[:500]}")
-
-
 def test_serves_metrics_from_the_fake_as_non_root_with_the_key_from_a_file(
     podman: list[str], image: str, tmp_path: Path
 ) -> None:
@@ -210,7 +194,7 @@ def test_serves_metrics_from_the_fake_as_non_root_with_the_key_from_a_file(
                     "--api.key-file=/run/secrets/prime_api_key",
                 ]
             )
-            body = _metrics(f"http://127.0.0.1:{port}/metrics")
+            body = wait_until_up(f"http://127.0.0.1:{port}/metrics", timeout=60)
             assert re.search(r"^pinference_models\{", body, re.M)
             assert KEY not in body
             assert any(r.headers.get("authorization") == f"Bearer {KEY}" for r in fake.requests)

@@ -19,7 +19,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from deploy_helpers import ROOT, require, run, tool_env
+from deploy_helpers import ROOT, require, run, tool_env, wait_until_up
 from support import free_port
 
 from llm_pinference.fake import FakePinference
@@ -99,22 +99,6 @@ def test_unit_runs_hardened_with_the_key_as_a_credential() -> None:
     assert not [k for k in settings if k.startswith("Environment")]  # no key in the env
 
 
-def _metrics(url: str, proc: subprocess.Popen[str], timeout: float = 30) -> str:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            pytest.fail(f"the exporter exited {proc.returncode}: {proc.stderr.read()}")
-        try:
-            with urllib.request.urlopen(url, timeout=5) as response:
-                body = response.read().decode()
-            if re.search(r"^pinference_up(\{[^}]*\})? 1", body, re.M):
-                return body
-        except OSError:
-            pass
-        time.sleep(0.2)
-    pytest.fail(f"no successful probe on {url} within {timeout}s")
-
-
 @pytest.mark.integration
 def test_execstart_command_line_runs_the_exporter(tmp_path: Path) -> None:
     credentials = tmp_path / "credentials"
@@ -135,7 +119,7 @@ def test_execstart_command_line_runs_the_exporter(tmp_path: Path) -> None:
             text=True,
         )
         try:
-            body = _metrics(f"http://127.0.0.1:{port}/metrics", proc)
+            body = wait_until_up(f"http://127.0.0.1:{port}/metrics", proc)
             # ExecReload: SIGHUP reloads (the key file again), the process lives on.
             loaded = _reload_time(f"http://127.0.0.1:{port}/metrics", proc, after=0.0)
             time.sleep(0.05)

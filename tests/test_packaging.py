@@ -16,8 +16,6 @@ import secrets
 import subprocess
 import sys
 import tarfile
-import time
-import urllib.request
 import zipfile
 from pathlib import Path
 from typing import NamedTuple
@@ -32,6 +30,7 @@ from deploy_helpers import (
     run,
     source_copy,
     tool_env,
+    wait_until_up,
 )
 from support import free_port
 
@@ -292,22 +291,6 @@ def test_sdist_tests_pass_unpacked(dist: dict[str, Path], tmp_path: Path) -> Non
 # ----------------------------------------------------------------- clean virtualenvs
 
 
-def _wait_for_metrics(url: str, proc: subprocess.Popen[str], timeout: float = 30) -> str:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            pytest.fail(f"the exporter exited {proc.returncode}: {proc.stderr.read()}")
-        try:
-            with urllib.request.urlopen(url, timeout=5) as response:
-                body = response.read().decode()
-            if re.search(r"^pinference_up(\{[^}]*\})? 1", body, re.M):
-                return body
-        except OSError:
-            pass
-        time.sleep(0.2)
-    pytest.fail(f"no successful probe on {url} within {timeout}s")
-
-
 @pytest.fixture(scope="module")
 def exporter_venv(dist: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
     """`pip install 'llm-pinference[exporter]'`, from the wheel, into a clean venv."""
@@ -337,7 +320,7 @@ def test_exporter_extra_installs_a_working_exporter_without_llm(
         text=True,
     )
     try:
-        body = _wait_for_metrics(f"http://127.0.0.1:{port}/metrics", proc)
+        body = wait_until_up(f"http://127.0.0.1:{port}/metrics", proc)
     finally:
         proc.terminate()
         proc.wait(10)
