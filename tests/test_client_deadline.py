@@ -30,6 +30,7 @@ from llm_pinference.client import PinferenceClient
 from llm_pinference.errors import PinferenceError, Reason
 from llm_pinference.fake import FakePinference, Fault
 from llm_pinference.settings import Settings
+from llm_pinference.testing import net
 from llm_pinference.transport import WatchedHTTPSConnection, deadline
 
 TOTAL = 1.5
@@ -136,23 +137,8 @@ def test_the_plugin_list_fetch_ends_within_five_seconds(fake: FakePinference) ->
 
 @pytest.fixture
 def unaccepting_port() -> Iterator[int]:
-    """A port whose accept queue is full: a connect waits (like a blackholed host)."""
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(0)
-    port = listener.getsockname()[1]
-    fillers = []
-    for _ in range(3):
-        filler = socket.socket()
-        filler.setblocking(False)
-        filler.connect_ex(("127.0.0.1", port))
-        fillers.append(filler)
-    time.sleep(0.05)
-    try:
+    with net.unaccepting_port() as port:
         yield port
-    finally:
-        for sock in (*fillers, listener):
-            sock.close()
 
 
 def test_connect_timeout_has_its_own_message(unaccepting_port: int) -> None:

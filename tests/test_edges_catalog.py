@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import tempfile
 import time
 from collections.abc import Iterator
@@ -20,6 +19,7 @@ from llm_pinference.catalog import Catalog
 from llm_pinference.errors import PinferenceError, Reason
 from llm_pinference.models import ModelInfo
 from llm_pinference.settings import Settings
+from llm_pinference.testing import net
 
 BASE = "https://api.test/api/v1"
 START = 1_800_000_000.0
@@ -190,19 +190,8 @@ def test_a_directory_in_the_cache_files_place(path: Path) -> None:
 
 @pytest.fixture
 def unaccepting_port() -> Iterator[int]:
-    """A port whose accept queue is full: a connect waits (like a blackholed host)."""
-    listener = socket.create_server(("127.0.0.1", 0), backlog=0)
-    port = listener.getsockname()[1]
-    fillers = [socket.socket() for _ in range(3)]
-    for filler in fillers:
-        filler.setblocking(False)
-        filler.connect_ex(("127.0.0.1", port))
-    time.sleep(0.05)
-    try:
+    with net.unaccepting_port() as port:
         yield port
-    finally:
-        for sock in (*fillers, listener):
-            sock.close()
 
 
 def test_the_plugins_fetch_gives_up_connecting_after_2_seconds(unaccepting_port: int) -> None:
