@@ -62,8 +62,8 @@ LAST_FAMILY = b"pinference_exporter_build_info{"  # the exporter's last pinferen
 def serve_exporter(models: int, probe_interval: float) -> None:
     from pinference_exporter import Exporter, ExporterConfig
 
-    from llm_pinference.fake import FakePinference, generate_catalogue
-    from llm_pinference.settings import Settings
+    from llm_pinference.core.settings import Settings
+    from pinference_fake import FakePinference, generate_catalogue
 
     fake = FakePinference(models=generate_catalogue(models)).start()
     interval = probe_interval or 60.0

@@ -42,7 +42,7 @@ from common import (
 )
 from prometheus_client.parser import text_string_to_metric_families
 
-from llm_pinference.fake import FakePinference, Fault, default_catalogue
+from pinference_fake import FakePinference, Fault, default_catalogue
 
 TOLERANCE_KIB = 2048  # growth over the second half still called flat
 ACCOUNTS = 10  # each probed every second: ~10 probe cycles a second in all

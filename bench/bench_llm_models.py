@@ -40,11 +40,11 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from llm_pinference import catalog
-from llm_pinference.fake import FakePinference, generate_catalogue
-from llm_pinference.models import parse_models
+from llm_pinference import cache as catalog
+from llm_pinference.core.models import parse_models
+from llm_pinference.core.settings import Settings
 from llm_pinference.registration import RECORDS
-from llm_pinference.settings import Settings
+from pinference_fake import FakePinference, generate_catalogue
 
 LLM = str(Path(sys.executable).with_name("llm"))
 CONFIGS = {  # label -> LLM_LOAD_PLUGINS ("" = no plugins at all)
@@ -255,7 +255,7 @@ import llm.cli
 started = time.perf_counter()
 import llm_pinference.plugin as plugin
 imported = time.perf_counter()
-from llm_pinference import catalog
+from llm_pinference import cache as catalog
 
 def register(*args, **kwargs):
     register.count += 1

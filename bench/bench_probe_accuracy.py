@@ -52,9 +52,9 @@ from pinference_exporter import Exporter, ExporterConfig  # the installed name o
 from pinference_exporter.config import AccountConfig
 from prometheus_client.parser import text_string_to_metric_families
 
-from llm_pinference.fake import FakePinference
-from llm_pinference.probes import PHASES
-from llm_pinference.testing.pki import have_openssl, make_certificates
+from harness.pki import have_openssl, make_certificates
+from llm_pinference.core.probes import PHASES
+from pinference_fake import FakePinference
 
 DELAYS = (0.0, 0.05, 0.5)
 BLACKBOX = "prometheus-blackbox-exporter"

@@ -1,8 +1,8 @@
 """The Pinference Prometheus exporter (console script: pinference-exporter).
 
-It imports the core (`llm_pinference.settings`, `.client`, `.models`) and never `llm`.
+It imports the core (`llm_pinference.core.settings`, `.client`, `.models`) and never `llm`.
 
-    from exporter import AccountConfig, Exporter, ExporterConfig
+    from pinference_exporter import AccountConfig, Exporter, ExporterConfig
 
     config = ExporterConfig(
         accounts=(AccountConfig(name="default", base_url=url),),  # or settings=Settings(...)

@@ -28,8 +28,8 @@ from dataclasses import dataclass
 from prometheus_client import ProcessCollector
 from prometheus_client.registry import Collector
 
-from llm_pinference.settings import Settings
-from llm_pinference.text import redact_url
+from llm_pinference.core.settings import Settings
+from llm_pinference.core.text import redact_url
 
 from .collector import PinferenceCollector, Reading
 from .config import AccountConfig, ExporterConfig

@@ -21,10 +21,10 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 
-from llm_pinference.chatprobe import estimate_cost
-from llm_pinference.client import PinferenceClient
-from llm_pinference.errors import PinferenceError, Reason
-from llm_pinference.text import redact_url
+from llm_pinference.core.chatprobe import estimate_cost
+from llm_pinference.core.client import PinferenceClient
+from llm_pinference.core.errors import PinferenceError, Reason
+from llm_pinference.core.text import redact_url
 
 from .clients import probe_client
 from .config import AccountConfig, ExporterConfig

@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import NoReturn
 
-from llm_pinference.text import format_duration, redact_url
+from llm_pinference.core.text import format_duration, redact_url
 
 from . import build
 from .app import Exporter

@@ -3,7 +3,7 @@ thread-safe), all with the account's credentials and CA file and the probe timeo
 
 from __future__ import annotations
 
-from llm_pinference.client import PinferenceClient
+from llm_pinference.core.client import PinferenceClient
 
 from .config import AccountConfig, ExporterConfig
 

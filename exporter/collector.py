@@ -18,7 +18,7 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
-from llm_pinference.errors import REASONS
+from llm_pinference.core.errors import REASONS
 
 from . import build
 from .state import BUCKETS, CHANGES, CHAT_BUCKETS, ENDPOINTS, Histogram, Snapshot

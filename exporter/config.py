@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from llm_pinference.settings import Settings, resolve_settings
-from llm_pinference.text import format_duration, os_reason
+from llm_pinference.core.settings import Settings, resolve_settings
+from llm_pinference.core.text import format_duration, os_reason
 
 from .options import (
     DEFAULT_JITTER,

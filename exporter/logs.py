@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any, TextIO
 
-from llm_pinference.text import redact
+from llm_pinference.core.text import redact
 
 LEVELS = {
     "debug": logging.DEBUG,

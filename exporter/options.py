@@ -14,16 +14,16 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
-from llm_pinference.client import DEFAULT_MAX_BYTES, check_model_id
-from llm_pinference.errors import InvalidModelId
-from llm_pinference.settings import (
+from llm_pinference.core.client import DEFAULT_MAX_BYTES, check_model_id
+from llm_pinference.core.errors import InvalidModelId
+from llm_pinference.core.settings import (
     DEFAULT_BASE_URL,
     ENV_KEY,
     ENV_TEAM,
     ENV_URL,
     normalise_base_url,
 )
-from llm_pinference.text import DURATION_UNITS, format_duration, redact_url
+from llm_pinference.core.text import DURATION_UNITS, format_duration, redact_url
 
 DEFAULT_TIMEOUT = 10.0  # or half the interval, if that is shorter
 DEFAULT_JITTER = 0.1

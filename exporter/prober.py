@@ -31,9 +31,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from llm_pinference.client import PinferenceClient
-from llm_pinference.errors import PinferenceError, Reason
-from llm_pinference.text import format_duration, redact_url
+from llm_pinference.core.client import PinferenceClient
+from llm_pinference.core.errors import PinferenceError, Reason
+from llm_pinference.core.text import format_duration, redact_url
 
 from .chatprober import ChatProber, ChatSchedule
 from .clients import probe_client
@@ -41,7 +41,7 @@ from .config import AccountConfig, ExporterConfig
 from .logs import kv
 from .state import Connection, ProbeState
 
-log = logging.getLogger("exporter.prober")
+log = logging.getLogger("pinference_exporter.prober")
 
 MAX_PAUSE_INTERVALS = 10
 

@@ -14,11 +14,11 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 
-from llm_pinference.client import check_model_id
-from llm_pinference.errors import REASONS, InvalidModelId
-from llm_pinference.models import ModelInfo, Pricing
-from llm_pinference.probes import Phases
-from llm_pinference.tlsinfo import TLSInfo
+from llm_pinference.core.client import check_model_id
+from llm_pinference.core.errors import REASONS, InvalidModelId
+from llm_pinference.core.models import ModelInfo, Pricing
+from llm_pinference.core.probes import Phases
+from llm_pinference.core.tlsinfo import TLSInfo
 
 ENDPOINTS = ("list", "get")
 CHANGES = ("added", "removed")

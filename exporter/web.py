@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
 
-from llm_pinference.text import format_duration, one_line, redact_url
+from llm_pinference.core.text import format_duration, one_line, redact_url
 
 from . import build
 from .config import AccountConfig, ExporterConfig
@@ -31,7 +31,7 @@ from .options import ConfigError, ListenAddress
 from .state import ENDPOINTS, Snapshot
 from .webconfig import WebConfigWatcher
 
-log = logging.getLogger("exporter.web")
+log = logging.getLogger("pinference_exporter.web")
 
 HANDSHAKE_TIMEOUT = 10.0
 REQUEST_TIMEOUT = 30.0  # an idle or trickling client gives up its thread after this

@@ -39,11 +39,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from llm_pinference.text import os_reason
+from llm_pinference.core.text import os_reason
 
 from .options import ConfigError
 
-log = logging.getLogger("exporter.web")
+log = logging.getLogger("pinference_exporter.web")
 
 TLS_VERSIONS = {
     "TLS10": ssl.TLSVersion.TLSv1,

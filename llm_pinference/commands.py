@@ -21,7 +21,9 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import click
 import llm
 
-from .errors import PinferenceError
+from .core.errors import PinferenceError
+from .core.settings import ENV_KEY, Settings, credentials
+from .core.text import DURATION_UNITS
 from .messages import (
     KEY_ALIAS,
     MODEL_PREFIX,
@@ -37,14 +39,12 @@ from .messages import (
     refresh_lines,
     warn,
 )
-from .settings import ENV_KEY, Settings, credentials
-from .text import DURATION_UNITS
 
 if TYPE_CHECKING:  # imported when a command runs, not for `llm --help`
     import re
 
-    from .catalog import Catalog
-    from .models import ModelInfo
+    from .cache import Catalog
+    from .core.models import ModelInfo
 
 #: `llm pinference model`: a user is waiting for one answer. Seconds to connect, to wait
 #: for each read, and for the whole exchange however slowly the server sends.
@@ -68,7 +68,7 @@ def current_settings(
 def open_catalog(settings: Settings) -> Catalog:
     """The account's cache, storing the registration records beside every list it writes
     (the hooks read only those)."""
-    from .catalog import CACHE_FILENAME, Catalog
+    from .cache import CACHE_FILENAME, Catalog
     from .registration import RECORDS
 
     return Catalog(llm.user_dir() / CACHE_FILENAME, settings, records=RECORDS)
@@ -135,7 +135,7 @@ def model_command(model_id: str, json_: bool, key: str | None) -> None:
     MODEL_ID may carry the `pinference/` prefix. Asks the API (GET /models/{id}), at most
     10 s in all; an id that would leave /models/ is refused without a request.
     """
-    from .client import PinferenceClient
+    from .core.client import PinferenceClient
 
     if model_id.startswith(MODEL_PREFIX):
         model_id = model_id[len(MODEL_PREFIX) :]

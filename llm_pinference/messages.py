@@ -15,13 +15,13 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 import click
 
-from .errors import InvalidModelId, PinferenceError, Reason
-from .notices import first_time
-from .settings import ENV_KEY
-from .text import format_age, one_line, printable, redact, redact_url, url_secrets
+from .core.errors import InvalidModelId, PinferenceError, Reason
+from .core.notices import first_time
+from .core.settings import ENV_KEY
+from .core.text import format_age, one_line, printable, redact, redact_url, url_secrets
 
 if TYPE_CHECKING:  # the models module is only needed once models are listed
-    from .models import ModelInfo
+    from .core.models import ModelInfo
 
 MODEL_PREFIX = "pinference/"
 KEY_ALIAS = "pinference"

@@ -32,13 +32,14 @@ import pydantic
 from llm.default_plugins.openai_models import AsyncChat, Chat, SharedOptions
 
 from .commands import build_group, current_settings, open_catalog
-from .errors import (
+from .core.errors import (
     PinferenceError,
     Reason,
     error_body_message,
     parse_retry_after,
     reason_for_status,
 )
+from .core.settings import ENV_KEY, Settings, resolve_settings
 from .messages import (
     DROPPED_ADVICE,
     KEY_ALIAS,
@@ -52,11 +53,10 @@ from .messages import (
     warn_once,
 )
 from .openai_http import http_lib
-from .settings import ENV_KEY, Settings, resolve_settings
 
 if TYPE_CHECKING:  # imported when models are registered, not for `llm --help`
-    from .catalog import Entry, Listing
-    from .models import ModelInfo
+    from .cache import Entry, Listing
+    from .core.models import ModelInfo
 
 # Images only: llm's vision default also allows PDFs, which the API does not promise.
 IMAGE_TYPES = frozenset({"image/png", "image/jpeg", "image/webp", "image/gif"})
@@ -103,7 +103,7 @@ class _PinferenceModel:
         """The model's metadata, from the cached list on first use (registering models
         never needs it)."""
         if self._info is None:
-            from .models import ModelInfo, owner_from_id
+            from .core.models import ModelInfo, owner_from_id
 
             found = self._source.model(self.model_name) if self._source is not None else None
             self._info = found or ModelInfo(self.model_name, owner_from_id(self.model_name))
@@ -135,7 +135,7 @@ class _PinferenceModel:
     def get_client(self, key: str | None, *, async_: bool = False) -> Any:
         """The openai client llm would build, from the seam's settings and headers, with
         the plugin's timeouts, one retry at most, and the answer guarded (`GuardedClient`)."""
-        from .client import USER_AGENT  # not at import: llm imports this module for --help
+        from .core.client import USER_AGENT  # not at import: llm imports this module for --help
 
         settings = self.request_settings(key)
         timeout = http_timeout(prompt_timeout())
@@ -738,7 +738,7 @@ class GuardedAsyncClient(openai.DefaultAsyncHttpxClient):
 
 
 def _warn_failed_fetch(listing: Listing, secrets: Iterable[str | None]) -> None:
-    from .catalog import Source
+    from .cache import Source
 
     assert listing.error is not None
     warn_once(

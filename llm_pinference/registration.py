@@ -23,11 +23,11 @@ from __future__ import annotations
 import functools
 from typing import TYPE_CHECKING, Any
 
-from .catalog import RecordFormat
+from .cache import RecordFormat
 from .messages import model_line
 
 if TYPE_CHECKING:
-    from .models import ModelInfo
+    from .core.models import ModelInfo
 
 VISION = 1
 TOOLS = 2

@@ -24,18 +24,15 @@ from typing import Any, TypeVar
 import requests
 import yaml
 
-from llm_pinference.client import PinferenceClient
-from llm_pinference.fake import FakePinference
-from llm_pinference.settings import Settings
-from llm_pinference.testing import Process, ProjectFiles, free_port, wait_until
-from llm_pinference.testing.alertmanager import (
+from harness import Process, ProjectFiles, free_port, wait_until
+from harness.alertmanager import (
     WebhookReceiver,
     am_alerts,
     find_alertmanager,
     rewrite_alertmanager_config,
     start_alertmanager,
 )
-from llm_pinference.testing.prometheus import (
+from harness.prometheus import (
     prom_alerts,
     prom_values,
     rewrite_config,
@@ -43,6 +40,9 @@ from llm_pinference.testing.prometheus import (
     start_prometheus,
     write_yaml,
 )
+from llm_pinference.core.client import PinferenceClient
+from llm_pinference.core.settings import Settings
+from pinference_fake import FakePinference
 
 ROOT = Path(__file__).resolve().parent.parent
 FILES = ProjectFiles(ROOT)
@@ -127,8 +127,8 @@ def scrape(url: str, names: Sequence[str]) -> None:
 
 def demo_client(fake: FakePinference) -> None:
     step("The core client: GET /models and GET /models/{id}")
-    print(">>> from llm_pinference.client import PinferenceClient")
-    print(">>> from llm_pinference.settings import Settings")
+    print(">>> from llm_pinference.core.client import PinferenceClient")
+    print(">>> from llm_pinference.core.settings import Settings")
     print(f">>> client = PinferenceClient(Settings(base_url={fake.base_url!r}))")
     print(">>> listed = client.list_models()")
     with PinferenceClient(Settings(base_url=fake.base_url)) as client:

@@ -289,7 +289,7 @@ def number_variants(text: str) -> list[str]:
 def duration_variants(text: str) -> list[str]:
     from pinference_exporter.config import parse_duration
 
-    from llm_pinference.text import format_duration
+    from llm_pinference.core.text import format_duration
 
     seconds = parse_duration(text)
     if seconds == 0:

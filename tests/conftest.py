@@ -25,7 +25,7 @@ def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 @pytest.fixture
 def fake() -> Iterator[object]:
     """The project's fake Pinference server on 127.0.0.1, a fresh one per test."""
-    from llm_pinference.fake import FakePinference
+    from pinference_fake import FakePinference
 
     server = FakePinference().start()
     try:

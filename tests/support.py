@@ -1,12 +1,12 @@
-"""Small helpers shared by every kind of test; they live in `llm_pinference.testing`
+"""Small helpers shared by every kind of test; they live in `harness`
 (shared with the demo) and are re-exported here for the tests' imports."""
 
 from __future__ import annotations
 
 import pytest
 
-from llm_pinference.testing import free_port, in_ci
-from llm_pinference.testing.pki import have_openssl
+from harness import free_port, in_ci
+from harness.pki import have_openssl
 
 __all__ = ["free_port", "in_ci", "require_openssl"]
 

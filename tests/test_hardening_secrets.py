@@ -9,15 +9,15 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from support import free_port
 
-from llm_pinference import catalog
-from llm_pinference.catalog import Catalog
-from llm_pinference.client import PinferenceClient
-from llm_pinference.errors import PinferenceError, Reason
-from llm_pinference.fake import FakePinference, Fault
-from llm_pinference.models import ModelInfo
-from llm_pinference.settings import Settings
+from llm_pinference import cache as catalog
+from llm_pinference.cache import Catalog
+from llm_pinference.core.client import PinferenceClient
+from llm_pinference.core.errors import PinferenceError, Reason
+from llm_pinference.core.models import ModelInfo
+from llm_pinference.core.settings import Settings
+from pinference_fake import FakePinference, Fault
+from tests.support import free_port
 
 KEY = "pit_echoed_secret_7788"
 USER, PASSWORD = "proxyuser", "pr0xy-passw0rd"
@@ -181,7 +181,7 @@ def test_settings_secrets_and_account():
 
 
 def test_redact_data_copies_at_any_depth():
-    from llm_pinference.text import redact_data
+    from llm_pinference.core.text import redact_data
 
     deep: object = {KEY: [KEY]}
     for _ in range(10_000):

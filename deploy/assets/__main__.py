@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from llm_pinference.text import os_reason
+from llm_pinference.core.text import os_reason
 
 from . import AssetError, assets, extract, read
 

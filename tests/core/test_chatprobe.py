@@ -1,0 +1,286 @@
+"""The inference probe (`PinferenceClient.chat_probe`) against the fake over loopback, and
+its stream reader and cost estimate on their own."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import pytest
+
+from llm_pinference.core.chatprobe import (
+    CHAT_PROBE_PROMPT,
+    ChatStream,
+    EventStream,
+    StreamError,
+    TokenUsage,
+    estimate_cost,
+)
+from llm_pinference.core.client import PinferenceClient
+from llm_pinference.core.errors import InvalidModelId, PinferenceError, Reason
+from llm_pinference.core.models import Pricing
+from llm_pinference.core.settings import Settings
+from llm_pinference.core.text import REDACTED
+from pinference_fake import FakePinference, Fault
+
+KEY = "pit_chat_probe_key_0123456789"
+MODEL = "meta-llama/llama-3.1-70b-instruct"
+
+
+def client(fake: FakePinference, **kwargs: Any) -> PinferenceClient:
+    kwargs.setdefault("total_timeout", 5.0)
+    return PinferenceClient(Settings(api_key=KEY, base_url=fake.base_url), **kwargs)
+
+
+def failure(call: Any) -> PinferenceError:
+    with pytest.raises(PinferenceError) as info:
+        call()
+    assert KEY not in str(info.value) and KEY not in repr(info.value)
+    return info.value
+
+
+def sse(*events: object, done: bool = True) -> str:
+    lines = [f"data: {e if isinstance(e, str) else json.dumps(e)}\n\n" for e in events]
+    return "".join(lines) + ("data: [DONE]\n\n" if done else "")
+
+
+def delta(text: str) -> dict[str, Any]:
+    return {"choices": [{"index": 0, "delta": {"content": text}, "finish_reason": None}]}
+
+
+def test_a_probe_streams_a_tiny_completion_and_times_it(fake: FakePinference) -> None:
+    started = time.monotonic()
+    result = client(fake).chat_probe(MODEL)
+    wall = time.monotonic() - started
+    assert result.model == MODEL and result.status == 200
+    assert result.ttft is not None and 0 < result.ttft <= result.duration <= wall
+    # The fake counts words: the 6-word prompt, and an answer cut at max_tokens (8).
+    assert result.usage == TokenUsage(6, 8, None, estimated=False)
+    assert (result.output_tokens, result.prompt_tokens) == (8, 6)
+    assert result.finish_reason == "length"
+    (sent,) = fake.requests_for("chat")
+    body = json.loads(sent.body)
+    assert body == {
+        "model": MODEL,
+        "messages": [{"role": "user", "content": CHAT_PROBE_PROMPT}],
+        "max_tokens": 8,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    }
+    assert sent.headers["accept"] == "text/event-stream"
+    assert sent.headers["authorization"] == f"Bearer {KEY}"
+
+
+def test_max_tokens_and_prompt_are_the_callers(fake: FakePinference) -> None:
+    result = client(fake).chat_probe(MODEL, max_tokens=3, prompt="say hi")
+    assert (result.prompt_tokens, result.output_tokens) == (2, 3)
+    assert json.loads(fake.requests_for("chat")[0].body)["max_tokens"] == 3
+
+
+@pytest.mark.parametrize(
+    ("status", "reason"),
+    [
+        (400, Reason.CLIENT_ERROR),
+        (401, Reason.UNAUTHORIZED),
+        (402, Reason.PAYMENT_REQUIRED),
+        (403, Reason.FORBIDDEN),
+        (429, Reason.RATE_LIMITED),
+        (500, Reason.SERVER_ERROR),
+        (503, Reason.SERVER_ERROR),
+    ],
+)
+def test_http_statuses_have_their_reasons(
+    fake: FakePinference, status: int, reason: Reason
+) -> None:
+    fake.set_fault("chat", Fault(status=status, retry_after="7"))
+    err = failure(lambda: client(fake).chat_probe(MODEL))
+    assert (err.reason, err.status) == (reason, status)
+    assert err.api_message  # the fake's OpenAI-style message
+    assert err.retry_after == (7.0 if status == 429 else None)
+
+
+def test_an_unknown_model_and_a_wrong_key(fake: FakePinference) -> None:
+    err = failure(lambda: client(fake).chat_probe("no/such-model"))
+    assert (err.reason, err.status) == (Reason.NOT_FOUND, 404)
+    fake.require_key = "another-key-entirely-0123"
+    assert failure(lambda: client(fake).chat_probe(MODEL)).reason is Reason.UNAUTHORIZED
+
+
+@pytest.mark.parametrize(
+    ("body", "says"),
+    [
+        (sse(delta("ok"), done=False), "the stream ended before `data: [DONE]`"),
+        (sse('{"choices": [', delta("ok")), "a stream event is not JSON"),
+        (sse("[1, 2]"), "a stream event is not a JSON object"),
+        (sse({"choices": "nope"}), "`choices` is not a list"),
+        (sse({"choices": ["nope"]}), "choice is not an object"),
+        (sse("[" * 100 + "]" * 100), "nested too deeply"),
+        ('{"id": "chatcmpl-1", "choices": []}', "the answer is not an event stream"),
+        ("", "the answer is not an event stream"),
+    ],
+)
+def test_a_broken_stream_is_invalid_response(fake: FakePinference, body: str, says: str) -> None:
+    fake.set_fault("chat", Fault(body=body))
+    err = failure(lambda: client(fake).chat_probe(MODEL))
+    assert (err.reason, err.status) == (Reason.INVALID_RESPONSE, 200)
+    assert says in str(err)
+
+
+def test_a_json_error_instead_of_a_stream_keeps_the_apis_message(fake: FakePinference) -> None:
+    error = {"error": {"message": "Model is overloaded, try again", "type": "server_error"}}
+    fake.set_fault("chat", Fault(body=json.dumps(error)))
+    err = failure(lambda: client(fake).chat_probe(MODEL))
+    assert (err.reason, err.api_message) == (Reason.INVALID_RESPONSE, error["error"]["message"])
+    assert "not an event stream" in str(err)
+
+
+def test_an_error_in_the_stream_is_invalid_response_with_the_apis_words(
+    fake: FakePinference,
+) -> None:
+    error = {"error": {"message": f"upstream overloaded (key {KEY})", "type": "server_error"}}
+    fake.set_fault("chat", Fault(body=sse(delta("o"), error, delta("k"))))  # [DONE] follows
+    err = failure(lambda: client(fake).chat_probe(MODEL))
+    assert err.reason is Reason.INVALID_RESPONSE
+    assert err.api_message == f"upstream overloaded (key {REDACTED})"
+    assert str(err).startswith("invalid_response (HTTP 200): the stream carried an error")
+
+
+def test_a_stream_that_stalls_is_a_timeout(fake: FakePinference) -> None:
+    fake.set_fault("chat", Fault(mode="drip", drip_part="body", drip_bytes=200, drip_interval=2))
+    started = time.monotonic()
+    err = failure(lambda: client(fake, read_timeout=0.4).chat_probe(MODEL))
+    assert str(err) == "timeout: no data for 0.4s (read timeout)"
+    assert time.monotonic() - started < 0.4 + 0.6
+
+
+def test_a_slow_stream_is_cut_at_the_total_deadline(fake: FakePinference) -> None:
+    fake.set_fault("chat", Fault(mode="drip", drip_part="body", drip_bytes=20, drip_interval=0.1))
+    started = time.monotonic()
+    err = failure(lambda: client(fake, read_timeout=1.0).chat_probe(MODEL, total_timeout=0.8))
+    assert str(err) == "timeout: no complete answer within 0.8s (total deadline)"
+    assert 0.75 <= time.monotonic() - started <= 0.8 + 0.6
+
+
+def test_the_probe_ends_at_done(fake: FakePinference) -> None:
+    # A server that keeps talking after [DONE] (keep-alive comments every 0.5 s).
+    answer = sse(delta("ok"))
+    body = answer + ": still here\n" * 10
+    fake.set_fault("chat", Fault(mode="drip", body=body, drip_part="body",
+                                 drip_bytes=len(answer), drip_interval=0.5))  # fmt: skip
+    started = time.monotonic()
+    assert client(fake).chat_probe(MODEL).output_tokens == 1
+    assert time.monotonic() - started < 0.4
+
+
+def test_the_size_cap_holds_for_streams(fake: FakePinference) -> None:
+    # The fake's stream is chunked (no length announced): counted as it arrives.
+    err = failure(lambda: client(fake, max_bytes=600).chat_probe(MODEL))
+    assert err.reason is Reason.INVALID_RESPONSE and "larger than 600 bytes" in str(err)
+    fake.set_fault("chat", Fault(mode="huge", huge_bytes=50_000))  # announced in advance
+    err = failure(lambda: client(fake, max_bytes=10_000).chat_probe(MODEL))
+    assert "larger than 10000 bytes" in str(err)
+
+
+def test_without_usage_the_output_is_counted_and_marked_estimated(fake: FakePinference) -> None:
+    fake.set_fault("chat", Fault(body=sse(delta("o"), delta(""), delta("k"), delta("!"))))
+    result = client(fake).chat_probe(MODEL)
+    assert result.usage == TokenUsage(None, 3, None, estimated=True)
+    assert estimate_cost(result.usage, Pricing(input=1, output=1)) is None
+
+
+def test_cached_tokens_and_the_cost_from_the_reported_usage(fake: FakePinference) -> None:
+    usage = {"prompt_tokens": 1000, "completion_tokens": 10, "total_tokens": 1010,
+             "prompt_tokens_details": {"cached_tokens": 400}}  # fmt: skip
+    fake.set_fault("chat", Fault(body=sse(delta("ok"), {"choices": [], "usage": usage})))
+    result = client(fake).chat_probe(MODEL)
+    assert result.usage == TokenUsage(1000, 10, 400, estimated=False)
+    cost = estimate_cost(result.usage, Pricing(input=2.0, output=10.0, cache_read=0.5))
+    assert cost == pytest.approx((600 * 2.0 + 400 * 0.5 + 10 * 10.0) / 1e6)
+
+
+def test_the_servers_words_are_scrubbed(fake: FakePinference) -> None:
+    finish = {"choices": [{"index": 0, "delta": {}, "finish_reason": f"stop {KEY}\x1b[31m"}]}
+    fake.set_fault("chat", Fault(body=sse(delta("ok"), finish)))
+    result = client(fake).chat_probe(MODEL)
+    assert KEY not in repr(result)
+    assert result.finish_reason == f"stop {REDACTED}\\x1b[31m"  # the escape made visible
+
+
+def test_bad_arguments_are_refused_before_any_request(fake: FakePinference) -> None:
+    with pytest.raises(InvalidModelId):
+        client(fake).chat_probe("")
+    for bad in (0, -1, True, 2.5):
+        with pytest.raises(ValueError, match="max_tokens"):
+            client(fake).chat_probe(MODEL, max_tokens=bad)  # type: ignore[arg-type]
+    assert fake.requests_for("chat") == []
+
+
+# --- the event stream reader ----------------------------------------------------------
+
+
+STREAM = (
+    b": a comment\r\n"
+    b"event: message\r\n"
+    b"data: one\r\n\r\n"
+    b"data:two\n"
+    b"data:  three\n"
+    b"id: 7\n\n"
+    b"data: four\r\r"
+    b"data: [DONE]\n\n"
+)
+
+
+def test_events_are_split_however_the_bytes_arrive() -> None:
+    expected = [b"one", b"two\n three", b"four", b"[DONE]"]
+    whole = EventStream()
+    assert whole.feed(STREAM) + whole.end() == expected
+    for cut in range(1, len(STREAM)):  # every split point, CR before LF included
+        stream = EventStream()
+        assert stream.feed(STREAM[:cut]) + stream.feed(STREAM[cut:]) + stream.end() == expected
+    stream = EventStream()
+    got = [event for i in range(len(STREAM)) for event in stream.feed(STREAM[i : i + 1])]
+    assert got + stream.end() == expected
+
+
+def test_an_event_the_stream_ends_in_still_counts() -> None:
+    stream = EventStream()
+    assert stream.feed(b"data: [DONE]") == []
+    assert stream.end() == [b"[DONE]"]
+
+
+def test_the_first_token_is_the_first_text() -> None:
+    stream = ChatStream(started=10.0)
+    stream.feed(
+        json.dumps({"choices": [{"delta": {"role": "assistant", "content": ""}}]}).encode(), 10.1
+    )
+    stream.feed(json.dumps({"choices": [{"delta": {"reasoning_content": "hm"}}]}).encode(), 10.3)
+    stream.feed(json.dumps(delta("ok")).encode(), 10.4)
+    stream.feed(b"[DONE]", 10.5)
+    stream.feed(b"not json, after [DONE]", 10.6)
+    result = stream.result("m", 200)
+    assert result.ttft == pytest.approx(0.3) and result.duration == pytest.approx(0.5)
+    assert result.usage == TokenUsage(None, 2, None, estimated=True)
+    early = ChatStream(0.0)
+    early.feed(json.dumps(delta("x")).encode(), 0.1)
+    with pytest.raises(StreamError, match="ended before"):
+        early.result("m", 200)
+
+
+@pytest.mark.parametrize(
+    ("usage", "pricing", "cost"),
+    [
+        (TokenUsage(100, 10, None, False), Pricing(input=1.0, output=2.0), 120e-6),
+        (TokenUsage(100, 10, 40, False), Pricing(input=1.0, output=2.0), 120e-6),  # at most
+        (TokenUsage(100, 10, 40, False), Pricing(1.0, 2.0, cache_read=0.1), 84e-6),
+        (TokenUsage(100, 0, None, False), Pricing(input=1.0), 100e-6),  # no output: no price
+        (TokenUsage(100, 10, None, False), Pricing(input=1.0), None),
+        (TokenUsage(100, 10, None, False), Pricing(output=1.0), None),
+        (TokenUsage(None, 10, None, True), Pricing(1.0, 1.0), None),
+        (TokenUsage(0, 0, None, False), Pricing(), 0.0),
+        (TokenUsage(10, 5, 50, False), Pricing(1.0, 1.0, cache_read=0.0), 5e-6),  # cache <= prompt
+    ],
+)
+def test_estimate_cost(usage: TokenUsage, pricing: Pricing, cost: float | None) -> None:
+    found = estimate_cost(usage, pricing)
+    assert found == (None if cost is None else pytest.approx(cost))

@@ -1,0 +1,110 @@
+"""Edges of the shared text rules: durations and ages as people read them, boundaries of
+redaction and of the one-line rule, URLs without a scheme (found by `make mutation`)."""
+
+from __future__ import annotations
+
+import errno
+
+import pytest
+from pinference_exporter.config import parse_duration
+
+from llm_pinference.core.text import (
+    format_age,
+    format_duration,
+    one_line,
+    os_reason,
+    redact,
+    redact_data,
+    redact_url,
+    url_secrets,
+)
+
+
+@pytest.mark.parametrize(
+    "seconds, shown",
+    [
+        (0, "0s"),
+        (0.0004, "0s"),  # under a millisecond
+        (-5, "0s"),
+        (0.001, "1ms"),
+        (0.5, "500ms"),
+        (1, "1s"),
+        (1.5, "1s500ms"),
+        (59.999, "59s999ms"),
+        (60, "1m"),
+        (90, "1m30s"),
+        (3600, "1h"),
+        (3661, "1h1m1s"),
+        (86400, "1d"),
+        (7 * 86400, "1w"),
+        (365 * 86400 + 1, "1y1s"),
+        (2 * 365 * 86400 + 8 * 86400, "2y1w1d"),
+    ],
+)
+def test_durations_read_as_prometheus_writes_them(seconds: float, shown: str) -> None:
+    assert format_duration(seconds) == shown
+
+
+@pytest.mark.parametrize("seconds", [0.001, 0.25, 1, 29.5, 61, 3599.999, 90061, 31_622_400])
+def test_a_shown_duration_reads_back_as_the_same_duration(seconds: float) -> None:
+    """What the exporter prints (`--probe.interval=1m30s`) is valid input for its flags."""
+    assert parse_duration(format_duration(seconds)) == pytest.approx(seconds)
+
+
+@pytest.mark.parametrize(
+    "seconds, shown",
+    [
+        (-3, "0s"),
+        (0, "0s"),
+        (45, "45s"),
+        (119.4, "119s"),
+        (120, "2 min"),
+        (179, "3 min"),
+        (7199, "120 min"),
+        (7200, "2 h"),
+        (172_799, "48 h"),
+        (172_800, "2 days"),
+        (30 * 86400, "30 days"),
+    ],
+)
+def test_ages_change_unit_at_two_of_the_next(seconds: float, shown: str) -> None:
+    assert format_age(seconds) == shown
+
+
+def test_os_reasons_are_the_system_words_without_paths() -> None:
+    missing = FileNotFoundError(errno.ENOENT, "No such file or directory", "/secret/path")
+    assert os_reason(missing) == "No such file or directory"
+    assert os_reason(PermissionError()) == "PermissionError"  # no strerror: the kind
+    assert os_reason(ValueError("bad /secret/path")) == "ValueError"
+
+
+def test_a_secret_of_the_shortest_length_is_still_hidden() -> None:
+    assert redact("key abcd in text", ["abcd", "abc"]) == "key *** in text"
+    assert redact_data({"abcd": ["abcd", "abc"]}, ["abcd"]) == {"***": ["***", "abc"]}
+
+
+def test_a_password_with_a_colon_is_hidden_whole() -> None:
+    url = "https://user:pa:ss@host/v1"
+    assert "pa:ss" in url_secrets(url)
+    assert redact("pa:ss leaked", url_secrets(url)) == "*** leaked"
+
+
+@pytest.mark.parametrize(
+    "url, shown",
+    [
+        ("host:8080/v1?token=abc#frag", "host:8080/v1"),
+        ("host/v1#frag?not-a-query", "host/v1"),
+        ("host/v1?a=1?b=2", "host/v1"),
+        ("/relative/path?key=k-1234", "/relative/path"),
+        ("no-separator", "no-separator"),
+    ],
+)
+def test_urls_without_a_scheme_lose_query_and_fragment(url: str, shown: str) -> None:
+    assert redact_url(url) == shown
+
+
+def test_one_line_keeps_a_line_of_exactly_the_limit() -> None:
+    exact = "x" * 300
+    assert one_line(exact) == exact
+    assert one_line("y" * 301) == "y" * 297 + "..."
+    assert one_line("z" * 20, limit=10) == "z" * 7 + "..."

@@ -1,0 +1,389 @@
+"""Flags, the config file, their precedence, and one-line errors with exit status 2."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from pinference_exporter import cli, webconfig
+from pinference_exporter.config import (
+    ConfigError,
+    ExporterConfig,
+    ListenAddress,
+    parse_duration,
+    parse_listen_address,
+)
+
+from llm_pinference import __version__
+from llm_pinference.core.settings import DEFAULT_BASE_URL
+from llm_pinference.core.text import format_duration, redact_url
+from tests.exporter.helpers import PW_HASH
+
+
+def config_from(argv: list[str]) -> ExporterConfig:
+    args = cli.build_parser().parse_args(argv)
+    return cli.build_config(cli.resolve_values(args))
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("500ms", 0.5), ("30s", 30), ("1m30s", 90), ("2h", 7200), ("1d", 86400), ("0", 0),
+     ("1h1m1s1ms", 3661.001)],
+)  # fmt: skip
+def test_parse_duration(text: str, seconds: float) -> None:
+    assert parse_duration(text) == pytest.approx(seconds)
+
+
+@pytest.mark.parametrize("text", ["", "30", "1.5s", "1s1m", "-1s", "5 s", "1ms1s", "abc", None, 30])
+def test_parse_duration_rejects(text: object) -> None:
+    with pytest.raises(ConfigError, match="not a duration"):
+        parse_duration(text)
+
+
+def test_format_duration() -> None:
+    assert [format_duration(s) for s in (90, 0.5, 30, 3600.25, 0)] == [
+        "1m30s", "500ms", "30s", "1h250ms", "0s",
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [(":8795", ListenAddress("", 8795)), ("127.0.0.1:8795", ListenAddress("127.0.0.1", 8795)),
+     ("[::1]:9", ListenAddress("::1", 9)), ("localhost:0", ListenAddress("localhost", 0)),
+     ("[::]:8795", ListenAddress("::", 8795))],
+)  # fmt: skip
+def test_parse_listen_address(text: str, expected: ListenAddress) -> None:
+    assert parse_listen_address(text) == expected
+
+
+@pytest.mark.parametrize("text", ["8795", ":70000", "[::1]", "host:", "a:b", "::1:80", ""])
+def test_parse_listen_address_rejects(text: str) -> None:
+    with pytest.raises(ConfigError, match="not a listen address"):
+        parse_listen_address(text)
+
+
+def test_redact_url() -> None:
+    assert redact_url("https://u:p@host:1/api/v1?key=x#f") == "https://host:1/api/v1"
+    assert redact_url("http://127.0.0.1:8/api") == "http://127.0.0.1:8/api"
+
+
+def test_defaults() -> None:
+    config = config_from([])
+    assert config.addresses == (ListenAddress("", 8795),) and config.telemetry_path == "/metrics"
+    assert config.probe_interval == 30 and config.timeout == 10
+    assert config.concurrency == 4 and config.max_series == 1000
+    assert config.max_response_bytes == 16 * 1024 * 1024 and config.web is None
+    assert not config.enable_lifecycle
+    (account,) = config.accounts
+    assert account.name == "default" and account.sample_size == 2
+    assert account.base_url == DEFAULT_BASE_URL and account.api_key is None
+
+
+def test_default_timeout_is_half_a_short_interval() -> None:
+    assert config_from(["--probe.interval=4s"]).timeout == 2
+    assert config_from(["--probe.interval=1m"]).timeout == 10
+
+
+def test_config_file_vs_flags_vs_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PRIME_INFERENCE_URL", "http://from-env.example/api/v1")
+    monkeypatch.setenv("PRIME_API_KEY", "env-key-0000")
+    monkeypatch.setenv("PRIME_TEAM_ID", "env-team")
+    secrets = tmp_path / "secrets"
+    secrets.mkdir()
+    (secrets / "key").write_text("  file-key-1234\n")
+    config_file = tmp_path / "exporter.yml"
+    config_file.write_text(
+        """
+web:
+  listen_address: 127.0.0.1:9999
+  telemetry_path: /custom
+probe:
+  interval: 1m
+  timeout: 5s
+  models: [a/one, b/two]
+  concurrency: 2
+models:
+  max_series: 50
+api:
+  base_url: http://from-file.example/api/v1/
+  key_file: secrets/key
+log:
+  level: debug
+"""
+    )
+    only_file = config_from([f"--config.file={config_file}"])
+    assert only_file.listen_address == ("127.0.0.1:9999",)
+    assert only_file.telemetry_path == "/custom"
+    assert (only_file.probe_interval, only_file.timeout) == (60, 5)
+    (settings,) = only_file.accounts
+    assert settings.probe_models == ("a/one", "b/two")
+    assert (only_file.concurrency, only_file.max_series) == (2, 50)
+    assert settings.base_url == "http://from-file.example/api/v1"  # the file beats the env
+    assert settings.api_key == "file-key-1234"  # relative to the file, whitespace stripped
+    assert settings.team_id == "env-team"  # not in the file: the environment's
+
+    flags = config_from([
+        f"--config.file={config_file}", "--probe.interval=10s", "--probe.models=c/three",
+        "--probe.models=d/four", "--api.base-url=http://from-flag.example/v1",
+        "--web.listen-address=:0",
+    ])  # fmt: skip
+    assert flags.probe_interval == 10 and flags.timeout == 5
+    assert flags.accounts[0].probe_models == ("c/three", "d/four")  # the flags replace the file's
+    assert flags.listen_address == (":0",) and flags.telemetry_path == "/custom"
+    assert flags.accounts[0].base_url == "http://from-flag.example/v1"
+
+    (no_file,) = config_from([]).accounts
+    assert no_file.base_url == "http://from-env.example/api/v1"
+    assert no_file.api_key == "env-key-0000"
+
+
+def test_settings_repr_never_shows_the_key(tmp_path: Path) -> None:
+    key = tmp_path / "key"
+    key.write_text("sk-very-secret-key")
+    config = config_from([f"--api.key-file={key}"])
+    assert "sk-very-secret-key" not in repr(config)
+
+
+BAD_ARGS = {
+    "duration": (["--probe.interval=abc"], "--probe.interval: 'abc' is not a duration"),
+    "decimal duration": (["--probe.timeout=1.5s"], "--probe.timeout"),
+    "timeout >= interval": (
+        ["--probe.interval=5s", "--probe.timeout=5s"],
+        "--probe.timeout (5s) must be shorter than --probe.interval (5s)",
+    ),
+    "zero interval": (["--probe.interval=0"], "--probe.interval: '0' is outside 1s to 1d"),
+    "sub-second interval": (["--probe.interval=999ms"], "'999ms' is outside 1s to 1d"),
+    "interval over a day": (["--probe.interval=1d1ms"], "'1d1ms' is outside 1s to 1d"),
+    "interval of centuries": (["--probe.interval=300y"], "'300y' is outside 1s to 1d"),
+    "timeout above interval": (
+        ["--probe.interval=2s", "--probe.timeout=1m"],
+        "--probe.timeout (1m) must be shorter than --probe.interval (2s)",
+    ),
+    "old key file flag": (["--api-key-file=/x"], "--api-key-file was renamed --api.key-file"),
+    "watched id leaving /models/": (
+        ["--probe.models=../../admin"],
+        "--probe.models: invalid model id '../../admin': a path segment is '.' or '..'",
+    ),
+    "watched id escaped dots": (["--probe.models=a/%2e%2E/b"], "a path segment is '.' or '..'"),
+    "empty listen address list": (["--web.listen-address="], "not a listen address"),
+    "address": (["--web.listen-address=8795"], "--web.listen-address: '8795' is not a listen"),
+    "port": (["--web.listen-address=:70000"], "not a listen address"),
+    "log level": (["--log.level=verbose"], "--log.level: 'verbose' is not one of debug"),
+    "log format": (["--log.format=text"], "--log.format"),
+    "concurrency": (["--probe.concurrency=0"], "--probe.concurrency: '0' is not an integer"),
+    "max series": (["--models.max-series=-1"], "--models.max-series"),
+    "sample size": (["--probe.sample-size=x"], "--probe.sample-size"),
+    "response bytes": (["--probe.max-response-bytes=10"], "--probe.max-response-bytes"),
+    "telemetry path": (["--web.telemetry-path=/-/ready"], "--web.telemetry-path"),
+    "relative telemetry path": (["--web.telemetry-path=metrics"], "must start with /"),
+    "base url": (["--api.base-url=ftp://x"], "is not an http:// or https:// URL"),
+    "unknown flag": (["--no-such-flag"], "unrecognized arguments: --no-such-flag"),
+    "missing value": (["--probe.interval"], "expected one argument"),
+    "missing config": (["--config.file=/nonexistent/x.yml"], "cannot read config file"),
+    "missing key file": (["--api.key-file=/nonexistent/key"], "cannot read API key file"),
+    "tls half": (["--web.tls-cert-file=/x.pem"], "go together"),
+    "tls files": (
+        ["--web.tls-cert-file=/nonexistent/c", "--web.tls-key-file=/nonexistent/k"],
+        "cannot load TLS certificate",
+    ),
+    "web config": (["--web.config.file=/nonexistent/web.yml"], "cannot read web config"),
+}
+
+
+@pytest.mark.parametrize("name", list(BAD_ARGS))
+def test_bad_values_exit_2_with_one_line(name: str, capsys: pytest.CaptureFixture[str]) -> None:
+    argv, message = BAD_ARGS[name]
+    assert cli.main(argv) == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err.count("\n") == 1 and err.startswith("pinference-exporter: error: ")
+    assert message in err
+
+
+BAD_FILES = {
+    "not yaml": ("probe: [unclosed", "not valid YAML (line"),
+    "not a mapping": ("- a\n- b\n", "expected a mapping of sections"),
+    "unknown section": ("prob:\n  interval: 1s\n", "unknown section 'prob'"),
+    "unknown key": ("probe:\n  intervall: 1s\n", "unknown key 'probe.intervall'"),
+    "number as duration": ("probe:\n  interval: 30\n", "probe.interval: 30 is not a duration"),
+    "section not a mapping": ("web: 8795\n", "section 'web' must be a mapping"),
+    "models not a list": ("probe:\n  models: {a: 1}\n", "is not a list of model ids"),
+    "bool as integer": ("probe:\n  concurrency: true\n", "probe.concurrency"),
+    "empty key file": ("api:\n  key_file: empty\n", "is empty"),
+}
+
+
+@pytest.mark.parametrize("name", list(BAD_FILES))
+def test_bad_config_files_exit_2_with_one_line(
+    name: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    text, message = BAD_FILES[name]
+    (tmp_path / "empty").write_text("  \n")
+    path = tmp_path / "exporter.yml"
+    path.write_text(text)
+    assert cli.main([f"--config.file={path}"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message in err, err
+
+
+BAD_WEB_CONFIGS = {
+    "unknown key": ("http_server_confg: {}\n", "unknown key(s) http_server_confg (known: "),
+    "toolkit key not here": ("rate_limit: {burst: 1}\n", "rate_limit not supported"),
+    "unknown tls key": (
+        "tls_server_config: {cert_file: c, key_file: k, min_versoin: TLS12}\n",
+        "tls_server_config: unknown key(s) min_versoin",
+    ),
+    "unknown http key": ("http_server_config: {header: {}}\n", "unknown key(s) header"),
+    "http2 not a bool": ("http_server_config: {http2: maybe}\n", "http2 must be true or false"),
+    "header not allowed": (
+        "http_server_config:\n  headers: {X-Powered-By: me}\n",
+        "header 'X-Powered-By' cannot be set",
+    ),
+    "header value not allowed": (
+        "http_server_config:\n  headers: {X-Frame-Options: allow}\n",
+        "header X-Frame-Options: 'allow' is not one of deny, sameorigin",
+    ),
+    "min above max": (
+        "tls_server_config: {cert_file: c, key_file: k, min_version: TLS13,\n"
+        "  max_version: TLS12}\n",
+        "min_version TLS13 is above max_version TLS12",
+    ),
+    "client ca without client auth": (
+        "tls_server_config:\n  {cert_file: c, key_file: k, client_ca_file: ca}\n",
+        "cannot load TLS certificate",  # checked after the certificate: see the test below
+    ),
+    "no cert": ("tls_server_config:\n  key_file: k\n", "needs cert_file and key_file"),
+    "not bcrypt": ("basic_auth_users:\n  prom: plain\n", "prom's password is not a valid bcrypt"),
+    "truncated bcrypt": (
+        f"basic_auth_users:\n  prom: '{PW_HASH[:-1]}'\n",
+        "prom's password is not a valid bcrypt hash",
+    ),
+    "bcrypt cost out of range": (
+        f"basic_auth_users:\n  prom: '{PW_HASH.replace('$05$', '$32$')}'\n",
+        "prom's password is not a valid bcrypt hash",
+    ),
+    "bcrypt bad alphabet": (
+        f"basic_auth_users:\n  prom: '{PW_HASH[:-1]}!'\n",
+        "prom's password is not a valid bcrypt hash",
+    ),
+    "bad user": ("basic_auth_users:\n  'a:b': '$2y$05$x'\n", "bad user name"),
+}
+
+
+@pytest.mark.parametrize("name", list(BAD_WEB_CONFIGS))
+def test_bad_web_configs_exit_2_with_one_line(
+    name: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    text, message = BAD_WEB_CONFIGS[name]
+    path = tmp_path / "web.yml"
+    path.write_text(text)
+    assert cli.main([f"--web.config.file={path}"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message in err, err
+
+
+def test_unsupported_client_auth_type_is_refused(tmp_path: Path) -> None:
+    # Checked after the certificate loads: use a real one when openssl is there.
+    cert, key = tmp_path / "c.pem", tmp_path / "k.pem"
+    import shutil
+    import subprocess
+
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is not installed")
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-keyout",
+         str(key), "-out", str(cert), "-subj", "/CN=localhost"],
+        check=True, capture_output=True, timeout=60,
+    )  # fmt: skip
+    path = tmp_path / "web.yml"
+    path.write_text(
+        "tls_server_config:\n  cert_file: c.pem\n  key_file: k.pem\n"
+        "  client_auth_type: RequestClientCert\n"
+    )
+    with pytest.raises(ConfigError, match="RequestClientCert' is not supported"):
+        webconfig.load_web_config(str(path))
+    path.write_text(
+        "tls_server_config:\n  cert_file: c.pem\n  key_file: k.pem\n"
+        "  client_auth_type: RequireAndVerifyClientCert\n"
+    )
+    with pytest.raises(ConfigError, match="needs client_ca_file"):
+        webconfig.load_web_config(str(path))
+    path.write_text(
+        "tls_server_config:\n  cert_file: c.pem\n  key_file: k.pem\n  min_version: TLS14\n"
+    )
+    with pytest.raises(ConfigError, match="TLS version 'TLS14'"):
+        webconfig.load_web_config(str(path))
+
+
+def test_basic_auth_without_any_bcrypt_is_a_startup_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(webconfig, "hash_checker", lambda: None)
+    path = tmp_path / "web.yml"
+    path.write_text(f"basic_auth_users:\n  prom: '{PW_HASH}'\n")
+    assert cli.main([f"--web.config.file={path}"]) == 2
+    assert "basic_auth_users needs the bcrypt Python module" in capsys.readouterr().err
+
+
+def test_bcrypt_checker_and_credential_cache() -> None:
+    check = webconfig.hash_checker()
+    assert check is not None  # bcrypt is in the test extra
+    assert check(b"pw", PW_HASH) and not check(b"px", PW_HASH)
+    calls: list[bytes] = []
+
+    def counting(password: bytes, hashed: str) -> bool:
+        calls.append(password)
+        return check(password, hashed)
+
+    auth = webconfig.BasicAuth({"prom": PW_HASH}, counting)
+    import base64
+
+    def header(user: str, password: str) -> str:
+        return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+
+    assert auth.allows(header("prom", "pw")) and auth.allows(header("prom", "pw"))
+    assert calls == [b"pw"]  # the second check came from the cache
+    assert not auth.allows(header("prom", "px"))
+    assert not auth.allows(header("other", "pw"))
+    assert not auth.allows("Basic !!!") and not auth.allows("Bearer x") and not auth.allows(None)
+
+
+def test_version_and_help(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["--version"]) == 0
+    assert f"pinference-exporter, version {__version__}" in capsys.readouterr().out
+    assert cli.main(["--help"]) == 0
+    help_text = capsys.readouterr().out
+    for flag in ("--web.listen-address", "--web.telemetry-path", "--probe.interval",
+                 "--probe.timeout", "--probe.models", "--probe.concurrency",
+                 "--models.max-series", "--config.file", "--api.key-file", "--log.level",
+                 "--log.format", "--web.config.file", "--web.tls-cert-file",
+                 "--web.tls-key-file", "--version"):  # fmt: skip
+        assert flag in help_text
+
+
+def test_the_readme_config_examples_are_valid(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import re
+
+    import yaml
+
+    from tests.exporter.helpers import ROOT
+
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## The exporter\n", 1)[1].split("\n## ", 1)[0]
+    blocks = re.findall(r"```yaml\n(.*?)```", section, flags=re.S)
+    assert len(blocks) == 2
+    (tmp_path / "key").write_text("sk-example-key")
+    for block in blocks:
+        data = yaml.safe_load(block)
+        for entry in [data.get("api") or {}, *(data.get("accounts") or [])]:
+            if "key_file" in entry:
+                entry["key_file"] = "key"  # the README's /run/secrets/... are not here
+        data.get("web", {}).pop("config_file", None)
+        path = tmp_path / "exporter.yml"
+        path.write_text(yaml.safe_dump(data))
+        assert cli.main([f"--config.file={path}", "--config.check"]) == 0, capsys.readouterr()
+        assert capsys.readouterr().out == "ok\n"
