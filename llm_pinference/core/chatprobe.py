@@ -245,24 +245,8 @@ def _count(data: Mapping[str, Any], key: str) -> int | None:
 
 
 def estimate_cost(usage: TokenUsage, pricing: Pricing) -> float | None:
-    """USD for these tokens at these prices (per million tokens): prompt tokens not read
-    from the cache at the input price, cached ones at the cache-read price (the input
-    price when that one is not listed: what they cost at most), output at the output
-    price. None when a count or a price that matters is unknown (a zero count needs no
-    price)."""
+    """USD for these tokens at these prices (Pricing.cost_usd); None when the prompt's
+    count is unknown."""
     if usage.prompt_tokens is None:
         return None
-    cached = min(usage.cached_tokens or 0, usage.prompt_tokens)
-    cache_price = pricing.cache_read if pricing.cache_read is not None else pricing.input
-    parts = (
-        (usage.prompt_tokens - cached, pricing.input),
-        (cached, cache_price),
-        (usage.output_tokens, pricing.output),
-    )
-    total = 0.0
-    for tokens, price in parts:
-        if tokens:
-            if price is None:
-                return None
-            total += tokens * price
-    return total / 1_000_000
+    return pricing.cost_usd(usage.prompt_tokens, usage.output_tokens, usage.cached_tokens or 0)

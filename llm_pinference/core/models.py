@@ -17,6 +17,30 @@ class Pricing:
     cache_read: float | None = None
     cache_write: float | None = None
 
+    def cost_usd(
+        self, input_tokens: int, output_tokens: int, cache_read: int = 0, cache_write: int = 0
+    ) -> float | None:
+        """USD for these tokens, the input count including the cached ones (as OpenAI
+        reports them): uncached input at the input price, cache reads and writes at theirs
+        (the input price when not listed: what they cost at most), output at the output
+        price. None when a price that matters is unknown (a zero count needs none) or the
+        sum is absurd (not finite). The one pricing of a usage (cost report, chat probe)."""
+        cache_read = min(cache_read, input_tokens)
+        cache_write = min(cache_write, input_tokens - cache_read)
+        parts = (
+            (input_tokens - cache_read - cache_write, self.input),
+            (cache_read, self.input if self.cache_read is None else self.cache_read),
+            (cache_write, self.input if self.cache_write is None else self.cache_write),
+            (output_tokens, self.output),
+        )
+        total = 0.0
+        for tokens, price in parts:
+            if tokens:
+                if price is None:
+                    return None
+                total += tokens * price
+        return total / 1_000_000 if math.isfinite(total) else None
+
 
 @dataclass(frozen=True)
 class ModelInfo:

@@ -71,11 +71,6 @@ def cache_file() -> Path:
     return user_dir() / catalog.CACHE_FILENAME
 
 
-def index_file() -> Path:
-    """The registration index beside the cache file."""
-    return catalog.index_path(cache_file())
-
-
 def read_cache() -> dict[str, Any]:
     return json.loads(cache_file().read_text())
 
@@ -111,3 +106,13 @@ def write_prime_config(home: Path, **values: str) -> None:
 
 def auth_header(request: Any) -> str | None:
     return request.header("authorization")
+
+
+class Clock:
+    """A clock the test moves by hand."""
+
+    def __init__(self) -> None:
+        self.now = 1_800_000_000.0
+
+    def __call__(self) -> float:
+        return self.now

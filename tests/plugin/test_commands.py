@@ -13,15 +13,10 @@ from click.testing import Result
 from llm_pinference import cache as catalog
 from llm_pinference import commands
 from pinference_fake import FakePinference, Fault, default_catalogue, generate_catalogue
-from tests.plugin.helpers import KEY, invoke, read_cache, reset_state, set_cache_times
+from tests.plugin.helpers import KEY, invoke, read_cache, set_cache_times
 from tests.support import free_port as closed_port
 
-
-@pytest.fixture(autouse=True)
-def _plugin(fake: FakePinference, monkeypatch: pytest.MonkeyPatch) -> None:
-    reset_state()
-    monkeypatch.setenv("PRIME_INFERENCE_URL", fake.base_url)
-    monkeypatch.setenv("PRIME_API_KEY", KEY)  # configured: the hooks fetch the list
+pytestmark = pytest.mark.usefixtures("configured")
 
 
 def one_line_error(result: Result, *parts: str) -> None:

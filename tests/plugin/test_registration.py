@@ -23,10 +23,11 @@ from tests.plugin.helpers import (
     PRIVATE_MODEL,
     TEAM,
     auth_header,
+    cache_file,
     errors_as_users_see_them,
-    index_file,
     invoke,
     pinference_ids,
+    read_cache,
     reset_state,
     set_cache_times,
     set_key,
@@ -323,11 +324,11 @@ def test_a_corrupt_keys_file_still_lists_models(fake: FakePinference) -> None:
 )
 def test_one_damaged_record_does_not_hide_the_others(damage: Callable[[list], None]) -> None:
     invoke(["models"])
-    index = json.loads(index_file().read_text())
-    (entry,) = index["accounts"].values()
-    (record,) = [r for r in entry["models"] if r[0] == CHAT_MODEL]
+    data = read_cache()
+    (entry,) = data["accounts"].values()
+    (record,) = [r for r in entry["records"][1] if r[0] == CHAT_MODEL]
     damage(record)
-    index_file().write_text(json.dumps(index))  # still the index of the same cache file
+    cache_file().write_text(json.dumps(data))
     reset_state()
     result = invoke(["models"])
     assert result.exit_code == 0 and "OpenAI Chat: gpt-4o" in result.stdout
