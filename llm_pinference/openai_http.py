@@ -66,13 +66,13 @@ class InvalidChatResponse(openai.APIError):
 
 
 def clean_usage(usage: object, depth: int = 0) -> dict[str, Any] | None:
-    """The one place a usage is made safe for llm: a dict whose values are token counts
-    (non-negative ints within MAX_COUNT; a whole float or a digit string becomes one) or
-    dicts of them (two levels: `prompt_tokens_details`), anything else None."""
+    """The one place a usage is made safe for llm: a dict of token counts (non-negative ints
+    within MAX_COUNT; a whole float or a digit string becomes one), with `*_details` dicts
+    of the same (two levels), any other value None; not a dict: None."""
     if not isinstance(usage, dict) or depth > 2:
         return None
     return {
-        str(k): clean_usage(v, depth + 1) if isinstance(v, dict) else _count(v)
+        str(k): clean_usage(v, depth + 1) if str(k).endswith("_details") else _count(v)
         for k, v in usage.items()
     }
 

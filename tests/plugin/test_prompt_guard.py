@@ -25,9 +25,9 @@ from click.testing import Result
 from llm_pinference import openai_http, plugin
 from llm_pinference.openai_http import http_lib
 from pinference_fake import FakePinference, Fault
-from tests.plugin.conftest import ChatServer
 from tests.plugin.helpers import (
     KEY,
+    ChatServer,
     errors_as_users_see_them,
     invoke,
     reset_state,

@@ -37,11 +37,7 @@ from tests.plugin.helpers import (
 CHAT_MODEL = "qwen/qwen3-30b-a3b-instruct-2507"
 
 
-@pytest.fixture(autouse=True)
-def _plugin(fake: FakePinference, monkeypatch: pytest.MonkeyPatch) -> None:
-    reset_state()
-    monkeypatch.setenv("PRIME_INFERENCE_URL", fake.base_url)
-    monkeypatch.setenv("PRIME_API_KEY", KEY)  # configured: the hooks fetch the list
+pytestmark = pytest.mark.usefixtures("configured")  # a key: the hooks fetch the list
 
 
 def registered() -> dict[str, llm.Model]:
@@ -386,3 +382,43 @@ def test_importing_the_plugin_does_not_import_requests() -> None:
         check=False,
     )
     assert out.stdout.split() == ["False", "True"], out.stderr
+
+
+def test_an_unknown_pinference_model_gets_a_hint(
+    fake: FakePinference, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    errors_as_users_see_them(monkeypatch)
+    monkeypatch.setattr(sys, "argv", ["llm", "-m", "pinference/nope", "hi"])
+    monkeypatch.delenv("PRIME_API_KEY")
+    # No key, no cached list: how to set a key.
+    result = invoke(["-m", "pinference/nope", "hi"])
+    hint, error = result.stderr.strip().splitlines()
+    assert hint.startswith("llm-pinference: no Pinference models are listed")
+    assert "llm keys set pinference" in hint and "llm pinference refresh" in hint
+    assert error == "Error: 'Unknown model: pinference/nope'"
+    # A key and a cached list without the model: refresh.
+    monkeypatch.setenv("PRIME_API_KEY", KEY)
+    reset_state()
+    result = invoke(["-m", "pinference/nope", "hi"])
+    hint = result.stderr.strip().splitlines()[0]
+    assert hint.startswith("llm-pinference: pinference/nope is not in the model list cached")
+    assert "`llm pinference refresh`" in hint
+    # Other commands and models say nothing.
+    reset_state()
+    monkeypatch.setattr(sys, "argv", ["llm", "models"])
+    assert invoke(["models"]).stderr == ""
+
+
+@pytest.mark.parametrize(
+    "argv, wanted",
+    [
+        (["llm", "-m", "pinference/a/b", "hi"], "a/b"),
+        (["llm", "--model=pinference/a"], "a"),
+        (["llm", "-mpinference/x"], "x"),
+        (["llm", "chat", "--model", "pinference/y"], "y"),
+        (["llm", "-m", "gpt-4o", "pinference/z"], None),
+        (["llm", "models", "-q", "pinference/z"], None),
+    ],
+)
+def test_the_model_a_command_line_asks_for(argv: list[str], wanted: str | None) -> None:
+    assert plugin.requested_model(argv) == wanted
