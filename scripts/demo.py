@@ -24,6 +24,7 @@ from typing import Any, TypeVar
 import requests
 import yaml
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # harness/ (not in the wheel)
 from harness import Process, ProjectFiles, free_port, wait_until
 from harness.alertmanager import (
     WebhookReceiver,
