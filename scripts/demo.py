@@ -24,6 +24,9 @@ from typing import Any, TypeVar
 import requests
 import yaml
 
+# The harness is not installed (it stays out of the wheel): the demo runs from a checkout.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
 from harness import Process, ProjectFiles, free_port, wait_until
 from harness.alertmanager import (
     WebhookReceiver,
