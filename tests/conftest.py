@@ -7,6 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from harness.pki import Certificates, make_certificates
+from tests.support import require_openssl
+
 SETTINGS_ENV = ("PRIME_API_KEY", "PRIME_TEAM_ID", "PRIME_INFERENCE_URL")
 
 
@@ -20,6 +23,23 @@ def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     for name in (*SETTINGS_ENV, "OPENROUTER_KEY", "LLM_PINFERENCE_CACHE_TTL"):
         monkeypatch.delenv(name, raising=False)
     return home
+
+
+@pytest.fixture(scope="session")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Certificates:
+    """A throwaway CA that expires in 1 day and a leaf for 127.0.0.1 signed by it that
+    expires in 3 (so the chain's earliest expiry is not the leaf's)."""
+    require_openssl()
+    return make_certificates(tmp_path_factory.mktemp("pki"), ca_days=1, leaf_days=3)
+
+
+@pytest.fixture
+def https_fake(pki: Certificates) -> Iterator[object]:
+    """The fake serving HTTPS with the chain of `pki` (the leaf, then the CA)."""
+    from pinference_fake import FakePinference
+
+    with FakePinference(certfile=pki.chain, keyfile=pki.leaf_key) as server:
+        yield server
 
 
 @pytest.fixture
