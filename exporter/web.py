@@ -204,15 +204,21 @@ class _Handler(WSGIRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = SERVER
     timeout = REQUEST_TIMEOUT
+    # Each answer leaves in one write, at once: on a kept-alive connection, a second small
+    # write would wait for the client's delayed ACK (Nagle), ~40 ms a scrape.
+    wbufsize = 64 * 1024
+    disable_nagle_algorithm = True
 
     def version_string(self) -> str:
         return SERVER
 
     def handle(self) -> None:
         self.close_connection = True
-        self.handle_one_request()
-        while not self.close_connection:
+        while True:
             self.handle_one_request()
+            self.wfile.flush()
+            if self.close_connection:
+                return
 
     def handle_one_request(self) -> None:
         """wsgiref's handle() for one request, on a connection that may carry more."""

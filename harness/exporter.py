@@ -18,7 +18,7 @@ STARTUP_TIMEOUT = 30.0
 
 def exporter_command() -> list[str]:
     """How to run the exporter from this interpreter (one place for the module name)."""
-    return [sys.executable, "-m", "exporter"]
+    return [sys.executable, "-m", "pinference_exporter"]
 
 
 def exporter_env(root: Path, base_url: str, api_key: str, home: Path) -> dict[str, str]:
