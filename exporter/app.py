@@ -25,20 +25,21 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from prometheus_client import ProcessCollector
-from prometheus_client.registry import Collector
+from prometheus_client import ProcessCollector, generate_latest, make_wsgi_app
+from prometheus_client.registry import Collector, CollectorRegistry
 
 from llm_pinference.core.settings import Settings
 from llm_pinference.core.text import redact_url
 
 from .collector import PinferenceCollector, Reading
 from .config import AccountConfig, ExporterConfig
-from .exposition import Exposition
+from .landing import AccountView, View
 from .logs import kv
 from .options import ConfigError, ListenAddress
 from .prober import Prober
+from .recent import RecentProbes
 from .state import ProbeState
-from .web import AccountView, ExporterApp, ExporterServer, View, listen
+from .web import ExporterApp, ExporterServer, listen
 from .webconfig import WebConfigWatcher, check_same_scheme
 
 log = logging.getLogger("exporter")
@@ -69,14 +70,12 @@ class ReloadStatus:
         self._lock = threading.Lock()
         self.successful = True
         self.success_time = time.time()
-        self.generation = 0  # bumped by each record (after it), like ProbeState's
 
     def record(self, error: str | None) -> None:
         with self._lock:
             self.successful = error is None
             if error is None:
                 self.success_time = time.time()
-            self.generation += 1
 
     def read(self) -> tuple[bool, float]:
         with self._lock:
@@ -100,21 +99,20 @@ class Exporter:
         self._after_reload: list[Callable[[ExporterConfig], None]] = []
         self.reload_status = ReloadStatus()
         self.web = WebConfigWatcher(config.web, on_result=self.reload_status.record)
-        self._config_generation = 0  # bumped by each assignment of _current (the property)
+        self.recent = RecentProbes()  # every account's last probes, for the landing page
         self._current = _Current(config, {})
         self._current = self._build(config)
         self._settle(self._current)
         self._ready = False
-        # Scrapes get the families built from the states pre-rendered, once per change of
-        # generation(), plus the process_* families read for each scrape.
-        self.exposition = Exposition(
-            PinferenceCollector(self._reading),
-            process if process is not None else ProcessCollector(registry=None),
-            self.generation,
-        )
-        self.registry = self.exposition.registry  # both, rendered afresh on each collect
+        self.registry = CollectorRegistry(auto_describe=True)  # names for a name[] filter
+        self.registry.register(PinferenceCollector(self._reading))
+        self.registry.register(process if process is not None else ProcessCollector(registry=None))
         self.app = ExporterApp(
-            self.exposition, lambda: self._current.config, self.view, self.web, self.reload
+            make_wsgi_app(self.registry),
+            lambda: self._current.config,
+            self.view,
+            self.web,
+            self.reload,
         )
         self._servers: list[ExporterServer] = []
         self._listening: list[ListenAddress] = []  # what the servers were bound to
@@ -128,24 +126,6 @@ class Exporter:
         return f"<Exporter {url} target={targets}>"
 
     # what it is now
-
-    @property
-    def _current(self) -> _Current:
-        return self.__current
-
-    @_current.setter
-    def _current(self, current: _Current) -> None:
-        self.__current = current
-        self._config_generation += 1  # after the swap: see generation()
-
-    def generation(self) -> tuple[int, ...]:
-        """Changes whenever anything the metrics show (but process_*) may have changed: the
-        config and its accounts, the reload status, any account's probe state. Each part
-        is bumped after its change, so what is rendered after reading this is never older.
-        The config's count is read before the accounts it counts, for the same reason."""
-        config, reloads = self._config_generation, self.reload_status.generation
-        states = [account.state.generation for account in self._current.accounts.values()]
-        return (config, reloads, *states)
 
     @property
     def config(self) -> ExporterConfig:
@@ -187,7 +167,8 @@ class Exporter:
         )
         if not self._ready and all(a.snapshot.list_done for a in accounts):
             self._ready = True  # then stays ready: a reload that adds an account keeps it
-        return View(current.config, accounts, self._ready)
+        return View(current.config, accounts, self._ready, self.recent, self.web.current(),
+                    tuple(self.secrets()))  # fmt: skip
 
     def _reading(self) -> Reading:
         current = self._current
@@ -209,7 +190,7 @@ class Exporter:
                 accounts[account.name] = previous
                 continue
             state = previous.state if previous else ProbeState(config.max_series)
-            prober = Prober(config, account, state)
+            prober = Prober(config, account, state, recent=self.recent)
             if previous is not None:
                 prober.take_over(previous.prober)
             accounts[account.name] = _Account(account, state, prober)
@@ -330,9 +311,8 @@ class Exporter:
         return all([account.prober.run_cycle() for account in self._accounts.values()])
 
     def scrape(self) -> str:
-        """The metrics in the Prometheus text format, as a scrape gets them (pre-rendered;
-        `generate_latest(exporter.registry)` renders the same afresh)."""
-        return self.exposition.render()[1].decode()
+        """The metrics in the Prometheus text format, as a scrape gets them."""
+        return generate_latest(self.registry).decode()
 
     @property
     def ports(self) -> list[int]:

@@ -180,9 +180,6 @@ class ProbeState:
         self._connection: Connection | None = None
         self._chat: dict[str, ChatStats] = {}
         self._prices: dict[str, Pricing] = {}  # chat-probed models' prices in the last list
-        # Bumped by every change a scrape could show, after the change (under the lock): a
-        # pre-rendered exposition is reused while the generation stays the same.
-        self.generation = 0
 
     def record(
         self,
@@ -207,7 +204,6 @@ class ProbeState:
                 self._list_done = True
             if connection is not None:
                 self._connection = connection
-            self.generation += 1
 
     def keep_chat_models(self, models: Iterable[str]) -> None:
         """The chat-probed models: new ones start at 0 (every reason pre-set), those no
@@ -215,7 +211,6 @@ class ProbeState:
         with self._lock:
             self._chat = {m: self._chat.get(m) or ChatStats() for m in models}
             self._prices = {m: p for m, p in self._prices.items() if m in self._chat}
-            self.generation += 1
 
     def record_chat(self, model: str, outcome: ChatOutcome) -> None:
         """Count one chat probe of a model that is chat-probed (others are ignored: a
@@ -226,7 +221,6 @@ class ProbeState:
             stats = self._chat.get(model)
             if stats is None:
                 return
-            self.generation += 1
             if outcome.reason is not None:
                 failures = {**stats.failures, outcome.reason: stats.failures[outcome.reason] + 1}
                 self._chat[model] = replace(stats, probes=stats.probes + 1, failures=failures)
@@ -264,31 +258,26 @@ class ProbeState:
             self._prices = prices
             self._changes["added"] += added
             self._changes["removed"] += removed
-            self.generation += 1
         return added, removed
 
     def set_available(self, model: str, value: int) -> None:
         with self._lock:
             self._available[model] = value
-            self.generation += 1
 
     def keep_available(self, models: Iterable[str]) -> None:
         """Forget availability of models no longer watched (their series disappear)."""
         keep = set(models)
         with self._lock:
             self._available = {m: v for m, v in self._available.items() if m in keep}
-            self.generation += 1
 
     def set_paused_until(self, until: float | None) -> None:
         """Wall time until which probing waits for a 429's Retry-After (for display)."""
         with self._lock:
             self._paused_until = until
-            self.generation += 1
 
     def count_cycle(self) -> None:
         with self._lock:
             self._cycles += 1
-            self.generation += 1
 
     def sample_ids(self) -> tuple[str, ...]:
         with self._lock:

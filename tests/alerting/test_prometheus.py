@@ -109,7 +109,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         exporter = Process(
             "exporter",
             [
-                sys.executable, "-m", "exporter",
+                sys.executable, "-m", "pinference_exporter",
                 f"--web.listen-address={target}",
                 "--probe.interval=1s",
                 "--probe.timeout=500ms",  # must be shorter than the interval

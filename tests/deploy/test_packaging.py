@@ -406,14 +406,19 @@ def test_llm_install_adds_the_plugin_without_the_exporter_dependencies(
 
 @pytest.mark.integration
 def test_exporter_without_its_extra_says_what_to_install(llm_venv: LlmVenv) -> None:
+    """--help, --version and the assets work in the plugin's environment; running the
+    exporter, or importing `Exporter`, says what to install in one line."""
     python = llm_venv.python
-    for argv in (
-        [python.parent / "pinference-exporter", "--version"],
-        [python, "-m", "pinference_exporter", "--version"],
-    ):
+    command = python.parent / "pinference-exporter"
+    for argv in ([command, "--version"], [python, "-m", "pinference_exporter", "--version"]):
+        assert "pinference-exporter, version" in run(argv).stdout
+    assert "--probe.interval" in run([command, "--help"]).stdout
+    listed = run([python, "-m", "pinference_exporter.assets", "--list"]).stdout.split()
+    assert "grafana/dashboards/pinference.json" in listed
+    for argv in ([command], [python, "-m", "pinference_exporter"]):
         result = run(argv, check=False)
         assert (result.returncode, result.stdout, result.stderr) == (2, "", MISSING_EXTRA + "\n")
-    library = run([python, "-c", "import pinference_exporter"], check=False)
+    library = run([python, "-c", "from pinference_exporter import Exporter"], check=False)
     assert "ImportError: the exporter needs its extra" in library.stderr
 
 

@@ -142,13 +142,13 @@ def wait_for(predicate: Callable[[], Any], timeout: float = 15.0, what: str = "c
 
 
 class ExporterProcess:
-    """`python -m exporter ...`; stderr is drained by a thread (a full pipe would block the
-    exporter) and the port is read from its start-up log line."""
+    """`python -m pinference_exporter ...`; stderr is drained by a thread (a full pipe would
+    block the exporter) and the port is read from its start-up log line."""
 
     def __init__(self, args: list[str], env: dict[str, str] | None = None) -> None:
         self.args = args
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "exporter", *args],
+            [sys.executable, "-m", "pinference_exporter", *args],
             cwd=ROOT,
             env={**os.environ, **(env or {})},
             stdout=subprocess.PIPE,
