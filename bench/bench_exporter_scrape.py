@@ -60,14 +60,13 @@ LAST_FAMILY = b"pinference_exporter_build_info{"  # the exporter's last pinferen
 
 
 def serve_exporter(models: int, probe_interval: float) -> None:
-    from pinference_exporter import Exporter, ExporterConfig
+    from pinference_exporter import AccountConfig, Exporter, ExporterConfig
 
-    from llm_pinference.core.settings import Settings
     from pinference_fake import FakePinference, generate_catalogue
 
     fake = FakePinference(models=generate_catalogue(models)).start()
     interval = probe_interval or 60.0
-    config = ExporterConfig(settings=Settings(base_url=fake.base_url),
+    config = ExporterConfig(accounts=(AccountConfig(base_url=fake.base_url),),
                             listen_address="127.0.0.1:0", probe_interval=interval,
                             probe_timeout=min(10.0, interval / 2),
                             max_series=max(1000, models))  # fmt: skip

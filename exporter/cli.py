@@ -24,7 +24,7 @@ from . import build
 from .app import Exporter
 from .config import ExporterConfig, Values, build_config, load_config_file
 from .logs import kv, setup_logging
-from .options import OPTIONS, RENAMED, ConfigError, parse_option
+from .options import OPTIONS, ConfigError, parse_option
 
 PROG = "pinference-exporter"
 log = logging.getLogger("exporter")
@@ -36,9 +36,6 @@ class _UsageError(Exception):
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:  # one line, not the usage block
-        for old, new in RENAMED.items():
-            if old.startswith("--") and f"arguments: {old}" in message:
-                message = f"{old} was renamed {new}"
         raise _UsageError(message)
 
 

@@ -161,7 +161,6 @@ BAD_ARGS = {
         ["--probe.interval=2s", "--probe.timeout=1m"],
         "--probe.timeout (1m) must be shorter than --probe.interval (2s)",
     ),
-    "old key file flag": (["--api-key-file=/x"], "--api-key-file was renamed --api.key-file"),
     "watched id leaving /models/": (
         ["--probe.models=../../admin"],
         "--probe.models: invalid model id '../../admin': a path segment is '.' or '..'",
