@@ -26,10 +26,11 @@ from typing import Any
 from llm_pinference.core.settings import ENV_KEY, Settings, resolve_settings
 from llm_pinference.core.text import format_duration
 
-from .files import MAX_KEY_BYTES, load_yaml, mapping, read_file
+from .files import load_yaml, mapping, read_file
 from .options import (
     DEFAULT_JITTER,
     DEFAULT_TIMEOUT,
+    MAX_KEY_BYTES,
     OPTIONS,
     OPTIONS_BY_KEY,
     PRIME_CONFIG,

@@ -14,14 +14,15 @@ import stat
 from pathlib import Path
 from typing import Any, ClassVar
 
-from llm_pinference.core.client import MAX_JSON_DEPTH
 from llm_pinference.core.text import os_reason
 
-from .options import ConfigError, shown
-
-MAX_CONFIG_BYTES = 1 << 20  # config and web config files, certificates, CA bundles
-MAX_KEY_BYTES = 64 << 10  # API keys and TLS private keys
-MAX_YAML_NODES = 100_000  # values in a YAML document, each alias counted as what it stands for
+from .options import (
+    MAX_CONFIG_BYTES,
+    MAX_JSON_DEPTH,
+    MAX_YAML_NODES,
+    ConfigError,
+    shown,
+)
 
 
 def read_file(path: str | Path, what: str, limit: int = MAX_CONFIG_BYTES) -> str:

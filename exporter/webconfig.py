@@ -41,8 +41,8 @@ from typing import Any
 
 from llm_pinference.core.text import os_reason
 
-from .files import MAX_KEY_BYTES, load_yaml, mapping, read_file
-from .options import ConfigError, shown
+from .files import load_yaml, mapping, read_file
+from .options import MAX_KEY_BYTES, ConfigError, shown
 
 log = logging.getLogger("pinference_exporter.web")
 
