@@ -82,6 +82,8 @@ def load_yaml(path: str | Path, what: str) -> Any:
         mark = getattr(exc, "problem_mark", None)
         line = f" (line {mark.line + 1})" if mark is not None else ""
         raise ConfigError(f"{path}: not valid YAML{line}") from None
+    except ConfigError:
+        raise
     except (ValueError, OverflowError):  # a 5,000-digit integer, 2021-02-30, ...
         raise ConfigError(f"{path}: holds a value YAML cannot represent here") from None
 

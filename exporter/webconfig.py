@@ -197,7 +197,7 @@ def _ssl_context(tls: dict[str, Any], where: str) -> ssl.SSLContext:
 
     try:
         context.load_cert_chain(cert, key, password=no_passphrase)
-    except (OSError, ssl.SSLError) as exc:
+    except (OSError, ssl.SSLError, ValueError) as exc:  # ValueError: no_passphrase
         reason = (
             "the key is encrypted (keys with a passphrase are not supported)"
             if asked
