@@ -152,7 +152,7 @@ def fingerprint(paths: list[str]) -> Fingerprint:
     for path in paths:
         try:
             st = os.stat(path)
-        except OSError:
+        except (OSError, ValueError):  # ValueError: a NUL or a lone surrogate in the path
             marks.append((path, None))
             continue
         marks.append((path, (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)))
