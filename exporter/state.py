@@ -5,8 +5,8 @@ scrape never waits for a probe. Catalog data is built outside the lock and swapp
 whole (replaced, never mutated), so a snapshot can share it without copying.
 
 What comes from the API is made safe to export where it enters (`record_catalog`,
-`record_chat`): text becomes printable (controls and lone surrogates escaped, no id listed
-twice), counts and amounts finite and non-negative. A scrape renders any stored value.
+`record_chat`): text encodable as UTF-8 (lone surrogates escaped; no id listed twice),
+counts and amounts finite and non-negative. A scrape renders any stored value.
 """
 
 from __future__ import annotations
@@ -22,7 +22,6 @@ from llm_pinference.core.client import check_model_id
 from llm_pinference.core.errors import REASONS, InvalidModelId
 from llm_pinference.core.models import ModelInfo, Pricing
 from llm_pinference.core.probes import Phases
-from llm_pinference.core.text import printable
 from llm_pinference.core.tlsinfo import TLSInfo
 
 ENDPOINTS = ("list", "get")
@@ -323,8 +322,10 @@ class ProbeState:
 
 
 def _text(value: object) -> str:
-    """API text as a label value: printable, whatever it held (not text: empty)."""
-    return printable(value) if isinstance(value, str) else ""
+    """API text as a label value: what UTF-8 cannot encode (a lone surrogate, which JSON
+    allows) escaped as `\\udXXX`; the rest is prometheus_client's to escape. Not text:
+    empty."""
+    return value.encode("utf-8", "backslashreplace").decode() if isinstance(value, str) else ""
 
 
 def _count(value: object) -> int:
