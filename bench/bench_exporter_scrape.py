@@ -71,14 +71,13 @@ def main() -> int:
     args = args_parser.parse_args()
     rounds = 50 if args.quick else 300
 
-    from pinference_exporter import Exporter, ExporterConfig
+    from pinference_exporter import AccountConfig, Exporter, ExporterConfig
 
-    from llm_pinference.core.settings import Settings
     from pinference_fake import FakePinference, generate_catalogue
 
     result: dict[str, Any] = {"models": args.models, "rounds": rounds}
     with FakePinference(models=generate_catalogue(args.models)) as fake:
-        config = ExporterConfig(settings=Settings(base_url=fake.base_url),
+        config = ExporterConfig(accounts=(AccountConfig(base_url=fake.base_url),),
                                 listen_address="127.0.0.1:0", probe_interval=60.0,
                                 max_series=max(1000, args.models))  # fmt: skip
         with Exporter(config).start(probe=False) as exporter:

@@ -5,7 +5,7 @@ It imports the core (`llm_pinference.core.settings`, `.client`, `.models`) and n
     from pinference_exporter import AccountConfig, Exporter, ExporterConfig
 
     config = ExporterConfig(
-        accounts=(AccountConfig(name="default", base_url=url),),  # or settings=Settings(...)
+        accounts=(AccountConfig(name="default", base_url=url),),
         listen_address="127.0.0.1:0",
         probe_interval=1.0,
     )

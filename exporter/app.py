@@ -3,7 +3,7 @@ and reloaded in place.
 
 The in-process API for tests, the demo and benchmarks:
 
-    exporter = Exporter(ExporterConfig(settings=Settings(base_url=url),
+    exporter = Exporter(ExporterConfig(accounts=(AccountConfig(base_url=url),),
                                        listen_address="127.0.0.1:0")).start()
     exporter.url, exporter.metrics_url      # http://127.0.0.1:PORT, .../metrics
     exporter.run_probe_cycle()              # one synchronous cycle (with start(probe=False))
@@ -93,7 +93,6 @@ class Exporter:
         """`loader` builds the config again from its sources, for `reload()`; without it,
         a reload re-applies the config given here. `process` yields the per-scrape
         process_* families (default: prometheus_client's ProcessCollector on /proc)."""
-        config.check()
         self._loader = loader or (lambda: config)
         self._reload_lock = threading.Lock()  # one reload at a time
         self._after_reload: list[Callable[[ExporterConfig], None]] = []
@@ -183,8 +182,7 @@ class Exporter:
         old = self._current
         reprobe = any(getattr(old.config, f) != getattr(config, f) for f in PROBE_FIELDS)
         accounts: dict[str, _Account] = {}
-        for account in config.resolved_accounts():
-            account.check()
+        for account in config.accounts:
             previous = old.accounts.get(account.name)
             if previous is not None and previous.config == account and not reprobe:
                 accounts[account.name] = previous
@@ -206,7 +204,6 @@ class Exporter:
 
     def apply(self, config: ExporterConfig) -> None:
         """Switch to `config` at once (raises ConfigError, changing nothing, if it cannot)."""
-        config.check()
         check_same_scheme(self.web.current(), config.web)
         if config.addresses != self.config.addresses:
             log.warning("web.listen_address changes need a restart; still listening on the "

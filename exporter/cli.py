@@ -24,7 +24,7 @@ from llm_pinference.core.text import format_duration, redact_url
 from . import build, needs_extra
 from .config import ExporterConfig, Values, build_config, load_config_file
 from .logs import kv, setup_logging
-from .options import OPTIONS, RENAMED, ConfigError, parse_option
+from .options import OPTIONS, ConfigError, parse_option
 
 if TYPE_CHECKING:
     from .app import Exporter
@@ -39,9 +39,6 @@ class _UsageError(Exception):
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:  # one line, not the usage block
-        for old, new in RENAMED.items():
-            if old.startswith("--") and f"arguments: {old}" in message:
-                message = f"{old} was renamed {new}"
         raise _UsageError(message)
 
 

@@ -144,10 +144,9 @@ def test_llm_is_never_imported(fake: FakePinference) -> None:
     code = f"""
 import sys, requests
 import pinference_exporter.cli
-from pinference_exporter import Exporter, ExporterConfig
-from llm_pinference.core.settings import Settings
-config = ExporterConfig(settings=Settings(base_url={fake.base_url!r}),
-                        listen_address="127.0.0.1:0", probe_models=({WATCHED!r},))
+from pinference_exporter import AccountConfig, Exporter, ExporterConfig
+account = AccountConfig(base_url={fake.base_url!r}, probe_models=({WATCHED!r},))
+config = ExporterConfig(accounts=(account,), listen_address="127.0.0.1:0")
 with Exporter(config).start(probe=False) as exp:
     exp.run_probe_cycle()
     text = requests.get(exp.metrics_url, timeout=10).text

@@ -9,13 +9,12 @@ from pathlib import Path
 
 import pytest
 import requests
-from pinference_exporter import Exporter, ExporterConfig
+from pinference_exporter import AccountConfig, Exporter, ExporterConfig
 from pinference_exporter.config import ConfigError
 from pinference_exporter.web import ListenError
 from pinference_exporter.webconfig import load_web_config
 
 from llm_pinference import __version__
-from llm_pinference.core.settings import Settings
 from pinference_fake import FakePinference, Fault
 from tests.exporter.helpers import bcrypt_hash, make_exporter, scrape
 
@@ -121,7 +120,7 @@ def test_only_get_and_head_on_the_get_routes(fake: FakePinference) -> None:
 
 def test_reload_endpoint(fake: FakePinference) -> None:
     loads: list[int] = []
-    config = ExporterConfig(settings=Settings(base_url=fake.base_url),
+    config = ExporterConfig(accounts=(AccountConfig(base_url=fake.base_url),),
                             listen_address="127.0.0.1:0", enable_lifecycle=True)  # fmt: skip
 
     def loader() -> ExporterConfig:
@@ -183,7 +182,7 @@ def test_every_listen_address_serves_and_a_busy_one_fails_the_start(
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
-        config = ExporterConfig(settings=Settings(base_url=fake.base_url),
+        config = ExporterConfig(accounts=(AccountConfig(base_url=fake.base_url),),
                                 listen_address=("127.0.0.1:0", f"127.0.0.1:{port}"))  # fmt: skip
         with pytest.raises(ListenError, match=f"cannot listen on 127.0.0.1:{port}: "):
             Exporter(config).start(probe=False)

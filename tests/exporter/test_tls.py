@@ -12,11 +12,10 @@ from pathlib import Path
 
 import pytest
 import requests
-from pinference_exporter import Exporter, ExporterConfig
+from pinference_exporter import AccountConfig, Exporter, ExporterConfig
 from pinference_exporter.config import ConfigError
 from pinference_exporter.webconfig import load_web_config
 
-from llm_pinference.core.settings import Settings
 from pinference_fake import FakePinference
 from tests.exporter.helpers import PW_HASH, make_certificate, make_exporter, scrape, wait_for
 
@@ -194,7 +193,7 @@ def test_a_reload_cannot_switch_between_http_and_https(
 ) -> None:
     cert, key = make_certificate(tmp_path)
     with make_exporter(fake.base_url) as exporter:
-        https = ExporterConfig(settings=Settings(base_url=fake.base_url),
+        https = ExporterConfig(accounts=(AccountConfig(base_url=fake.base_url),),
                                web=load_web_config(None, str(cert), str(key)))  # fmt: skip
         with pytest.raises(ConfigError, match="switching from HTTP to HTTPS needs a restart"):
             exporter.apply(https)
