@@ -19,12 +19,12 @@ import re
 import ssl
 from collections import Counter
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from llm_pinference.core.settings import ENV_KEY, Settings, resolve_settings
-from llm_pinference.core.text import format_duration
+from llm_pinference.core.text import format_duration, redact_url
 
 from .files import load_yaml, mapping, read_file
 from .options import (
@@ -81,6 +81,12 @@ class AccountConfig:
     chat_interval: float = default("probe.chat.interval")
     chat_max_tokens: int = default("probe.chat.max_tokens")
     chat_max_per_hour: int = default("probe.chat.max_per_hour")
+
+    def __repr__(self) -> str:
+        # The base URL may carry user info (a proxy's password): never in a repr or a log.
+        shown = {f.name: getattr(self, f.name) for f in fields(self) if f.repr}
+        shown["base_url"] = redact_url(self.base_url)
+        return f"AccountConfig({', '.join(f'{k}={v!r}' for k, v in shown.items())})"
 
     def __post_init__(self) -> None:
         account_name(self.name)

@@ -237,14 +237,16 @@ def test_the_plugin_commands_show_no_secret(
 def test_the_exporter_pages_metrics_and_logs_carry_no_secret(
     fake: FakePinference, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from pinference_exporter import Exporter, ExporterConfig
+    from pinference_exporter import AccountConfig, Exporter, ExporterConfig
 
     caplog.set_level(logging.DEBUG)
     fake.set_models(echoing_models())
-    settings = Settings(api_key=KEY, base_url=with_credentials(fake.base_url))
+    account = AccountConfig(
+        api_key=KEY, base_url=with_credentials(fake.base_url), probe_models=("plain/model",)
+    )
     config = ExporterConfig(
-        settings=settings, listen_address="127.0.0.1:0", probe_interval=30.0,
-        probe_timeout=10.0, probe_models=("plain/model",),
+        accounts=(account,), listen_address="127.0.0.1:0", probe_interval=30.0,
+        probe_timeout=10.0,
     )  # fmt: skip
     with Exporter(config).start(probe=False) as exporter:
         exporter.run_probe_cycle()
