@@ -12,13 +12,13 @@ Standard library only.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from .errors import error_body_message
 from .models import Pricing
+from .text import JSONError, load_json
 
 #: The probe's prompt: short, cheap, and answered the same way by any chat model.
 CHAT_PROBE_PROMPT = "Reply with the single word: ok"
@@ -26,7 +26,6 @@ CHAT_PROBE_MAX_TOKENS = 8
 _DONE = b"[DONE]"
 # Generated text in a delta: the answer, a reasoning model's thoughts, a tool call.
 _TOKEN_FIELDS = ("content", "reasoning_content", "reasoning", "tool_calls")
-MAX_EVENT_DEPTH = 64
 
 
 def chat_request(model_id: str, prompt: str, max_tokens: int) -> dict[str, Any]:
@@ -202,27 +201,12 @@ class ChatStream:
 
 def _decode(data: bytes) -> Mapping[str, Any]:
     try:
-        event = json.loads(data)
-        deep = _too_deep(event)
-    except (ValueError, RecursionError):
-        raise StreamError("a stream event is not JSON") from None
-    if deep:
-        raise StreamError("a stream event is nested too deeply")
+        event = load_json(data)
+    except JSONError as exc:
+        raise StreamError(f"a stream event is {exc}") from None
     if not isinstance(event, dict):
         raise StreamError("a stream event is not a JSON object")
     return event
-
-
-def _too_deep(value: object) -> bool:
-    todo: list[tuple[object, int]] = [(value, 0)]
-    while todo:
-        item, depth = todo.pop()
-        if depth > MAX_EVENT_DEPTH:
-            return True
-        children = item.values() if isinstance(item, dict) else item
-        if isinstance(item, (dict, list)):
-            todo.extend((c, depth + 1) for c in children if isinstance(c, (dict, list)))
-    return False
 
 
 def token_usage(usage: Mapping[str, Any] | None, text_chunks: int) -> TokenUsage:

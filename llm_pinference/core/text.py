@@ -6,6 +6,7 @@ Standard library only, cheap to import: llm imports the plugin (and so this) on 
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterable
 
@@ -29,6 +30,41 @@ DURATION_UNITS: tuple[tuple[str, float], ...] = (
     ("s", 1),
     ("ms", 0.001),
 )
+
+
+#: API objects nest 6 levels deep; JSON past this is refused (nothing downstream, the cache
+#: file or a re-encoding, then meets a structure that exhausts the stack).
+MAX_JSON_DEPTH = 64
+
+
+class JSONError(ValueError):
+    """Data that is not JSON, or nested deeper than MAX_JSON_DEPTH: `str()` is `not JSON`
+    or `nested too deeply`, `detail` where (`line 3`) or why (`nested too deeply`)."""
+
+    def __init__(self, message: str, detail: str) -> None:
+        super().__init__(message)
+        self.detail = detail
+
+
+def load_json(data: str | bytes) -> object:
+    """Decoded JSON, or JSONError."""
+    try:
+        value = json.loads(data)
+    except RecursionError:
+        raise JSONError("nested too deeply", "nested too deeply") from None
+    except UnicodeDecodeError:
+        raise JSONError("not JSON", "not UTF-8") from None
+    except ValueError as exc:  # with no line: an integer past Python's 4300 digits
+        line = getattr(exc, "lineno", None)
+        raise JSONError("not JSON", f"line {line}" if line else "a number too long") from None
+    todo: list[tuple[object, int]] = [(value, 1)] if isinstance(value, (dict, list)) else []
+    while todo:  # iterative: the depth of what decoded is still unknown
+        item, depth = todo.pop()
+        if depth > MAX_JSON_DEPTH:
+            raise JSONError("nested too deeply", "nested too deeply")
+        children = item.values() if isinstance(item, dict) else item
+        todo.extend((c, depth + 1) for c in children if isinstance(c, (dict, list)))  # type: ignore[union-attr]
+    return value
 
 
 def redact(text: str, secrets: Iterable[str | None]) -> str:

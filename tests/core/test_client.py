@@ -254,7 +254,7 @@ def test_deeply_nested_json_is_invalid(depth):
 
 @responses.activate
 def test_nesting_within_the_limit_is_kept():
-    from llm_pinference.core.client import MAX_JSON_DEPTH
+    from llm_pinference.core.text import MAX_JSON_DEPTH
 
     extra: object = "leaf"
     for _ in range(MAX_JSON_DEPTH - 3):  # data list, model object, then these

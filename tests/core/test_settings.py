@@ -86,7 +86,7 @@ def test_account_separates_urls_and_teams():
         ("{not json", "not valid JSON"),
         ('{"api_key": ' + "[" * 100_000, "not valid JSON (nested too deeply)"),
         ("[1, 2]", "expected a JSON object"),
-        (b"\xff\xfe", "cannot read"),
+        (b"\xff\xfe", "not valid JSON"),
     ],
 )
 def test_malformed_config_warns_once_and_is_ignored(isolated_env, caplog, content, expected):
