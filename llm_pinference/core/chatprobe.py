@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .errors import error_body_message
-from .models import Pricing
+from .models import Pricing, cache_tokens, token_count
 from .text import JSONError, load_json
 
 #: The probe's prompt: short, cheap, and answered the same way by any chat model.
@@ -43,12 +43,14 @@ def chat_request(model_id: str, prompt: str, max_tokens: int) -> dict[str, Any]:
 class TokenUsage:
     """Tokens of one completion. From the usage the API reported; without one,
     `output_tokens` counts the chunks that carried text and `estimated` is True (the
-    prompt's and the cache's counts are then unknown: None)."""
+    prompt's count is then unknown: None). Cache reads and writes are part of the prompt's
+    tokens (0 when not said)."""
 
     prompt_tokens: int | None
     output_tokens: int
-    cached_tokens: int | None  # prompt tokens read from the provider's cache, if said
     estimated: bool
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
 
 
 @dataclass(frozen=True)
@@ -211,42 +213,21 @@ def _decode(data: bytes) -> Mapping[str, Any]:
 
 def token_usage(usage: Mapping[str, Any] | None, text_chunks: int) -> TokenUsage:
     """The counts from an OpenAI-style `usage` object, or estimated from the chunks."""
-    output = _count(usage, "completion_tokens") if usage is not None else None
+    output = token_count(usage.get("completion_tokens")) if usage is not None else None
     if usage is None or output is None:
-        return TokenUsage(None, text_chunks, None, estimated=True)
-    details = usage.get("prompt_tokens_details")
-    cached = _count(details, "cached_tokens") if isinstance(details, Mapping) else None
-    if cached is None:  # DeepSeek's spelling
-        cached = _count(usage, "prompt_cache_hit_tokens")
-    return TokenUsage(_count(usage, "prompt_tokens"), output, cached, estimated=False)
-
-
-def _count(data: Mapping[str, Any], key: str) -> int | None:
-    value = data.get(key)
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    return int(value) if value >= 0 and value == int(value) else None
+        return TokenUsage(None, text_chunks, estimated=True)
+    read, write = cache_tokens(usage)
+    return TokenUsage(token_count(usage.get("prompt_tokens")), output, False, read, write)
 
 
 def estimate_cost(usage: TokenUsage, pricing: Pricing) -> float | None:
-    """USD for these tokens at these prices (per million tokens): prompt tokens not read
-    from the cache at the input price, cached ones at the cache-read price (the input
-    price when that one is not listed: what they cost at most), output at the output
-    price. None when a count or a price that matters is unknown (a zero count needs no
-    price)."""
+    """USD for these tokens at these prices (`Pricing.cost_of`); None without the
+    prompt's count."""
     if usage.prompt_tokens is None:
         return None
-    cached = min(usage.cached_tokens or 0, usage.prompt_tokens)
-    cache_price = pricing.cache_read if pricing.cache_read is not None else pricing.input
-    parts = (
-        (usage.prompt_tokens - cached, pricing.input),
-        (cached, cache_price),
-        (usage.output_tokens, pricing.output),
+    return pricing.cost_of(
+        usage.prompt_tokens,
+        usage.output_tokens,
+        cache_read=usage.cache_read_tokens,
+        cache_write=usage.cache_write_tokens,
     )
-    total = 0.0
-    for tokens, price in parts:
-        if tokens:
-            if price is None:
-                return None
-            total += tokens * price
-    return total / 1_000_000

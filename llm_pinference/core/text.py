@@ -6,6 +6,7 @@ Standard library only, cheap to import: llm imports the plugin (and so this) on 
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Iterable
@@ -160,6 +161,24 @@ def format_duration(seconds: float) -> str:
             parts.append(f"{millis // step}{unit}")
             millis %= step
     return "".join(parts)
+
+
+@functools.cache
+def _duration_pattern() -> re.Pattern[str]:  # compiled on first use: imported by every command
+    return re.compile("".join(rf"(?:(?P<{u}>\d+(?:\.\d+)?){u})?" for u, _ in DURATION_UNITS))
+
+
+def parse_duration(text: str) -> float:
+    """Prometheus' duration syntax -> seconds: `500ms`, `30s`, `1m30s`, `7d`, `0` (units
+    largest first, each at most once; `1.5h` too). ValueError with a one-line message if
+    not. The inverse of `format_duration`."""
+    text = text.strip() if isinstance(text, str) else ""
+    if text == "0":
+        return 0.0
+    match = _duration_pattern().fullmatch(text)
+    if not text or match is None:
+        raise ValueError(f"not a duration: {text!r} (examples: 500ms, 30s, 1m30s, 24h, 7d)")
+    return sum(float(match[unit]) * scale for unit, scale in DURATION_UNITS if match[unit])
 
 
 def format_age(seconds: float) -> str:

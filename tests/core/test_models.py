@@ -1,6 +1,6 @@
 import pytest
 
-from llm_pinference.core.models import ModelInfo, Pricing
+from llm_pinference.core.models import ModelInfo, Pricing, cache_tokens
 
 FULL = {
     "id": "qwen/qwen3-vl-235b",
@@ -108,3 +108,39 @@ def test_garbage_fields_are_ignored():
 def test_not_models():
     for obj in (None, "id", [], {"id": 5}, {"id": "  "}, {}):
         assert ModelInfo.from_api(obj) is None
+
+
+@pytest.mark.parametrize(
+    ("counts", "pricing", "cost"),
+    [  # (input, output, cache read, cache write)
+        ((100, 10, 0, 0), Pricing(input=1.0, output=2.0), 120e-6),
+        ((100, 10, 40, 0), Pricing(input=1.0, output=2.0), 120e-6),  # cache at input: at most
+        ((100, 10, 40, 0), Pricing(1.0, 2.0, cache_read=0.1), 84e-6),
+        ((100, 10, 40, 50), Pricing(1.0, 2.0, cache_read=0.1, cache_write=3.0), 184e-6),
+        ((100, 10, 0, 50), Pricing(1.0, 2.0), 120e-6),  # writes at input without their price
+        ((100, 0, 0, 0), Pricing(input=1.0), 100e-6),  # no output: no output price needed
+        ((100, 10, 0, 0), Pricing(input=1.0), None),
+        ((100, 10, 0, 0), Pricing(output=1.0), None),
+        ((0, 0, 0, 0), Pricing(), 0.0),
+        ((10, 5, 50, 0), Pricing(1.0, 1.0, cache_read=0.0), 5e-6),  # cache <= input
+        ((10, 5, 6, 50), Pricing(1.0, 1.0, cache_read=0.0, cache_write=0.0), 5e-6),
+        ((1, 10, 0, 0), Pricing(input=1e308, output=1e308), None),  # past a float: no price
+    ],
+)
+def test_the_price_of_a_usage(
+    counts: tuple[int, int, int, int], pricing: Pricing, cost: float | None
+) -> None:
+    input_, output, read, write = counts
+    found = pricing.cost_of(input_, output, cache_read=read, cache_write=write)
+    assert found == (None if cost is None else pytest.approx(cost))
+
+
+def test_cache_token_shapes() -> None:
+    assert cache_tokens({}) == (0, 0)
+    assert cache_tokens({"cache_read_input_tokens": 5, "cache_creation_input_tokens": 7}) == (5, 7)
+    assert cache_tokens(
+        {"prompt_tokens_details": {"cached_tokens": 3, "cache_write_tokens": 4}}
+    ) == (3, 4)
+    assert cache_tokens({"prompt_cache_hit_tokens": 9}) == (9, 0)  # DeepSeek
+    assert cache_tokens({"prompt_tokens_details": {"cached_tokens": "3"}}) == (0, 0)
+    assert cache_tokens({"prompt_tokens_details": {"cached_tokens": -3}}) == (0, 0)

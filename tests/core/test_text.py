@@ -6,13 +6,13 @@ from __future__ import annotations
 import errno
 
 import pytest
-from pinference_exporter.config import parse_duration
 
 from llm_pinference.core.text import (
     format_age,
     format_duration,
     one_line,
     os_reason,
+    parse_duration,
     redact,
     redact_data,
     redact_url,
@@ -47,7 +47,7 @@ def test_durations_read_as_prometheus_writes_them(seconds: float, shown: str) ->
 
 @pytest.mark.parametrize("seconds", [0.001, 0.25, 1, 29.5, 61, 3599.999, 90061, 31_622_400])
 def test_a_shown_duration_reads_back_as_the_same_duration(seconds: float) -> None:
-    """What the exporter prints (`--probe.interval=1m30s`) is valid input for its flags."""
+    """What the exporter prints (`--probe.interval=1m30s`) reads back as the same."""
     assert parse_duration(format_duration(seconds)) == pytest.approx(seconds)
 
 
@@ -108,3 +108,18 @@ def test_one_line_keeps_a_line_of_exactly_the_limit() -> None:
     assert one_line(exact) == exact
     assert one_line("y" * 301) == "y" * 297 + "..."
     assert one_line("z" * 20, limit=10) == "z" * 7 + "..."
+
+
+@pytest.mark.parametrize(
+    "text, seconds",
+    [("90m", 5400), ("24h", 86400), ("7d", 604800), ("2w", 1209600), ("1h30m", 5400),
+     ("500ms", 0.5), ("1.5h", 5400), ("0", 0), (" 30s ", 30)],
+)  # fmt: skip
+def test_durations_in_prometheus_syntax(text: str, seconds: float) -> None:
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["", "10", "1x", "m", "5 m", "-1h", "1s1m", "1m1m", "0s0"])
+def test_what_is_not_a_duration_says_so(text: str) -> None:
+    with pytest.raises(ValueError, match=r"not a duration: .* \(examples: 500ms, "):
+        parse_duration(text)
