@@ -312,8 +312,7 @@ class PinferenceClient:
         Credentials go to the configured origin only: a redirect is not followed (requests
         would strip Authorization on the way to another host, but not the team header) and
         ~/.netrc is never read (requests would otherwise put its password in place of the
-        key). What the block raises while reading (urllib3's and requests' errors, or a
-        hostile frame's ValueError or OverflowError) is a transport failure too."""
+        key). requests' errors the block raises while reading are transport failures too."""
         import requests
 
         from .transport import deadline
@@ -342,7 +341,7 @@ class PinferenceClient:
                         failure = self._http_error(response, watch)
             except PinferenceError as exc:
                 failure = exc
-            except (requests.RequestException, OSError, ValueError, OverflowError) as exc:
+            except (requests.RequestException, OSError) as exc:
                 failure = self._error(*self._transport_failure(exc, connect))
         if watch.expired:  # whatever the read returned, it was cut at the deadline
             failure = self._error(Reason.TIMEOUT, self._total_timeout_message(total))
