@@ -24,6 +24,7 @@ from llm_pinference.core.models import Pricing
 from llm_pinference.core.settings import Settings
 from llm_pinference.core.text import REDACTED
 from pinference_fake import FakePinference, Fault
+from tests.core.conftest import RawServer
 
 KEY = "pit_chat_probe_key_0123456789"
 MODEL = "meta-llama/llama-3.1-70b-instruct"
@@ -152,7 +153,7 @@ def test_a_stream_that_stalls_is_a_timeout(fake: FakePinference) -> None:
     started = time.monotonic()
     err = failure(lambda: client(fake, read_timeout=0.4).chat_probe(MODEL))
     assert str(err) == "timeout: no data for 0.4s (read timeout)"
-    assert time.monotonic() - started < 0.4 + 0.6
+    assert time.monotonic() - started < 4  # a hang bound: the total deadline (5 s) is not it
 
 
 def test_a_slow_stream_is_cut_at_the_total_deadline(fake: FakePinference) -> None:
@@ -160,7 +161,7 @@ def test_a_slow_stream_is_cut_at_the_total_deadline(fake: FakePinference) -> Non
     started = time.monotonic()
     err = failure(lambda: client(fake, read_timeout=1.0).chat_probe(MODEL, total_timeout=0.8))
     assert str(err) == "timeout: no complete answer within 0.8s (total deadline)"
-    assert 0.75 <= time.monotonic() - started <= 0.8 + 0.6
+    assert 0.75 <= time.monotonic() - started < 4  # a hang bound
 
 
 def test_the_probe_ends_at_done(fake: FakePinference) -> None:
@@ -171,7 +172,7 @@ def test_the_probe_ends_at_done(fake: FakePinference) -> None:
                                  drip_bytes=len(answer), drip_interval=0.5))  # fmt: skip
     started = time.monotonic()
     assert client(fake).chat_probe(MODEL).output_tokens == 1
-    assert time.monotonic() - started < 0.4
+    assert time.monotonic() - started < 4  # the comments after it take 5 s
 
 
 def test_the_size_cap_holds_for_streams(fake: FakePinference) -> None:
@@ -280,3 +281,16 @@ def test_the_estimate_is_the_one_price_of_a_usage_cache_writes_included() -> Non
     assert estimate_cost(usage, pricing) == pricing.cost_of(100, 10, cache_read=20, cache_write=30)
     assert estimate_cost(usage, pricing) == pytest.approx((50 * 1 + 20 * 0.1 + 30 * 5 + 20) / 1e6)
     assert estimate_cost(TokenUsage(None, 10, estimated=True), pricing) is None
+
+
+@pytest.mark.parametrize(("sent", "kept"), [(b"30", 30.0), (b"1e400", None), (b"soon", None)])
+def test_a_rate_limited_probe_carries_the_retry_after(
+    raw_server: RawServer, sent: bytes, kept: float | None
+) -> None:
+    """What the exporter's back-off (capped there at 10 chat intervals) starts from."""
+    raw_server.answer = (
+        b"HTTP/1.1 429 Too Many Requests\r\nRetry-After: " + sent + b"\r\nContent-Length: 0\r\n\r\n"
+    )
+    api = PinferenceClient(Settings(api_key=KEY, base_url=raw_server.base_url))
+    err = failure(lambda: api.chat_probe(MODEL))
+    assert (err.reason, err.status, err.retry_after) == (Reason.RATE_LIMITED, 429, kept)
