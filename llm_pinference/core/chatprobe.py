@@ -64,14 +64,6 @@ class ChatProbeResult:
     usage: TokenUsage
     finish_reason: str | None
 
-    @property
-    def output_tokens(self) -> int:
-        return self.usage.output_tokens
-
-    @property
-    def prompt_tokens(self) -> int | None:
-        return self.usage.prompt_tokens
-
 
 class StreamError(ValueError):
     """The event stream is not a working completion; `api_message` is the API's own word

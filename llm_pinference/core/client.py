@@ -194,7 +194,7 @@ class PinferenceClient:
         return ModelList(models, skipped, status, timing=clock.phases(ended), tls=clock.tls)
 
     def get_model(self, model_id: str) -> ModelInfo:
-        status, payload = self.request_json(model_path(model_id))
+        status, payload, _, _ = self._get_json(model_path(model_id))
         # Some deployments wrap the object; accept {"data": {...}} as well as the bare object.
         if (
             isinstance(payload, dict)
@@ -270,19 +270,12 @@ class PinferenceClient:
     def url(self, path: str) -> str:
         return f"{self.settings.base_url}/{path}"
 
-    def request_json(self, path: str) -> tuple[int, Any]:
-        """GET base_url/path; returns (status, decoded JSON) or raises PinferenceError.
-
-        The whole exchange (connect, status line and headers, body) ends within
-        `total_timeout`, however slowly the server sends; see `transport`.
-        """
-        status, payload, _, _ = self._get_json(path)
-        return status, payload
-
     def _get_json(
         self, path: str, *, fresh: bool = False
     ) -> tuple[int, Any, PhaseClock | None, float]:
-        """`request_json`, plus (with `fresh`) the exchange's clock and its end."""
+        """GET base_url/path: (status, decoded JSON without secrets, with `fresh` the
+        exchange's clock, its end), or PinferenceError. The whole exchange ends within
+        `total_timeout`, however slowly the server sends; see `transport`."""
         from .transport import phase_clock
 
         # The clock starts first: setting up the deadline is part of what the call costs.
@@ -341,7 +334,9 @@ class PinferenceClient:
                         failure = self._http_error(response, watch)
             except PinferenceError as exc:
                 failure = exc
-            except (requests.RequestException, OSError) as exc:
+            except (requests.RequestException, OSError, ValueError) as exc:
+                # ValueError: requests decodes a redirect's Location as UTF-8 even when it
+                # follows none (the answer is then not valid HTTP).
                 failure = self._error(*self._transport_failure(exc, connect))
         if watch.expired:  # whatever the read returned, it was cut at the deadline
             failure = self._error(Reason.TIMEOUT, self._total_timeout_message(total))

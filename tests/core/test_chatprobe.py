@@ -59,7 +59,7 @@ def test_a_probe_streams_a_tiny_completion_and_times_it(fake: FakePinference) ->
     assert result.ttft is not None and 0 < result.ttft <= result.duration <= wall
     # The fake counts words: the 6-word prompt, and an answer cut at max_tokens (8).
     assert result.usage == TokenUsage(6, 8, estimated=False)
-    assert (result.output_tokens, result.prompt_tokens) == (8, 6)
+    assert (result.usage.output_tokens, result.usage.prompt_tokens) == (8, 6)
     assert result.finish_reason == "length"
     (sent,) = fake.requests_for("chat")
     body = json.loads(sent.body)
@@ -76,7 +76,7 @@ def test_a_probe_streams_a_tiny_completion_and_times_it(fake: FakePinference) ->
 
 def test_max_tokens_and_prompt_are_the_callers(fake: FakePinference) -> None:
     result = client(fake).chat_probe(MODEL, max_tokens=3, prompt="say hi")
-    assert (result.prompt_tokens, result.output_tokens) == (2, 3)
+    assert (result.usage.prompt_tokens, result.usage.output_tokens) == (2, 3)
     assert json.loads(fake.requests_for("chat")[0].body)["max_tokens"] == 3
 
 
@@ -171,7 +171,7 @@ def test_the_probe_ends_at_done(fake: FakePinference) -> None:
     fake.set_fault("chat", Fault(mode="drip", body=body, drip_part="body",
                                  drip_bytes=len(answer), drip_interval=0.5))  # fmt: skip
     started = time.monotonic()
-    assert client(fake).chat_probe(MODEL).output_tokens == 1
+    assert client(fake).chat_probe(MODEL).usage.output_tokens == 1
     assert time.monotonic() - started < 4  # the comments after it take 5 s
 
 

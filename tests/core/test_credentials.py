@@ -88,3 +88,10 @@ def test_netrc_is_never_read(raw_server: RawServer, key: str | None, call: str) 
     (head,) = raw_server.heads
     authorization = [h for h in head.split(b"\r\n") if h.lower().startswith(b"authorization:")]
     assert authorization == ([f"Authorization: Bearer {KEY}".encode()] if key else [])
+
+
+def test_a_location_that_is_not_utf8_is_an_invalid_answer(raw_server: RawServer) -> None:
+    raw_server.answer = b"HTTP/1.1 302 Found\r\nLocation: \x80\r\nContent-Length: 0\r\n\r\n"
+    with pytest.raises(PinferenceError) as info:
+        api(raw_server.base_url).list_models()
+    assert str(info.value) == "invalid_response: the answer is not valid HTTP"
