@@ -13,7 +13,6 @@ import contextlib
 import datetime
 import functools
 import json
-import math
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -315,22 +314,16 @@ def cache_tokens(details: Mapping[str, Any]) -> tuple[int, int]:
 
 
 def price_usd(info: ModelInfo | None, usage: ModelCost) -> float | None:
-    """What the tokens cost at the model's prices (USD per million), None if a needed price
-    is unknown. Cached tokens are part of the input count (as OpenAI reports them) and
-    priced at the cache prices; without a cache price, at the input price."""
-    p = info.pricing if info is not None else None
-    if p is None or p.input is None or p.output is None:
+    """What the tokens cost at the model's prices (`Pricing.cost_of`), None if a needed
+    price is unknown."""
+    if info is None:
         return None
-    uncached = max(0, usage.input_tokens - usage.cache_read_tokens - usage.cache_write_tokens)
-    read = p.cache_read if p.cache_read is not None else p.input
-    write = p.cache_write if p.cache_write is not None else p.input
-    total = (
-        uncached * p.input
-        + usage.cache_read_tokens * read
-        + usage.cache_write_tokens * write
-        + usage.output_tokens * p.output
+    return info.pricing.cost_of(
+        usage.input_tokens,
+        usage.output_tokens,
+        cache_read=usage.cache_read_tokens,
+        cache_write=usage.cache_write_tokens,
     )
-    return total / 1_000_000 if math.isfinite(total) else None  # absurd prices: unknown
 
 
 def cost_report(
