@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -153,7 +153,7 @@ def _merge(old: list[str], new: list[str]) -> list[str]:
 
 
 def _names(ident: str, reasons: list[str]) -> list[str]:
-    instance = ident.split(", account=")[0]
+    instance = ident.split(", account=", maxsplit=1)[0]
     names = [f"pinference_up{{{ident}}}"]
     for endpoint in ("list", "get"):
         labels = f'{ident}, endpoint="{endpoint}"'
@@ -215,8 +215,10 @@ SCENARIOS = (
     Scenario(
         name="fresh install: one failed probe of each kind pages nothing",
         comment="a 3-minute-old exporter; one account gets a 503, the other a 401",
-        probed=(Probed("default", faults=((3, 3.5, "server_error"),)),
-                Probed("team", faults=((3, 3.5, "unauthorized"),))),  # fmt: skip
+        probed=(
+            Probed("default", faults=((3, 3.5, "server_error"),)),
+            Probed("team", faults=((3, 3.5, "unauthorized"),)),
+        ),
         minutes=70,
     ),
     Scenario(
@@ -227,9 +229,12 @@ SCENARIOS = (
     ),
     Scenario(
         name="rollout: the new instance's first probe fails, nothing pages",
-        probed=(Probed("default", instance="old:8795", end=60),
-                Probed("default", instance="new:8795", start=60.5,
-                       faults=((60.5, 61, "server_error"),))),  # fmt: skip
+        probed=(
+            Probed("default", instance="old:8795", end=60),
+            Probed(
+                "default", instance="new:8795", start=60.5, faults=((60.5, 61, "server_error"),)
+            ),
+        ),
         minutes=130,
         check_from=55,
     ),
@@ -248,13 +253,18 @@ SCENARIOS = (
     _outage("connection_error", DOWN),
     Scenario(
         name="several accounts at once: one page per account, each naming its cause",
-        probed=(Probed("default", faults=((10, 25, "server_error"),)),
-                Probed("team", faults=((10, 25, "server_error"),)),
-                Probed("billing", faults=((12, 30, "payment_required"),)),
-                Probed("fine")),  # fmt: skip
+        probed=(
+            Probed("default", faults=((10, 25, "server_error"),)),
+            Probed("team", faults=((10, 25, "server_error"),)),
+            Probed("billing", faults=((12, 30, "payment_required"),)),
+            Probed("fine"),
+        ),
         minutes=100,
-        notified=((DOWN, "default", C, 15, 27), (DOWN, "team", C, 15, 27),
-                  (PAY, "billing", C, 17, 32)),  # fmt: skip
+        notified=(
+            (DOWN, "default", C, 15, 27),
+            (DOWN, "team", C, 15, 27),
+            (PAY, "billing", C, 17, 32),
+        ),
     ),
     Scenario(
         name="flapping: half the list probes fail for 30 minutes, a partial outage",
@@ -267,23 +277,30 @@ SCENARIOS = (
     Scenario(
         name="exporter restarted mid-outage: one page, resolved once after the fix",
         comment="the exporter is gone for a minute at 17m; its counters restart from 0",
-        probed=(Probed("default", end=17, faults=((10, 17, "server_error"),)),
-                Probed("default", start=18, faults=((18, 25, "server_error"),))),  # fmt: skip
+        probed=(
+            Probed("default", end=17, faults=((10, 17, "server_error"),)),
+            Probed("default", start=18, faults=((18, 25, "server_error"),)),
+        ),
         minutes=100,
         notified=((DOWN, "default", C, 15, 27),),
     ),
     Scenario(
         name="exporter rescheduled mid-outage (a new instance): one page",
-        probed=(Probed("default", instance="old:8795", end=17, faults=((10, 17, "server_error"),)),
-                Probed("default", instance="new:8795", start=17.5,
-                       faults=((17.5, 25, "server_error"),))),  # fmt: skip
+        probed=(
+            Probed("default", instance="old:8795", end=17, faults=((10, 17, "server_error"),)),
+            Probed(
+                "default", instance="new:8795", start=17.5, faults=((17.5, 25, "server_error"),)
+            ),
+        ),
         minutes=100,
         notified=((DOWN, "default", C, 15, 27),),
     ),
     Scenario(
         name="an account added while the API is down pages for that account too",
-        probed=(Probed("team", faults=((10, 25, "server_error"),)),
-                Probed("new", start=15, faults=((15, 25, "server_error"),))),  # fmt: skip
+        probed=(
+            Probed("team", faults=((10, 25, "server_error"),)),
+            Probed("new", start=15, faults=((15, 25, "server_error"),)),
+        ),
         minutes=100,
         notified=((DOWN, "team", C, 15, 27), (DOWN, "new", C, 20, 27)),
     ),
@@ -293,8 +310,10 @@ SCENARIOS = (
         "starts during the outage, at 10% of it, and stays while the 6h window burns",
         probed=(Probed("default", faults=((10, 45, "server_error"),)),),
         minutes=120,
-        notified=((DOWN, "default", C, 15, 47), ("PinferenceErrorBudgetBurnSlow", "default", W,
-                                                 32, 121)),  # fmt: skip
+        notified=(
+            (DOWN, "default", C, 15, 47),
+            ("PinferenceErrorBudgetBurnSlow", "default", W, 32, 121),
+        ),
     ),
 )
 
@@ -335,8 +354,9 @@ def test_group(scenario: Scenario, notified: str) -> dict[str, Any]:
     return {
         "name": scenario.name,
         "interval": f"{STEP}s",
-        "input_series": [{"series": name, "values": _compress(values)}
-                         for name, values in inputs.items()],  # fmt: skip
+        "input_series": [
+            {"series": name, "values": _compress(values)} for name, values in inputs.items()
+        ],
         "promql_expr_test": [
             {"expr": expr, "eval_time": end, "exp_samples": _samples(timeline, value)}
             for expr, value in checks
