@@ -569,3 +569,24 @@ def test_grafana_copies_pass_the_same_unit_tests(tmp_path: Path) -> None:
     test_file.write_text(yaml.safe_dump(slo, sort_keys=False))
     result = promtool("test", "rules", str(test_file), timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+# ------------------------------------------------------------------ the incident scenarios
+
+
+def test_incident_scenarios_file_is_current() -> None:
+    """prometheus/tests/incidents.test.yml is what tests/incidents.py writes from its
+    scenarios and the shipped inhibit rules (an edit of either must regenerate it)."""
+    import incidents
+
+    assert incidents.OUTPUT.read_text(encoding="utf-8") == incidents.render(), (
+        "run python tests/incidents.py"
+    )
+
+
+def test_incident_series_notation() -> None:
+    import incidents
+
+    assert incidents._compress(["0", "1", "2", "2", "_", "_", "stale", "5", "0"]) == (
+        "0+1x2 2x0 _x2 stale 5-5x1"
+    )

@@ -254,31 +254,6 @@ def test_inhibition_as_promql_agrees_with_alertmanager(tmp_path: Path) -> None:
 # ------------------------------------------------------------------ live delivery
 
 
-def compressed_rules() -> dict[str, Any]:
-    """The shipped rules, time-compressed (rewrite_rules: `for:` 2s, windows a tenth),
-    with keep_firing_for compressed to 5s too."""
-    rules = rewrite_rules(load_yaml(RULES))
-    for group in rules["groups"]:
-        for rule in group["rules"]:
-            if "keep_firing_for" in rule:
-                rule["keep_firing_for"] = "5s"
-    return rules
-
-
-def test_compressed_rules_keep_names_and_shorten_every_wait() -> None:
-    shipped, compressed = load_yaml(RULES), compressed_rules()
-    pairs = [(a, b) for g, h in zip(shipped["groups"], compressed["groups"], strict=True)
-             for a, b in zip(g["rules"], h["rules"], strict=True)]  # fmt: skip
-    assert any("keep_firing_for" in a for a, _ in pairs)
-    for old, new in pairs:
-        assert (old.get("alert"), old.get("record")) == (new.get("alert"), new.get("record"))
-        assert old.get("labels") == new.get("labels")
-        if "alert" in old:
-            assert new["for"] == "2s"
-            assert new.get("keep_firing_for", "5s") == "5s"
-        assert re.findall(r"\[(\d+)s\]", new["expr"]) or "[" not in old["expr"]
-
-
 @dataclass
 class Chain:
     fake: Any
@@ -306,7 +281,7 @@ def chain(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Chain]:
         am_config = rewrite_alertmanager_config(load_yaml(CONFIG), receiver.url)
         am, am_url = start_alertmanager(work, am_config, binary=am_bin)
         processes.append(am)
-        rules_file = write_yaml(work / "pinference.rules.yml", compressed_rules())
+        rules_file = write_yaml(work / "pinference.rules.yml", rewrite_rules(load_yaml(RULES)))
         config = rewrite_config(load_yaml(FILES.prometheus_config), target, rules_file,
                                 alertmanager=am_url.removeprefix("http://"))  # fmt: skip
         prom, prom_url = start_prometheus(work, config, binary=prometheus_bin)
