@@ -39,7 +39,7 @@ bench: $(STAMP)
 
 ## make mutation: mutation testing (mutmut) of the core, the exporter's state, collector and
 ## prober, and the alert rules' thresholds; not part of make test; about 40 minutes on 2 cores.
-## Some targets only: make mutation MUTATE="llm_pinference/text.py rules"
+## Some targets only: make mutation MUTATE="llm_pinference/core/text.py rules"
 .PHONY: mutation
 MUTATION_STAMP := $(VENV)/.mutation-installed
 $(MUTATION_STAMP): $(STAMP)

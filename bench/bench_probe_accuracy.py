@@ -52,6 +52,7 @@ from pinference_exporter import Exporter, ExporterConfig  # the installed name o
 from pinference_exporter.config import AccountConfig
 from prometheus_client.parser import text_string_to_metric_families
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # harness/ (not in the wheel)
 from harness.pki import have_openssl, make_certificates
 from llm_pinference.core.probes import PHASES
 from pinference_fake import FakePinference

@@ -5,19 +5,28 @@ It imports the core (`llm_pinference.core.settings`, `.client`, `.models`) and n
     from pinference_exporter import AccountConfig, Exporter, ExporterConfig
 
     config = ExporterConfig(
-        accounts=(AccountConfig(name="default", base_url=url),),  # or settings=Settings(...)
+        accounts=(AccountConfig(name="default", base_url=url),),
         listen_address="127.0.0.1:0",
         probe_interval=1.0,
     )
     with Exporter(config) as exporter:
         print(exporter.metrics_url)
+
+`Exporter` is imported on first use: the rest of the package (the config, `--help`,
+`--version`, the assets) works without the exporter's extra.
 """
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
 
 from llm_pinference import __version__
 
-from . import needs_extra  # noqa: F401  (first: a missing extra is one line, not a traceback)
-from .app import Exporter
+from . import needs_extra
 from .config import AccountConfig, ConfigError, ExporterConfig, parse_duration
+
+if TYPE_CHECKING:
+    from .app import Exporter
 
 __all__ = [
     "AccountConfig",
@@ -27,3 +36,12 @@ __all__ = [
     "__version__",
     "parse_duration",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "Exporter":
+        needs_extra.require()
+        from .app import Exporter
+
+        return Exporter
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,4 +1,4 @@
-"""`python -m exporter`: the same as the pinference-exporter command."""
+"""`python -m pinference_exporter`: the same as the pinference-exporter command."""
 
 import sys
 

@@ -3,7 +3,7 @@ and reloaded in place.
 
 The in-process API for tests, the demo and benchmarks:
 
-    exporter = Exporter(ExporterConfig(settings=Settings(base_url=url),
+    exporter = Exporter(ExporterConfig(accounts=(AccountConfig(base_url=url),),
                                        listen_address="127.0.0.1:0")).start()
     exporter.url, exporter.metrics_url      # http://127.0.0.1:PORT, .../metrics
     exporter.run_probe_cycle()              # one synchronous cycle (with start(probe=False))
@@ -25,20 +25,21 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from prometheus_client import ProcessCollector
-from prometheus_client.registry import Collector
+from prometheus_client import ProcessCollector, generate_latest, make_wsgi_app
+from prometheus_client.registry import Collector, CollectorRegistry
 
 from llm_pinference.core.settings import Settings
 from llm_pinference.core.text import redact_url
 
 from .collector import PinferenceCollector, Reading
 from .config import AccountConfig, ExporterConfig
-from .exposition import Exposition
+from .landing import AccountView, View
 from .logs import kv
 from .options import ConfigError, ListenAddress
 from .prober import Prober
+from .recent import RecentProbes
 from .state import ProbeState
-from .web import AccountView, ExporterApp, ExporterServer, View, listen
+from .web import ExporterApp, ExporterServer, listen
 from .webconfig import WebConfigWatcher, check_same_scheme
 
 log = logging.getLogger("exporter")
@@ -69,14 +70,12 @@ class ReloadStatus:
         self._lock = threading.Lock()
         self.successful = True
         self.success_time = time.time()
-        self.generation = 0  # bumped by each record (after it), like ProbeState's
 
     def record(self, error: str | None) -> None:
         with self._lock:
             self.successful = error is None
             if error is None:
                 self.success_time = time.time()
-            self.generation += 1
 
     def read(self) -> tuple[bool, float]:
         with self._lock:
@@ -94,27 +93,25 @@ class Exporter:
         """`loader` builds the config again from its sources, for `reload()`; without it,
         a reload re-applies the config given here. `process` yields the per-scrape
         process_* families (default: prometheus_client's ProcessCollector on /proc)."""
-        config.check()
         self._loader = loader or (lambda: config)
         self._reload_lock = threading.Lock()  # one reload at a time
         self._after_reload: list[Callable[[ExporterConfig], None]] = []
         self.reload_status = ReloadStatus()
         self.web = WebConfigWatcher(config.web, on_result=self.reload_status.record)
-        self._config_generation = 0  # bumped by each assignment of _current (the property)
+        self.recent = RecentProbes()  # every account's last probes, for the landing page
         self._current = _Current(config, {})
         self._current = self._build(config)
         self._settle(self._current)
         self._ready = False
-        # Scrapes get the families built from the states pre-rendered, once per change of
-        # generation(), plus the process_* families read for each scrape.
-        self.exposition = Exposition(
-            PinferenceCollector(self._reading),
-            process if process is not None else ProcessCollector(registry=None),
-            self.generation,
-        )
-        self.registry = self.exposition.registry  # both, rendered afresh on each collect
+        self.registry = CollectorRegistry(auto_describe=True)  # names for a name[] filter
+        self.registry.register(PinferenceCollector(self._reading))
+        self.registry.register(process if process is not None else ProcessCollector(registry=None))
         self.app = ExporterApp(
-            self.exposition, lambda: self._current.config, self.view, self.web, self.reload
+            make_wsgi_app(self.registry),
+            lambda: self._current.config,
+            self.view,
+            self.web,
+            self.reload,
         )
         self._servers: list[ExporterServer] = []
         self._listening: list[ListenAddress] = []  # what the servers were bound to
@@ -128,24 +125,6 @@ class Exporter:
         return f"<Exporter {url} target={targets}>"
 
     # what it is now
-
-    @property
-    def _current(self) -> _Current:
-        return self.__current
-
-    @_current.setter
-    def _current(self, current: _Current) -> None:
-        self.__current = current
-        self._config_generation += 1  # after the swap: see generation()
-
-    def generation(self) -> tuple[int, ...]:
-        """Changes whenever anything the metrics show (but process_*) may have changed: the
-        config and its accounts, the reload status, any account's probe state. Each part
-        is bumped after its change, so what is rendered after reading this is never older.
-        The config's count is read before the accounts it counts, for the same reason."""
-        config, reloads = self._config_generation, self.reload_status.generation
-        states = [account.state.generation for account in self._current.accounts.values()]
-        return (config, reloads, *states)
 
     @property
     def config(self) -> ExporterConfig:
@@ -187,7 +166,8 @@ class Exporter:
         )
         if not self._ready and all(a.snapshot.list_done for a in accounts):
             self._ready = True  # then stays ready: a reload that adds an account keeps it
-        return View(current.config, accounts, self._ready)
+        return View(current.config, accounts, self._ready, self.recent, self.web.current(),
+                    tuple(self.secrets()))  # fmt: skip
 
     def _reading(self) -> Reading:
         current = self._current
@@ -202,14 +182,13 @@ class Exporter:
         old = self._current
         reprobe = any(getattr(old.config, f) != getattr(config, f) for f in PROBE_FIELDS)
         accounts: dict[str, _Account] = {}
-        for account in config.resolved_accounts():
-            account.check()
+        for account in config.accounts:
             previous = old.accounts.get(account.name)
             if previous is not None and previous.config == account and not reprobe:
                 accounts[account.name] = previous
                 continue
             state = previous.state if previous else ProbeState(config.max_series)
-            prober = Prober(config, account, state)
+            prober = Prober(config, account, state, recent=self.recent)
             if previous is not None:
                 prober.take_over(previous.prober)
             accounts[account.name] = _Account(account, state, prober)
@@ -225,7 +204,6 @@ class Exporter:
 
     def apply(self, config: ExporterConfig) -> None:
         """Switch to `config` at once (raises ConfigError, changing nothing, if it cannot)."""
-        config.check()
         check_same_scheme(self.web.current(), config.web)
         if config.addresses != self.config.addresses:
             log.warning("web.listen_address changes need a restart; still listening on the "
@@ -330,9 +308,8 @@ class Exporter:
         return all([account.prober.run_cycle() for account in self._accounts.values()])
 
     def scrape(self) -> str:
-        """The metrics in the Prometheus text format, as a scrape gets them (pre-rendered;
-        `generate_latest(exporter.registry)` renders the same afresh)."""
-        return self.exposition.render()[1].decode()
+        """The metrics in the Prometheus text format, as a scrape gets them."""
+        return generate_latest(self.registry).decode()
 
     @property
     def ports(self) -> list[int]:

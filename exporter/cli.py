@@ -1,4 +1,5 @@
-"""`pinference-exporter` (also `python -m exporter`): flags, config file, signals, reload.
+"""`pinference-exporter` (also `python -m pinference_exporter`): flags, config file,
+signals, reload.
 
 Precedence: flags, then the `--config.file` YAML, then the environment and
 ~/.prime/config.json (key, team, base URL), then defaults. A bad flag or value is one line
@@ -16,15 +17,17 @@ import signal
 import sys
 import time
 from collections.abc import Callable, Sequence
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 from llm_pinference.core.text import format_duration, redact_url
 
-from . import build
-from .app import Exporter
+from . import build, needs_extra
 from .config import ExporterConfig, Values, build_config, load_config_file
 from .logs import kv, setup_logging
-from .options import OPTIONS, RENAMED, ConfigError, parse_option
+from .options import OPTIONS, ConfigError, parse_option
+
+if TYPE_CHECKING:
+    from .app import Exporter
 
 PROG = "pinference-exporter"
 log = logging.getLogger("exporter")
@@ -36,9 +39,6 @@ class _UsageError(Exception):
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:  # one line, not the usage block
-        for old, new in RENAMED.items():
-            if old.startswith("--") and f"arguments: {old}" in message:
-                message = f"{old} was renamed {new}"
         raise _UsageError(message)
 
 
@@ -103,6 +103,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _main(argv: Sequence[str] | None, signals: list[int]) -> int:
     try:
         args = build_parser().parse_args(argv)
+        if problem := needs_extra.missing():  # --help and --version did without it
+            raise _UsageError(problem)
+        from .app import Exporter
 
         def load() -> ExporterConfig:
             return build_config(resolve_values(args))

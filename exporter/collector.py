@@ -2,10 +2,16 @@
 
 Every series about the API carries `account`; the exporter's own (build info, reload
 status, probe interval) do not.
+
+A scrape never fails: the state stores only values that render (see state.py), and should
+one family still not render (or not build), it is left out, logged once and counted in
+pinference_exporter_render_errors_total; the other families are served.
 """
 
 from __future__ import annotations
 
+import logging
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
@@ -29,6 +35,7 @@ _CHAT_BOUNDS = (*map(floatToGoString, CHAT_BUCKETS), "+Inf")
 # Said once in every HELP text that depends on it: scrapes do not trigger probes.
 ON_INTERVAL = "Probed on the exporter's own interval (--probe.interval), not per scrape."
 ON_CHAT_INTERVAL = "Opt-in; probed on --probe.chat.interval, not per scrape."
+log = logging.getLogger("pinference_exporter.collector")
 
 
 @dataclass(frozen=True)
@@ -46,16 +53,50 @@ class PinferenceCollector(Collector):
 
     def __init__(self, read: Callable[[], Reading]) -> None:
         self.read = read
+        self._lock = threading.Lock()
+        self._errors = 0
+        self._logged: set[str] = set()  # the families whose failure was logged
 
     def collect(self) -> Iterator[Metric]:
         reading = self.read()
         accounts = sorted(reading.accounts, key=lambda item: item[0])
-        yield from self._api(accounts)
-        yield from self._probes(accounts, reading.interval)
-        yield from self._connection(accounts)
-        yield from self._chat(accounts)
-        yield from self._catalog(accounts)
-        yield from self._exporter(reading)
+        parts = [
+            ("api", lambda: self._api(accounts)),
+            ("probes", lambda: self._probes(accounts, reading.interval)),
+            ("connection", lambda: self._connection(accounts)),
+            ("chat", lambda: self._chat(accounts)),
+            ("catalog", lambda: self._catalog(accounts)),
+            ("exporter", lambda: self._exporter(reading)),
+        ]
+        for part, make in parts:
+            try:
+                families = list(make())
+            except Exception as exc:  # a scrape must not fail: counted, logged
+                self._failed(f"({part})", exc)
+                continue
+            for family in families:
+                try:
+                    _check_renders(family)
+                except Exception as exc:
+                    self._failed(family.name, exc)
+                    continue
+                yield family
+        yield CounterMetricFamily(
+            "pinference_exporter_render_errors",
+            "Metric families left out of a scrape because they could not be rendered (a bug:"
+            " the reason is logged once per family).",
+            value=self._errors,
+        )
+
+    def _failed(self, name: str, exc: Exception) -> None:
+        with self._lock:
+            self._errors += 1
+            first = name not in self._logged
+            self._logged.add(name)
+        if first:
+            err = f"{type(exc).__name__}: {exc}"
+            log.error("metric family left out: it cannot be rendered",
+                      extra={"kv": {"family": name, "err": err}})  # fmt: skip
 
     def _api(self, accounts: list[tuple[str, Snapshot]]) -> Iterator[Metric]:
         up = GaugeMetricFamily(
@@ -286,6 +327,18 @@ class PinferenceCollector(Collector):
             "Unix time of the last successful load of the config files.",
             value=reading.reload_success_time,
         )
+
+
+def _check_renders(family: Metric) -> None:
+    """Raise what rendering the family would (a number no float holds, text no UTF-8 can
+    encode), without rendering it."""
+    for text in (family.name, family.documentation):
+        text.encode()
+    for sample in family.samples:
+        float(sample.value)
+        for name, value in sample.labels.items():
+            name.encode()
+            value.encode()
 
 
 def _cumulative(

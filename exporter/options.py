@@ -9,6 +9,7 @@ caller adds where the value came from (a flag, or a key in a file).
 from __future__ import annotations
 
 import re
+import reprlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
@@ -23,7 +24,13 @@ from llm_pinference.core.settings import (
     ENV_URL,
     normalise_base_url,
 )
-from llm_pinference.core.text import DURATION_UNITS, format_duration, redact_url
+from llm_pinference.core.text import (
+    DURATION_UNITS,
+    MAX_JSON_DEPTH,
+    format_duration,
+    printable,
+    redact_url,
+)
 
 DEFAULT_TIMEOUT = 10.0  # or half the interval, if that is shorter
 DEFAULT_JITTER = 0.1
@@ -40,28 +47,47 @@ MAX_CHAT_TOKENS = 128
 LOG_LEVELS = ("debug", "info", "warn", "error")
 LOG_FORMATS = ("logfmt", "json")
 PRIME_CONFIG = "~/.prime/config.json"  # the prime CLI's file, read by the core's settings
+MAX_CONFIG_BYTES = 1 << 20  # config and web config files, certificates, CA bundles
+MAX_KEY_BYTES = 64 << 10  # API keys and TLS private keys
+MAX_YAML_NODES = 100_000  # values in a YAML document, each alias counted as what it stands for
 
 
 class ConfigError(ValueError):
-    """A bad flag, config-file or web-config value; `str()` is the one-line message."""
+    """A bad flag, config-file or web-config value; `str()` is the one-line message, with
+    controls and lone surrogates escaped whatever the value or path quoted in it."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(printable(message))
+
+
+_SHOWN = reprlib.Repr()
+_SHOWN.maxlevel, _SHOWN.maxstring, _SHOWN.maxother = 2, 60, 60
+
+
+def shown(value: object) -> str:
+    """A value as an error message quotes it: one line, bounded, whatever it holds."""
+    try:
+        return _SHOWN.repr(value)
+    except ValueError:  # an integer of more digits than Python prints
+        return f"a {type(value).__name__} too large to show"
 
 
 # --- value parsers ------------------------------------------------------------------
 
 # Prometheus' own duration syntax: integer amounts, units in this order, each at most once.
-_DURATION_RE = re.compile("^" + "".join(rf"(?:(?P<{u}>\d+){u})?" for u, _ in DURATION_UNITS) + "$")
+_DURATION_RE = re.compile(
+    "".join(rf"(?:(?P<{u}>[0-9]{{1,12}}){u})?" for u, _ in DURATION_UNITS), re.ASCII
+)
 
 
 def parse_duration(text: object) -> float:
     """`500ms`, `30s`, `1m30s`, `2h` (Prometheus syntax) -> seconds; `0` is zero."""
-    if not isinstance(text, str) or not text.strip():
-        raise ConfigError(f"{text!r} is not a duration (use e.g. 500ms, 30s, 1m30s)")
-    text = text.strip()
+    text = text.strip() if isinstance(text, str) else text
     if text == "0":
         return 0.0
-    match = _DURATION_RE.match(text)
+    match = _DURATION_RE.fullmatch(text) if isinstance(text, str) and text else None
     if match is None:
-        raise ConfigError(f"{text!r} is not a duration (use e.g. 500ms, 30s, 1m30s)")
+        raise ConfigError(f"{shown(text)} is not a duration (use e.g. 500ms, 30s, 1m30s)")
     return sum(int(match[u]) * scale for u, scale in DURATION_UNITS if match[u])
 
 
@@ -75,15 +101,16 @@ class ListenAddress:
         return f"{host}:{self.port}"
 
 
+_LISTEN_RE = re.compile(
+    r"(?:\[(?P<v6>[0-9A-Fa-f:.%\w]+)\]|(?P<host>[^\[\]:/\s]*)):(?P<port>[0-9]{1,5})", re.ASCII
+)
+
+
 def parse_listen_address(text: object) -> ListenAddress:
     """`:8795` (all interfaces), `127.0.0.1:8795`, `[::1]:8795`, `localhost:0`."""
-    if not isinstance(text, str):
-        raise ConfigError(f"{text!r} is not a listen address like :8795 or 127.0.0.1:8795")
-    value = text.strip()
-    match = re.fullmatch(r"(?:\[(?P<v6>[0-9A-Fa-f:.%\w]+)\]|(?P<host>[^\[\]:/\s]*)):(?P<port>\d+)",
-                         value)  # fmt: skip
+    match = _LISTEN_RE.fullmatch(text.strip()) if isinstance(text, str) else None
     if match is None or int(match["port"]) > 65535:
-        raise ConfigError(f"{text!r} is not a listen address like :8795 or 127.0.0.1:8795")
+        raise ConfigError(f"{shown(text)} is not a listen address like :8795 or 127.0.0.1:8795")
     return ListenAddress(match["v6"] or match["host"] or "", int(match["port"]))
 
 
@@ -92,11 +119,11 @@ def _integer(minimum: int, maximum: int | None = None) -> Callable[[object], int
         number: int | None = None
         if isinstance(value, int) and not isinstance(value, bool):
             number = value
-        elif isinstance(value, str) and value.strip().isdigit():
-            number = int(value.strip())
+        elif isinstance(value, str) and re.fullmatch(r"[0-9]{1,18}", value.strip()):
+            number = int(value.strip())  # ASCII digits only: `²` is a digit to isdigit()
         if number is None or number < minimum or (maximum is not None and number > maximum):
             bound = f"from {minimum} to {maximum}" if maximum is not None else f">= {minimum}"
-            raise ConfigError(f"{value!r} is not an integer {bound}")
+            raise ConfigError(f"{shown(value)} is not an integer {bound}")
         return number
 
     return parse
@@ -105,7 +132,7 @@ def _integer(minimum: int, maximum: int | None = None) -> Callable[[object], int
 def _choice(choices: tuple[str, ...]) -> Callable[[object], str]:
     def parse(value: object) -> str:
         if not isinstance(value, str) or value.strip().lower() not in choices:
-            raise ConfigError(f"{value!r} is not one of {', '.join(choices)}")
+            raise ConfigError(f"{shown(value)} is not one of {', '.join(choices)}")
         return value.strip().lower()
 
     return parse
@@ -113,7 +140,14 @@ def _choice(choices: tuple[str, ...]) -> Callable[[object], str]:
 
 def non_empty_string(value: object) -> str:
     if not isinstance(value, str) or not value.strip():
-        raise ConfigError(f"{value!r} is not a non-empty string")
+        raise ConfigError(f"{shown(value)} is not a non-empty string")
+    return value.strip()
+
+
+def _word(value: object) -> str:
+    """Printable ASCII without blanks: what an HTTP header or a label can carry as it is."""
+    if not isinstance(value, str) or not re.fullmatch(r"[!-~]+", value.strip()):
+        raise ConfigError(f"{shown(value)} is not one word of printable ASCII")
     return value.strip()
 
 
@@ -123,22 +157,15 @@ def _list_of(what: str, item: Callable[[object], Any]) -> Callable[[object], tup
     def parse(value: object) -> tuple[Any, ...]:
         items = [value] if isinstance(value, str) else value
         if not isinstance(items, list):
-            raise ConfigError(f"{value!r} is not a list of {what}s")
-        parsed: list[Any] = []
-        for entry in items:
-            one = item(entry)
-            if one not in parsed:
-                parsed.append(one)
-        return tuple(parsed)
+            raise ConfigError(f"{shown(value)} is not a list of {what}s")
+        return tuple(dict.fromkeys(map(item, items)))
 
     return parse
 
 
 def _model_id(value: object) -> str:
-    if not isinstance(value, str) or not value.strip():
-        raise ConfigError(f"{value!r} is not a model id")
     try:
-        return check_model_id(value.strip())
+        return check_model_id(non_empty_string(value))
     except InvalidModelId as exc:
         raise ConfigError(exc.message) from None
 
@@ -153,7 +180,8 @@ def _bounded_duration(minimum: float, maximum: float) -> Callable[[object], floa
         seconds = parse_duration(value)
         if not minimum <= seconds <= maximum:
             raise ConfigError(
-                f"{value!r} is outside {format_duration(minimum)} to {format_duration(maximum)}"
+                f"{shown(value)} is outside {format_duration(minimum)} to "
+                f"{format_duration(maximum)}"
             )
         return seconds
 
@@ -163,7 +191,7 @@ def _bounded_duration(minimum: float, maximum: float) -> Callable[[object], floa
 def _switch(value: object) -> bool:
     if isinstance(value, bool):
         return value
-    raise ConfigError(f"{value!r} is not true or false")
+    raise ConfigError(f"{shown(value)} is not true or false")
 
 
 ACCOUNT_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,62}")
@@ -173,7 +201,7 @@ def account_name(value: object) -> str:
     """A label-safe account name: letters, digits, `_` and `-`, at most 63 characters."""
     if not isinstance(value, str) or not ACCOUNT_NAME_RE.fullmatch(value):
         raise ConfigError(
-            f"{value!r} is not an account name (letters, digits, _ and -; at most 63, "
+            f"{shown(value)} is not an account name (letters, digits, _ and -; at most 63, "
             "starting with a letter or digit)"
         )
     return value
@@ -181,9 +209,19 @@ def account_name(value: object) -> str:
 
 def _base_url(value: object) -> str:
     url = normalise_base_url(non_empty_string(value))
-    if not re.match(r"^https?://[^/\s]+", url):
-        raise ConfigError(f"{redact_url(url)!r} is not an http:// or https:// URL")
+    if not re.match(r"https?://[^/\s]+", url) or not url.isprintable() or " " in url:
+        raise ConfigError(f"{shown(redact_url(url))} is not an http:// or https:// URL")
     return url
+
+
+RESERVED_PATHS = ("/", "/-/healthy", "/-/ready", "/-/reload")
+
+
+def _telemetry_path(value: object) -> str:
+    path = non_empty_string(value)
+    if not re.fullmatch(r"/[!-~]*", path) or path in RESERVED_PATHS or any(c in path for c in "?#"):
+        raise ConfigError(f"{shown(path)} must start with / and not be {', '.join(RESERVED_PATHS)}")
+    return path
 
 
 # --- the table ----------------------------------------------------------------------
@@ -234,7 +272,7 @@ OPTIONS: tuple[Option, ...] = (
            "(all interfaces), 127.0.0.1:8795, [::1]:8795 (repeatable: listens on each)",
            default=(":8795",), show=", ".join, metavar="ADDRESS", repeat=True),
     Option("web.telemetry_path", "--web.telemetry-path", Target.EXPORTER, "telemetry_path",
-           non_empty_string, "path of the metrics endpoint", default="/metrics", metavar="PATH"),
+           _telemetry_path, "path of the metrics endpoint", default="/metrics", metavar="PATH"),
     Option("web.config_file", "--web.config.file", Target.WEB, "path", non_empty_string,
            "exporter-toolkit web config (tls_server_config, http_server_config, "
            "basic_auth_users); read again when it changes",
@@ -276,7 +314,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("api.base_url", "--api.base-url", Target.ACCOUNT, "base_url", _base_url,
            "API base URL", default=DEFAULT_BASE_URL, env=ENV_URL, metavar="URL",
            account_key="base_url"),
-    Option("api.team_id", "--api.team-id", Target.ACCOUNT, "team_id", non_empty_string,
+    Option("api.team_id", "--api.team-id", Target.ACCOUNT, "team_id", _word,
            "team id sent as X-Prime-Team-ID with the key", default_help="none", env=ENV_TEAM,
            metavar="ID", account_key="team_id"),
     Option("api.ca_file", "--api.ca-file", Target.ACCOUNT, "ca_file", non_empty_string,
@@ -288,7 +326,7 @@ OPTIONS: tuple[Option, ...] = (
            default_help=f"the key in ${ENV_KEY}, else in {PRIME_CONFIG}", metavar="FILE",
            is_path=True, account_key="key_file"),
     Option("probe.chat.models", "--probe.chat.models", Target.ACCOUNT, "chat_models",
-           _list_of("model id", non_empty_string), "a model to probe with a tiny streamed "
+           _list_of("model id", _model_id), "a model to probe with a tiny streamed "
            "chat completion (repeatable). It costs money: no chat probe without it",
            default_help="none", metavar="MODEL", repeat=True, account_key="chat.models"),
     Option("probe.chat.interval", "--probe.chat.interval", Target.ACCOUNT, "chat_interval",
@@ -310,8 +348,6 @@ OPTIONS: tuple[Option, ...] = (
            f"{' or '.join(LOG_FORMATS)}", default="logfmt", metavar="FORMAT"),
 )  # fmt: skip
 OPTIONS_BY_KEY = {option.key: option for option in OPTIONS}
-# Old spellings, refused with a pointer to the new one.
-RENAMED = {"--api-key-file": "--api.key-file", "api.api_key_file": "api.key_file"}
 
 
 def default(key: str) -> Any:
@@ -324,3 +360,65 @@ def parse_option(option: Option, value: object, where: str) -> Any:
         return option.parse(value)
     except ConfigError as exc:
         raise ConfigError(f"{where}: {exc}") from None
+
+
+def markdown() -> str:
+    """docs/configuration.md, from the table (`python -m pinference_exporter.options`)."""
+
+    def cell(text: str) -> str:
+        return text.replace("|", "\\|")
+
+    rows = [
+        f"| `{o.flag}`{' (repeatable)' if o.repeat else ''} | `{o.key}` | "
+        f"{f'`{o.account_key}`' if o.account_key else ''} | {f'`{o.env}`' if o.env else ''} | "
+        f"{cell(o.default_help or ('' if o.default is None else o.show(o.default)))} | "
+        f"{cell(o.help)} |"
+        for o in OPTIONS
+    ]
+    return "\n".join(
+        [
+            "# Configuration reference",
+            "",
+            "<!-- Generated from exporter/options.py by `python -m pinference_exporter.options`;",
+            "     tests/exporter/test_options.py fails when this file differs. Do not edit. -->",
+            "",
+            "Every option is a flag and a key of the YAML file given with `--config.file` "
+            "(`--probe.interval` is `probe: {interval: 30s}`); flags win over the file, the file "
+            "over the environment, the environment over the defaults. Durations use Prometheus' "
+            "syntax (`500ms`, `30s`, `1m30s`). Relative paths in the file are relative to it.",
+            "",
+            "The `api.*` and `probe.*` keys marked with a per-account key describe the one account "
+            "`default`. A file may list `accounts` instead, each entry with a `name` (letters, "
+            "digits, `_` and `-`) and those per-account keys (nested: `chat: {models: [...]}`); "
+            "nothing then comes from the environment, and the one-account flags are refused.",
+            "",
+            "| flag | file key | per-account key | environment | default | meaning |",
+            "|---|---|---|---|---|---|",
+            *rows,
+            "| `--config.file` | | | | | the YAML file of these keys; read again on SIGHUP |",
+            "| `--config.check` | | | | | check the flags and every file, print `ok`, exit |",
+            "",
+            "## Files",
+            "",
+            "The config file, the web config, certificates and CA files are read only if they "
+            f"are regular files of at most {MAX_CONFIG_BYTES >> 10} KiB of UTF-8 text; API key "
+            f"and TLS key files of at most {MAX_KEY_BYTES >> 10} KiB. An empty file, a FIFO or "
+            f"a device, a YAML document nested deeper than {MAX_JSON_DEPTH} levels or whose "
+            f"aliases expand to more than {MAX_YAML_NODES} values, and an encrypted TLS key (no "
+            "passphrase is ever asked for) are errors. An API key must be "
+            "one word of printable ASCII: a BOM or a zero-width space is refused, and the message "
+            "names the file, never the key.",
+            "",
+            "A bad value at start-up is one line on stderr and exit status 2. On reload (SIGHUP, "
+            "`POST /-/reload` with `--web.enable-lifecycle`) it keeps the running config, logs "
+            "the reason once and sets `pinference_exporter_config_last_reload_successful` to 0. "
+            "The web config (`--web.config.file`: exporter-toolkit's `tls_server_config`, "
+            "`http_server_config`, `basic_auth_users`) is read again when one of its files "
+            "changes; a change that does not load keeps the last good one, logged once per change.",
+            "",
+        ]
+    )
+
+
+if __name__ == "__main__":
+    print(markdown(), end="")

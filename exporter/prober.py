@@ -39,6 +39,7 @@ from .chatprober import ChatProber, ChatSchedule
 from .clients import probe_client
 from .config import AccountConfig, ExporterConfig
 from .logs import kv
+from .recent import RecentProbes
 from .state import Connection, ProbeState
 
 log = logging.getLogger("pinference_exporter.prober")
@@ -106,12 +107,14 @@ class Prober:
         state: ProbeState,
         *,
         rng: random.Random | None = None,
+        recent: RecentProbes | None = None,
     ) -> None:
         self.config = config
         self.account = account
         self.settings = account.settings
         self.state = state
         self._rng = rng or random.Random()  # noqa: S311 -- jitter, not secrets
+        self.recent = recent if recent is not None else RecentProbes()  # the landing page's
         self._stop = threading.Event()
         self._cycle_lock = threading.Lock()
         self._local = threading.local()
@@ -264,6 +267,8 @@ class Prober:
         added, removed = self.state.record_catalog(result.models, finished)
         connection = Connection(timing, result.tls) if timing is not None else None
         self.state.record("list", duration, finished, status=result.status, connection=connection)
+        self.recent.add(self.account, "list", duration, finished, status=result.status,
+                        phases=timing)  # fmt: skip
         self._succeeded("list", duration, models=len(result.models), skipped=result.skipped)
         if added or removed:
             log.info("catalog changed", extra=kv(account=self.account.name, added=added,
@@ -294,7 +299,8 @@ class Prober:
             return
         if watched:
             self.state.set_available(model, 1)
-        self.state.record("get", duration, time.time(), status=200)
+        self.state.record("get", duration, finished := time.time(), status=200)
+        self.recent.add(self.account, "get", duration, finished, model=model, status=200)
         self._succeeded("get", duration, model=model)
 
     def _succeeded(self, endpoint: str, duration: float, **fields: object) -> None:
@@ -318,8 +324,11 @@ class Prober:
             message = f"unexpected {type(exc).__name__} while probing"
             log.error(message, exc_info=exc, extra=kv(account=self.account.name, endpoint=endpoint))
         self.state.record(
-            endpoint, duration, time.time(), status=status, reason=reason, error=message
+            endpoint, duration, finished := time.time(), status=status, reason=reason, error=message
         )
+        model = fields.get("model")
+        self.recent.add(self.account, endpoint, duration, finished, status=status, reason=reason,
+                        error=message, model=model if isinstance(model, str) else None)  # fmt: skip
         # Warn when the failure starts or changes reason; repeats go to debug.
         level = logging.DEBUG if self._last_reason.get(endpoint) == reason else logging.WARNING
         self._last_reason[endpoint] = reason

@@ -3,6 +3,10 @@
 One lock guards everything; it is held only to update a few numbers or to copy them, so a
 scrape never waits for a probe. Catalog data is built outside the lock and swapped in
 whole (replaced, never mutated), so a snapshot can share it without copying.
+
+What comes from the API is made safe to export where it enters (`record_catalog`,
+`record_chat`): text encodable as UTF-8 (lone surrogates escaped; no id listed twice),
+counts and amounts finite and non-negative. A scrape renders any stored value.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 # The chat probe's (time to first token, duration): a completion takes longer than a list.
 CHAT_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 7.5, 10.0, 15.0, 30.0, 60.0)
 OTHER_OWNERS = "(other)"  # pinference_models label for owners beyond the series cap
+MAX_COUNT = 2**53  # the largest count a float (the exposition's number) holds exactly
 
 
 @dataclass(frozen=True)
@@ -132,21 +137,26 @@ class ListedModels:
 
     @classmethod
     def build(cls, models: Iterable[ModelInfo], max_series: int, finished: float) -> ListedModels:
-        ordered = sorted(models, key=lambda m: m.id)  # a stable choice of which series survive
-        counts = Counter(m.owned_by for m in ordered).most_common()
+        # (label, id as listed) per model: the label printable, and the first of equal ones
+        by_label: dict[str, ModelInfo] = {}
+        for model in models:
+            by_label.setdefault(_text(model.id), model)
+        ordered = sorted(by_label.items())  # a stable choice of which series survive
+        counts = Counter(_text(m.owned_by) for _, m in ordered).most_common()
         owners = sorted(counts[:max_series])
         if len(counts) > max_series:
             owners.append((OTHER_OWNERS, sum(n for _, n in counts[max_series:])))
         info = tuple(
-            (m.id, m.owned_by, m.display_name or "", m.serving or "") for m in ordered[:max_series]
+            (label, _text(m.owned_by), _text(m.display_name), _text(m.serving))
+            for label, m in ordered[:max_series]
         )
         return cls(
             total=len(ordered),
             owners=tuple(owners),
             info=info,
             dropped=max(0, len(ordered) - max_series),
-            ids=tuple(m.id for m in ordered),
-            sample_ids=tuple(m.id for m in ordered if _requestable(m.id)),
+            ids=tuple(label for label, _ in ordered),
+            sample_ids=tuple(m.id for _, m in ordered if _requestable(m.id)),
             finished=finished,
         )
 
@@ -180,9 +190,6 @@ class ProbeState:
         self._connection: Connection | None = None
         self._chat: dict[str, ChatStats] = {}
         self._prices: dict[str, Pricing] = {}  # chat-probed models' prices in the last list
-        # Bumped by every change a scrape could show, after the change (under the lock): a
-        # pre-rendered exposition is reused while the generation stays the same.
-        self.generation = 0
 
     def record(
         self,
@@ -207,7 +214,6 @@ class ProbeState:
                 self._list_done = True
             if connection is not None:
                 self._connection = connection
-            self.generation += 1
 
     def keep_chat_models(self, models: Iterable[str]) -> None:
         """The chat-probed models: new ones start at 0 (every reason pre-set), those no
@@ -215,18 +221,17 @@ class ProbeState:
         with self._lock:
             self._chat = {m: self._chat.get(m) or ChatStats() for m in models}
             self._prices = {m: p for m, p in self._prices.items() if m in self._chat}
-            self.generation += 1
 
     def record_chat(self, model: str, outcome: ChatOutcome) -> None:
         """Count one chat probe of a model that is chat-probed (others are ignored: a
         probe that was in flight when a reload removed its model)."""
         if outcome.reason is not None and outcome.reason not in REASONS:
             raise ValueError(f"unknown reason {outcome.reason!r}")
+        cost = _amount(outcome.cost_usd)
         with self._lock:
             stats = self._chat.get(model)
             if stats is None:
                 return
-            self.generation += 1
             if outcome.reason is not None:
                 failures = {**stats.failures, outcome.reason: stats.failures[outcome.reason] + 1}
                 self._chat[model] = replace(stats, probes=stats.probes + 1, failures=failures)
@@ -236,9 +241,9 @@ class ProbeState:
                 probes=stats.probes + 1,
                 ttft=stats.ttft if outcome.ttft is None else stats.ttft.observed(outcome.ttft),
                 duration=stats.duration.observed(outcome.duration),
-                output_tokens=stats.output_tokens + outcome.output_tokens,
-                cost_usd=stats.cost_usd + (outcome.cost_usd or 0.0),
-                unpriced=stats.unpriced + (outcome.cost_usd is None),
+                output_tokens=stats.output_tokens + _count(outcome.output_tokens),
+                cost_usd=stats.cost_usd + (cost or 0.0),
+                unpriced=stats.unpriced + (cost is None),
             )
 
     def price_of(self, model: str) -> Pricing | None:
@@ -264,31 +269,26 @@ class ProbeState:
             self._prices = prices
             self._changes["added"] += added
             self._changes["removed"] += removed
-            self.generation += 1
         return added, removed
 
     def set_available(self, model: str, value: int) -> None:
         with self._lock:
             self._available[model] = value
-            self.generation += 1
 
     def keep_available(self, models: Iterable[str]) -> None:
         """Forget availability of models no longer watched (their series disappear)."""
         keep = set(models)
         with self._lock:
             self._available = {m: v for m, v in self._available.items() if m in keep}
-            self.generation += 1
 
     def set_paused_until(self, until: float | None) -> None:
         """Wall time until which probing waits for a 429's Retry-After (for display)."""
         with self._lock:
             self._paused_until = until
-            self.generation += 1
 
     def count_cycle(self) -> None:
         with self._lock:
             self._cycles += 1
-            self.generation += 1
 
     def sample_ids(self) -> tuple[str, ...]:
         with self._lock:
@@ -308,6 +308,28 @@ class ProbeState:
                 connection=self._connection,
                 chat=MappingProxyType(dict(self._chat)),
             )
+
+
+def _text(value: object) -> str:
+    """API text as a label value: what UTF-8 cannot encode (a lone surrogate, which JSON
+    allows) escaped as `\\udXXX`; the rest is prometheus_client's to escape. Not text:
+    empty."""
+    return value.encode("utf-8", "backslashreplace").decode() if isinstance(value, str) else ""
+
+
+def _count(value: object) -> int:
+    """An API count (usage tokens): an integer from 0 to MAX_COUNT, else 0 (unknown)."""
+    ok = isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_COUNT
+    return value if ok else 0  # type: ignore[return-value]
+
+
+def _amount(value: object) -> float | None:
+    """A cost: a finite amount from 0 to MAX_COUNT, else None (unknown)."""
+    try:
+        amount = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError, OverflowError):
+        return None
+    return amount if 0 <= amount <= MAX_COUNT else None
 
 
 def _requestable(model_id: str) -> bool:

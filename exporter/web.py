@@ -1,34 +1,32 @@
-"""The WSGI app (/, the telemetry path, /-/healthy, /-/ready, /-/reload) and the servers.
+"""The WSGI app (/, /logs, the telemetry path, /-/healthy, /-/ready, /-/reload) and the servers.
 
-Metrics are served pre-rendered by `exposition.Exposition` (OpenMetrics and gzip negotiated
-as prometheus_client's `make_wsgi_app` does). Every GET route answers HEAD too (the same
-headers, no body). The server is wsgiref's, one daemon thread per connection; TLS handshakes
-run in those threads too, so a slow client cannot stall the accept loop. The web config (TLS
-context, basic auth, headers) is looked up for each connection and request, so a rotated
+Metrics are prometheus_client's own `make_wsgi_app` (OpenMetrics and gzip negotiated, a
+`name[]` filter). Every GET route answers HEAD too (the same headers, no body), after the
+same basic auth. The server is wsgiref's, one daemon thread per connection, speaking
+HTTP/1.1 with keep-alive (a TLS scrape reuses its handshake); TLS handshakes run in those
+threads too, so a slow client cannot stall the accept loop. The web config (TLS context,
+basic auth, headers) is looked up for each connection and request, so a rotated
 certificate or password applies without a restart.
 """
 
 from __future__ import annotations
 
-import html
 import logging
-import math
 import socket
 import socketserver
 import ssl
 import sys
-import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from typing import Any
-from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
+from urllib.parse import parse_qs
+from wsgiref.simple_server import ServerHandler, WSGIRequestHandler, WSGIServer
 
-from llm_pinference.core.text import format_duration, one_line, redact_url
+from llm_pinference.core.text import one_line
 
 from . import build
-from .config import AccountConfig, ExporterConfig
+from .config import ExporterConfig
+from .landing import View, landing_page, probe_log_page
 from .options import ConfigError, ListenAddress
-from .state import ENDPOINTS, Snapshot
 from .webconfig import WebConfigWatcher
 
 log = logging.getLogger("pinference_exporter.web")
@@ -40,21 +38,6 @@ RELOAD_METHODS = ("POST", "PUT")  # as Prometheus accepts them
 
 StartResponse = Callable[..., Any]
 Environ = dict[str, Any]
-
-
-@dataclass(frozen=True)
-class AccountView:
-    config: AccountConfig
-    snapshot: Snapshot
-
-
-@dataclass(frozen=True)
-class View:
-    """What a request reads: the config and every account's state, taken together."""
-
-    config: ExporterConfig
-    accounts: tuple[AccountView, ...]
-    ready: bool  # every account has finished a list probe (once true, stays true)
 
 
 class ExporterApp:
@@ -118,7 +101,8 @@ class ExporterApp:
         method = environ.get("REQUEST_METHOD")
         if path == "/-/reload":
             return self._reload_route(config, method, start_response)
-        routes = {"/": self._landing, "/-/healthy": self._healthy, "/-/ready": self._ready}
+        routes = {"/": self._landing, "/logs": self._probe_log, "/-/healthy": self._healthy,
+                  "/-/ready": self._ready}  # fmt: skip
         if path != config.telemetry_path and path not in routes:
             return _plain(start_response, "404 Not Found", "Not Found\n")
         if method not in GET_ONLY:
@@ -126,7 +110,7 @@ class ExporterApp:
                           [("Allow", ", ".join(GET_ONLY))])  # fmt: skip
         if path == config.telemetry_path:
             return self._metrics(environ, start_response)
-        return routes[path](start_response)
+        return routes[path](environ, start_response)
 
     def _reload_route(
         self, config: ExporterConfig, method: str | None, start_response: StartResponse
@@ -144,18 +128,23 @@ class ExporterApp:
                           f"failed to reload config: {one_line(str(exc))}\n")  # fmt: skip
         return _plain(start_response, "200 OK", "Reloaded\n")
 
-    def _landing(self, start_response: StartResponse) -> list[bytes]:
-        body = landing_page(self._view()).encode()
-        start_response(
-            "200 OK",
-            [("Content-Type", "text/html; charset=utf-8"), ("Content-Length", str(len(body)))],
-        )
-        return [body]
+    def _landing(self, environ: Environ, start_response: StartResponse) -> list[bytes]:
+        return _html(start_response, landing_page(self._view()))
 
-    def _healthy(self, start_response: StartResponse) -> list[bytes]:
+    def _probe_log(self, environ: Environ, start_response: StartResponse) -> list[bytes]:
+        wanted = parse_qs(environ.get("QUERY_STRING") or "").get("id", [""])[0]
+        view = self._view()
+        page = probe_log_page(view.recent.find(int(wanted)), view.secrets) if (
+            wanted.isdecimal() and len(wanted) < 20) else None  # fmt: skip
+        if page is None:
+            return _plain(start_response, "404 Not Found",
+                          "No such probe: only the recent ones are kept\n")  # fmt: skip
+        return _html(start_response, page)
+
+    def _healthy(self, environ: Environ, start_response: StartResponse) -> list[bytes]:
         return _plain(start_response, "200 OK", "Healthy\n")
 
-    def _ready(self, start_response: StartResponse) -> list[bytes]:
+    def _ready(self, environ: Environ, start_response: StartResponse) -> list[bytes]:
         # Ready once every account's list probe has finished, whatever its outcome: the
         # metrics are real.
         if self._view().ready:
@@ -164,105 +153,11 @@ class ExporterApp:
                       "Not ready: the first list probe has not finished\n")  # fmt: skip
 
 
-def landing_page(view: View) -> str:
-    config, esc = view.config, html.escape
-    now = time.time()
-    sections = "\n".join(_account_section(account, now) for account in view.accounts)
-    path = esc(config.telemetry_path)
-    return f"""<!DOCTYPE html>
-<html><head><meta charset="utf-8"><title>Pinference exporter</title></head>
-<body>
-<h1>Pinference exporter</h1>
-<p>Version {esc(build.version())}. Probes {len(view.accounts)} account(s) every
-{format_duration(config.probe_interval)} (timeout {format_duration(config.timeout)}): GET
-/models, then the get probes; chat probes, where an account has them, on their own schedule.
-Scrapes read the latest results; they never trigger a probe.</p>
-{sections}
-<p><a href="{path}">Metrics</a> &middot; <a href="/-/healthy">/-/healthy</a> &middot;
-<a href="/-/ready">/-/ready</a></p>
-</body></html>
-"""
-
-
-def _account_section(account: AccountView, now: float) -> str:
-    config, snap, esc = account.config, account.snapshot, html.escape
-    if config.probe_models:
-        gets = "watched models: " + ", ".join(f"<code>{esc(m)}</code>" for m in config.probe_models)
-    elif config.sample_size:
-        gets = f"a rotating sample of {config.sample_size} listed model(s) per cycle"
-    else:
-        gets = "no get probes (sample size 0)"
-    team = f", team <code>{esc(config.team_id)}</code>" if config.team_id else ""
-    auth = "a key" if config.api_key else "no key"
-    rows = []
-    for endpoint in ENDPOINTS:
-        stats = snap.endpoints[endpoint]
-        if stats.success is None:
-            result = "not probed yet"
-        elif stats.success:
-            result = "ok"
-        else:
-            result = f"failed: {esc(stats.last_error or stats.last_reason or '')}"
-        rows.append(
-            f"<tr><td>{endpoint}</td><td>{result}</td><td>{stats.status_code or '-'}</td>"
-            f"<td>{_ago(stats.last_probe, now)}</td><td>{_ago(stats.last_success, now)}</td>"
-            f"<td>{stats.probes}</td><td>{sum(stats.failures.values())}</td></tr>"
-        )
-    listed = snap.catalog
-    if listed is None:
-        models = "no successful list yet"
-    else:
-        models = f"{listed.total} model(s) in the last successful list"
-        if listed.dropped:
-            models += f" ({listed.dropped} left out of pinference_model_info by the cap)"
-    paused = ""
-    if snap.paused_until is not None and snap.paused_until > now:
-        paused = (
-            f"<p><strong>Rate limited (429): probes paused for another "
-            f"{format_duration(math.ceil(snap.paused_until - now))} (Retry-After).</strong></p>"
-        )
-    return f"""<h2>Account <code>{esc(config.name)}</code></h2>
-<p><code>{esc(redact_url(config.base_url))}</code>{team}, with {auth}; {gets}.</p>
-{paused}<table border="1" cellpadding="4">
-<tr><th>endpoint</th><th>last result</th><th>HTTP status</th><th>last probe</th>
-<th>last success</th><th>probes</th><th>failures</th></tr>
-{"".join(rows)}
-</table>
-<p>Catalog: {models}. Probe cycles: {snap.cycles}.</p>{_chat_section(account)}"""
-
-
-def _chat_section(account: AccountView) -> str:
-    config, chat, esc = account.config, account.snapshot.chat, html.escape
-    if not config.chat_models:
-        return ""
-    rows = []
-    for model in config.chat_models:
-        stats = chat.get(model)
-        if stats is None:  # not yet in the state (a reload in progress)
-            continue
-        failed = ", ".join(f"{reason} {n}" for reason, n in stats.failures.items() if n)
-        rows.append(
-            f"<tr><td><code>{esc(model)}</code></td><td>{stats.probes}</td>"
-            f"<td>{esc(failed) or 'none'}</td><td>{stats.output_tokens}</td>"
-            f"<td>${stats.cost_usd:.6f}{' (+ unpriced)' if stats.unpriced else ''}</td></tr>"
-        )
-    schedule = (
-        f"every {format_duration(config.chat_interval)}, at most {config.chat_max_per_hour} "
-        f"an hour, {config.chat_max_tokens} token(s) each"
-    )
-    return f"""
-<p>Chat probes (billed inference): {schedule}.</p>
-<table border="1" cellpadding="4">
-<tr><th>model</th><th>probes</th><th>failures</th><th>output tokens</th><th>cost</th></tr>
-{"".join(rows)}
-</table>"""
-
-
-def _ago(when: float | None, now: float) -> str:
-    if when is None:
-        return "never"
-    stamp = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(when))
-    return f"{stamp} ({format_duration(max(0.0, now - when))} ago)"
+def _html(start_response: StartResponse, page: str) -> list[bytes]:
+    data = page.encode()
+    start_response("200 OK", [("Content-Type", "text/html; charset=utf-8"),
+                              ("Content-Length", str(len(data)))])  # fmt: skip
+    return [data]
 
 
 def _plain(
@@ -283,8 +178,67 @@ def _plain(
 # --- the servers --------------------------------------------------------------------
 
 
+SERVER = f"pinference-exporter/{build.version()}"  # no runtime version in Server
+
+
+class _Answer(ServerHandler):
+    """wsgiref's response writer, answering HTTP/1.1; a response whose length is unknown
+    closes the connection (the end of the body is then the end of the connection)."""
+
+    http_version = "1.1"
+    server_software = SERVER
+
+    def cleanup_headers(self) -> None:
+        super().cleanup_headers()
+        handler = self.request_handler  # type: ignore[attr-defined]
+        if "Content-Length" not in self.headers:
+            handler.close_connection = True
+        if handler.close_connection:
+            self.headers["Connection"] = "close"
+
+
 class _Handler(WSGIRequestHandler):
+    """Requests on one connection one after the other (keep-alive), until the client closes
+    it, asks to, or stays idle for REQUEST_TIMEOUT."""
+
+    protocol_version = "HTTP/1.1"
+    server_version = SERVER
     timeout = REQUEST_TIMEOUT
+    # Each answer leaves in one write, at once: on a kept-alive connection, a second small
+    # write would wait for the client's delayed ACK (Nagle), ~40 ms a scrape.
+    wbufsize = 64 * 1024
+    disable_nagle_algorithm = True
+
+    def version_string(self) -> str:
+        return SERVER
+
+    def handle(self) -> None:
+        self.close_connection = True
+        while True:
+            self.handle_one_request()
+            self.wfile.flush()
+            if self.close_connection:
+                return
+
+    def handle_one_request(self) -> None:
+        """wsgiref's handle() for one request, on a connection that may carry more."""
+        self.raw_requestline = self.rfile.readline(65537)
+        if not self.raw_requestline:
+            self.close_connection = True
+            return
+        if len(self.raw_requestline) > 65536:
+            self.requestline = self.request_version = self.command = ""
+            self.send_error(414)
+            self.close_connection = True
+            return
+        if not self.parse_request():  # an error was sent
+            return
+        if self.headers.get("Content-Length", "0") != "0" or "Transfer-Encoding" in self.headers:
+            self.close_connection = True  # a body the app may leave unread: no next request
+        answer = _Answer(self.rfile, self.wfile, self.get_stderr(), self.get_environ(),
+                         multithread=True)  # fmt: skip
+        answer.request_handler = self  # type: ignore[attr-defined]
+        answer.run(self.server.get_app())  # type: ignore[attr-defined]
 
     def log_message(self, format: str, *args: Any) -> None:
         log.debug("http request", extra={"kv": {"client": self.client_address[0],

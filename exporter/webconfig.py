@@ -41,7 +41,8 @@ from typing import Any
 
 from llm_pinference.core.text import os_reason
 
-from .options import ConfigError
+from .files import load_yaml, mapping, read_file
+from .options import MAX_KEY_BYTES, ConfigError, shown
 
 log = logging.getLogger("pinference_exporter.web")
 
@@ -119,11 +120,11 @@ def load_web_config(
     source = WebSource(path, cert_file, key_file)
     files = [path] if path else []
     before = fingerprint(files)  # taken first: a change while reading is seen next time
-    data: dict[str, Any] = _read_yaml(path) if path else {}
+    data = mapping(load_yaml(path, "web config"), path) if path else {}
     where = path or "--web.tls-cert-file"
     _refuse_unknown(data, _TOP_KEYS, _TOP_UNSUPPORTED, where, "key")
     base = Path(path).parent if path else Path()
-    tls = _mapping(data.get("tls_server_config"), f"{where}: tls_server_config")
+    tls = mapping(data.get("tls_server_config"), f"{where}: tls_server_config")
     tls = {k: str(base / v) if k.endswith("_file") and isinstance(v, str) else v
            for k, v in tls.items()}  # fmt: skip
     if cert_file or key_file:
@@ -151,42 +152,22 @@ def fingerprint(paths: list[str]) -> Fingerprint:
     for path in paths:
         try:
             st = os.stat(path)
-        except OSError:
+        except (OSError, ValueError):  # ValueError: a NUL or a lone surrogate in the path
             marks.append((path, None))
             continue
         marks.append((path, (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)))
     return tuple(marks)
 
 
-def _read_yaml(path: str) -> dict[str, Any]:
-    import yaml
-
-    try:
-        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"cannot read web config {path}: {os_reason(exc)}") from None
-    except yaml.YAMLError:
-        raise ConfigError(f"{path}: not valid YAML") from None
-    return _mapping(data, path)
-
-
-def _mapping(value: object, where: str) -> dict[str, Any]:
-    if value is None:
-        return {}
-    if not isinstance(value, dict):
-        raise ConfigError(f"{where}: expected a mapping")
-    return dict(value)
-
-
 def _refuse_unknown(
     data: Mapping[str, Any], known: set[str], unsupported: set[str], where: str, what: str
 ) -> None:
-    names = set(map(str, data))
+    names = set(data)
     if names & unsupported:
         listed = ", ".join(sorted(names & unsupported))
         raise ConfigError(f"{where}: {what}(s) {listed} not supported by pinference-exporter")
     if names - known:
-        listed = ", ".join(sorted(names - known))
+        listed = ", ".join(map(shown, sorted(names - known)[:5]))
         raise ConfigError(
             f"{where}: unknown {what}(s) {listed} (known: {', '.join(sorted(known))})"
         )
@@ -206,15 +187,28 @@ def _ssl_context(tls: dict[str, Any], where: str) -> ssl.SSLContext:
         )
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.minimum_version, context.maximum_version = low, high
+    read_file(cert, "TLS certificate")  # a regular file of sane size: ssl reads it again
+    read_file(key, "TLS key", MAX_KEY_BYTES)
+    asked: list[bool] = []
+
+    def no_passphrase() -> bytes:  # never a prompt on the terminal: refuse, and say why
+        asked.append(True)
+        raise ValueError("encrypted")
+
     try:
-        context.load_cert_chain(cert, key)
-    except (OSError, ssl.SSLError) as exc:
-        reason = os_reason(exc) if isinstance(exc, OSError) and exc.strerror else "not PEM?"
+        context.load_cert_chain(cert, key, password=no_passphrase)
+    except (OSError, ssl.SSLError, ValueError) as exc:  # ValueError: no_passphrase
+        reason = (
+            "the key is encrypted (keys with a passphrase are not supported)"
+            if asked
+            else (os_reason(exc) if isinstance(exc, OSError) and exc.strerror else "not PEM?")
+        )
         raise ConfigError(f"cannot load TLS certificate {cert} / key {key}: {reason}") from None
     auth = tls.get("client_auth_type", "NoClientCert")
-    if auth not in CLIENT_AUTH:
+    if not isinstance(auth, str) or auth not in CLIENT_AUTH:
         raise ConfigError(
-            f"{where}: client_auth_type {auth!r} is not supported (use {', '.join(CLIENT_AUTH)})"
+            f"{where}: client_auth_type {shown(auth)} is not supported (use "
+            f"{', '.join(CLIENT_AUTH)})"
         )
     context.verify_mode = CLIENT_AUTH[auth]
     ca = tls.get("client_ca_file")
@@ -222,8 +216,8 @@ def _ssl_context(tls: dict[str, Any], where: str) -> ssl.SSLContext:
         if not isinstance(ca, str):
             raise ConfigError(f"{where}: client_auth_type {auth} needs client_ca_file")
         try:
-            context.load_verify_locations(cafile=ca)
-        except (OSError, ssl.SSLError):
+            context.load_verify_locations(cadata=read_file(ca, "client CA file"))
+        except ssl.SSLError:
             raise ConfigError(f"cannot load client CA file {ca}") from None
     elif ca is not None:
         raise ConfigError(f"{where}: client_ca_file needs a client_auth_type that checks it")
@@ -231,38 +225,41 @@ def _ssl_context(tls: dict[str, Any], where: str) -> ssl.SSLContext:
 
 
 def _tls_version(value: object, where: str) -> ssl.TLSVersion:
-    if value not in TLS_VERSIONS:
-        raise ConfigError(f"{where}: TLS version {value!r} is not one of {', '.join(TLS_VERSIONS)}")
-    return TLS_VERSIONS[str(value)]
+    if not isinstance(value, str) or value not in TLS_VERSIONS:
+        raise ConfigError(
+            f"{where}: TLS version {shown(value)} is not one of {', '.join(TLS_VERSIONS)}"
+        )
+    return TLS_VERSIONS[value]
 
 
 def _headers(value: object, where: str) -> tuple[tuple[str, str], ...]:
-    http = _mapping(value, f"{where}: http_server_config")
+    http = mapping(value, f"{where}: http_server_config")
     _refuse_unknown(http, _HTTP_KEYS, set(), f"{where}: http_server_config", "key")
     if not isinstance(http.get("http2", True), bool):
         raise ConfigError(f"{where}: http_server_config: http2 must be true or false")
     headers = []
-    for name, text in _mapping(http.get("headers"), f"{where}: headers").items():
+    for name, text in mapping(http.get("headers"), f"{where}: headers").items():
         if name not in ALLOWED_HEADERS:
             raise ConfigError(
-                f"{where}: header {name!r} cannot be set (allowed: {', '.join(ALLOWED_HEADERS)})"
+                f"{where}: header {shown(name)} cannot be set (allowed: "
+                f"{', '.join(ALLOWED_HEADERS)})"
             )
         allowed = ALLOWED_HEADERS[name]
         if not isinstance(text, str) or "\n" in text or "\r" in text:
-            raise ConfigError(f"{where}: header {name}: {text!r} is not a one-line string")
+            raise ConfigError(f"{where}: header {name}: {shown(text)} is not a one-line string")
         if allowed is not None and text not in allowed:
             raise ConfigError(
-                f"{where}: header {name}: {text!r} is not one of {', '.join(allowed)}"
+                f"{where}: header {name}: {shown(text)} is not one of {', '.join(allowed)}"
             )
         headers.append((name, text))
     return tuple(headers)
 
 
 def _users(value: object, where: str) -> dict[str, str]:
-    users = _mapping(value, f"{where}: basic_auth_users")
+    users = mapping(value, f"{where}: basic_auth_users")
     for user, hashed in users.items():
-        if not isinstance(user, str) or not user or ":" in user:
-            raise ConfigError(f"{where}: basic_auth_users: bad user name {user!r}")
+        if not user.isprintable() or ":" in user:
+            raise ConfigError(f"{where}: basic_auth_users: bad user name {shown(user)}")
         if not isinstance(hashed, str) or not _BCRYPT_RE.fullmatch(hashed):
             raise ConfigError(
                 f"{where}: basic_auth_users: {user}'s password is not a valid bcrypt hash"

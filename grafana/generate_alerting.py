@@ -329,8 +329,8 @@ def grafana_rule(
     annotations = {
         k: translate_template(str(v)) for k, v in (rule.get("annotations") or {}).items()
     }
-    if "keep_firing_for" in rule:
-        raise GenerationError(f"{alert}: keep_firing_for has no Grafana equivalent here")
+    # keep_firing_for (bridging an exporter restart's scrape gap) has no equivalent in the
+    # Grafana 11 provisioning format: the copies resolve, and may notify again, across it.
     linked: dict[str, Any] = {}
     if link is not None:
         # the fields for Grafana's file provisioning, and the annotations it also reads

@@ -16,11 +16,6 @@ from .process import Process, wait_until
 STARTUP_TIMEOUT = 30.0
 
 
-def exporter_command() -> list[str]:
-    """How to run the exporter from this interpreter (one place for the module name)."""
-    return [sys.executable, "-m", "exporter"]
-
-
 def exporter_env(root: Path, base_url: str, api_key: str, home: Path) -> dict[str, str]:
     """The caller's environment without PRIME_* settings, pointed at `base_url`."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("PRIME_")}
@@ -45,7 +40,7 @@ def start_exporter(
     home.mkdir(exist_ok=True)
     target = f"127.0.0.1:{free_port()}"
     argv = [
-        *exporter_command(),
+        *(sys.executable, "-m", "pinference_exporter"),
         f"--web.listen-address={target}",
         f"--probe.interval={interval}",
         f"--probe.timeout={timeout}",

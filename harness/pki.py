@@ -6,6 +6,7 @@ leaf for 127.0.0.1 signed by it, with the extensions Python 3.13's strict verifi
 from __future__ import annotations
 
 import shutil
+import ssl
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +30,14 @@ class Certificates:
     leaf_key: Path
     chain: Path  # the leaf, then the CA: what a server sends
 
+    @property
+    def ca_expiry(self) -> float:
+        return enddate(self.ca)
+
+    @property
+    def leaf_expiry(self) -> float:
+        return enddate(self.leaf)
+
 
 def have_openssl() -> bool:
     return shutil.which("openssl") is not None
@@ -40,6 +49,13 @@ def openssl(*args: str) -> str:
         ["openssl", *args], check=True, capture_output=True, text=True, timeout=60
     )
     return done.stdout
+
+
+def enddate(cert: Path) -> float:
+    """notAfter as the openssl command reads it (`notAfter=Jun  3 12:00:00 2026 GMT`): the
+    expected expiry, read without the code under test."""
+    text = openssl("x509", "-noout", "-enddate", "-in", str(cert)).strip().split("=", 1)[1]
+    return float(ssl.cert_time_to_seconds(text))
 
 
 def make_certificates(

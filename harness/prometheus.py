@@ -58,14 +58,17 @@ def _shorten_window(match: re.Match[str]) -> str:
 
 
 def rewrite_rules(shipped: dict[str, Any], for_: str = "2s") -> dict[str, Any]:
-    """The shipped rules with every alert's `for:` set to `for_` and every range window a
-    tenth as long (at least 30s), recording rules included: a fault shows within seconds
-    whatever ran before it. Names, labels and annotations are unchanged."""
+    """The shipped rules with every alert's `for:` set to `for_`, its keep_firing_for to 5s
+    and every range window a tenth as long (at least 30s), recording rules included: a
+    fault shows, and a fix resolves, within seconds whatever ran before it. Names, labels
+    and annotations are unchanged."""
     rules = copy.deepcopy(shipped)
     for group in rules["groups"]:
         for rule in group["rules"]:
             if "alert" in rule:
                 rule["for"] = for_
+                if "keep_firing_for" in rule:
+                    rule["keep_firing_for"] = "5s"
             rule["expr"] = re.sub(r"\[(\d+)([smhdw])\]", _shorten_window, rule["expr"])
     return rules
 

@@ -224,7 +224,7 @@ def cost_command(
 def _since(value: str | None) -> float | None:
     if value is None:
         return None
-    from .cost import parse_duration
+    from .core.text import parse_duration
 
     try:
         return parse_duration(value)

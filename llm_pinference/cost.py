@@ -1,5 +1,5 @@
 """`llm pinference cost`: the usage llm logged for pinference/* responses, priced with the
-cached model list (core.models.Pricing.cost_usd, the one pricing of a usage).
+cached model list (core.models.Pricing.cost_of, the one pricing of a usage).
 
 Imported when the command runs, not for every llm command.
 """
@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import datetime
 import json
-import re
 import sqlite3
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -17,8 +16,8 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 import click
 
+from .core.models import cache_tokens
 from .core.settings import Settings
-from .core.text import DURATION_UNITS
 from .messages import MODEL_PREFIX, describe_error, shown, table, warn
 
 if TYPE_CHECKING:
@@ -59,18 +58,6 @@ class CostReport(NamedTuple):
     @property
     def total_usd(self) -> float:
         return sum(m.cost_usd or 0.0 for m in self.models)
-
-
-_DURATION = re.compile("".join(rf"(?:(?P<{u}>\d+(?:\.\d+)?){u})?" for u, _ in DURATION_UNITS))
-
-
-def parse_duration(text: str) -> float:
-    """`90m`, `24h`, `7d`, `2w`, `1h30m` (Prometheus' units) -> seconds; ValueError if not."""
-    match = _DURATION.fullmatch(text.strip())
-    if not text.strip() or match is None:
-        raise ValueError(f"not a duration: {text!r} (examples: 90m, 24h, 7d, 2w, 1h30m)")
-    scales = dict(DURATION_UNITS)
-    return sum(float(value) * scales[unit] for unit, value in match.groupdict().items() if value)
 
 
 def _when(value: object) -> datetime.datetime | None:
@@ -140,30 +127,6 @@ def _tokens(value: object) -> int | None:
     return value if type(value) is int and value >= 0 else None
 
 
-def _count(details: Mapping[str, Any], *paths: tuple[str, ...]) -> int:
-    """The first non-negative integer found at one of the paths in the usage details."""
-    for path in paths:
-        value: Any = details
-        for key in path:
-            value = value.get(key) if isinstance(value, Mapping) else None
-        if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
-            return value
-    return 0
-
-
-def cache_tokens(details: Mapping[str, Any]) -> tuple[int, int]:
-    """(read, write) cache tokens in a usage's details: OpenAI's and OpenRouter's
-    prompt_tokens_details (cached_tokens, cache_write_tokens), or Anthropic-style names."""
-    read = _count(details, ("prompt_tokens_details", "cached_tokens"), ("cache_read_input_tokens",))
-    write = _count(
-        details,
-        ("prompt_tokens_details", "cache_write_tokens"),
-        ("prompt_tokens_details", "cache_creation_tokens"),
-        ("cache_creation_input_tokens",),
-    )
-    return read, write
-
-
 def cost_report(
     logged: Iterable[LoggedUsage],
     catalog: Mapping[str, ModelInfo],
@@ -184,7 +147,9 @@ def cost_report(
         info = catalog.get(entry.model.removeprefix(MODEL_PREFIX))
         cost = None
         if info is not None:
-            cost = info.pricing.cost_usd(counts[0], counts[3], counts[1], counts[2])
+            cost = info.pricing.cost_of(
+                counts[0], counts[3], cache_read=counts[1], cache_write=counts[2]
+            )
         total = sums.setdefault(entry.model, [0, 0, 0, 0, 0])
         for i, value in enumerate((1, *counts)):
             total[i] += value

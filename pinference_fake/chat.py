@@ -1,7 +1,8 @@
 """Deterministic chat completion replies (plain, tool call, JSON schema) and SSE chunks.
 
-Replies depend only on the model id and the messages, so tests can assert exact text.
-Token counts are word counts: cheap, deterministic and good enough for a fake.
+Replies depend only on the model id and the messages, so tests can assert exact text;
+``CHAT_RULES`` says how (shown by ``--help`` and ``GET /_admin/``). Token counts are word
+counts: cheap, deterministic and good enough for a fake.
 """
 
 from __future__ import annotations
@@ -17,6 +18,19 @@ from typing import Any
 
 _TOOL_WORD = re.compile(r"\btools?\b", re.IGNORECASE)
 _MAX_SCHEMA_DEPTH = 12
+
+#: How the fake answers a chat completion: for people driving it by hand.
+CHAT_RULES = (
+    'Text: "Hello from MODEL! You said: TEXT" (TEXT: the last user message); after a tool '
+    'result (role "tool"): "Hello from MODEL! The tool returned: RESULT".',
+    'Tool calls: a request with "tools" gets one call (finish_reason "tool_calls", '
+    'arguments "{}") when the last message is the user\'s and holds the word "tool" or '
+    '"tools", or tool_choice is "required" (both: the first tool), or tool_choice names a '
+    'function (that one); tool_choice "none" never calls.',
+    'response_format json_schema: a value valid for the schema; json_object: {"reply": TEXT}.',
+    "max_tokens (or max_completion_tokens) below the reply's word count cuts it there, "
+    'finish_reason "length". Tokens are words.',
+)
 
 
 class ChatRequestError(ValueError):
@@ -161,7 +175,7 @@ def build_reply(model: str, body: dict[str, Any]) -> Reply:
 def _tool_to_call(
     body: dict[str, Any], last: dict[str, Any], user_text: str
 ) -> dict[str, Any] | None:
-    """Pick the tool to call, if this turn should call one (see module docs)."""
+    """Pick the tool to call, if this turn should call one (see CHAT_RULES)."""
     tools = [t for t in body.get("tools") or [] if isinstance(t, dict)]
     choice = body.get("tool_choice")
     if not tools or choice == "none" or last.get("role") == "tool":

@@ -11,7 +11,7 @@ import threading
 from collections.abc import Sequence
 from types import FrameType
 
-from .admin import is_loopback
+from .admin import help_text, is_loopback
 from .catalog import default_catalog, generate_catalog, load_catalog
 from .server import FakePinference
 
@@ -21,8 +21,11 @@ KEY_ENV = "PINFERENCE_FAKE_REQUIRE_KEY"
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="pinference-fake",
-        description="Serve a realistic fake Pinference API (OpenAI-compatible) for tests "
-        "and demos. Runtime control (faults, models, keys) under /_admin/ from loopback.",
+        description="Serve a realistic fake Pinference API (OpenAI-compatible) for tests and\n"
+        "demos, with runtime control (faults, models, keys) under /_admin/ from loopback.\n"
+        "GET /_admin/ shows the reference below and the server's current state.",
+        epilog=help_text(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (loopback)")
     parser.add_argument(

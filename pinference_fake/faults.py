@@ -9,22 +9,21 @@ from typing import Any
 
 from .responses import Response, dumps
 
-FAULT_MODES = frozenset(
-    {
-        "malformed",
-        "truncated",
-        "wrong_shape",
-        "huge",
-        "drop",
-        "empty",
-        "hang",
-        "nested",
-        "drip",
-        "reset",
-        "stream_error",
-        "stream_cut",
-    }
-)
+#: Every fault mode and what it does: the table ``Fault``, ``--help`` and ``GET /_admin/`` read.
+FAULT_MODES = {
+    "malformed": "200 with JSON cut off mid-string",
+    "truncated": "the normal answer, half sent under the full Content-Length, then close",
+    "wrong_shape": "200 with valid JSON of the wrong shape",
+    "huge": "200 with valid JSON of huge_bytes bytes (default 20 MiB)",
+    "nested": "200 with JSON arrays nested nested_depth deep (default 100000)",
+    "empty": "200 with an empty list (list) or an empty body",
+    "drop": "close the connection without an answer",
+    "hang": "never answer (until the client leaves or the server stops)",
+    "reset": "promise the whole body, send half, reset the connection (RST)",
+    "drip": "send drip_bytes every drip_interval s, of drip_part: head, body or all",
+    "stream_error": "streamed chat: an error event after the first token, then [DONE]",
+    "stream_cut": "streamed chat: the stream ends after half the tokens, before [DONE]",
+}
 #: Modes that change how a response is sent, not what it is.
 SENDING_MODES = frozenset({"drip", "reset", "stream_error", "stream_cut"})
 #: What a "drip" fault sends slowly: the status line and headers, the body, or both.
@@ -38,22 +37,13 @@ _WRITE_CHUNK = 64 * 1024
 class Fault:
     """How to misbehave for one endpoint ("list", "get", "chat" or "*").
 
-    Precedence: ``mode`` > ``body`` > ``html`` > ``status``. A fault answers before
+    Precedence: ``mode`` (see FAULT_MODES) > ``body`` > ``html`` (a proxy's error page) >
+    ``status``; drip, reset and the stream modes change only how the answer is sent, so
+    ``body``, ``html`` and ``status`` still choose it. A fault answers before
     authentication, like a gateway in front of the API. ``delay`` is added to the
-    endpoint's latency; a fault with only ``delay``/``retry_after`` answers normally.
-
-    Two modes change how the response is sent, not what it is (``body``, ``html`` and
-    ``status`` still choose it): ``drip`` sends ``drip_bytes`` bytes every ``drip_interval``
-    seconds (of the status line and headers, the body, or all: ``drip_part``), and
-    ``reset`` promises the whole body, sends half and resets the connection (RST).
-    ``nested`` answers 200 with JSON nested ``nested_depth`` arrays deep.
-
-    Streamed chat completions (only those) also take: ``ttft_delay``, a wait after the
-    headers and before the first token (the time to first token a probe sees);
-    ``token_interval``, a wait between token chunks (a slow stream); and two modes,
-    ``stream_error`` (an error event after the first token, then ``[DONE]``, as vLLM
-    sends it) and ``stream_cut`` (the stream ends after half the tokens, before
-    ``[DONE]``, the HTTP body itself complete).
+    endpoint's latency; ``times`` counts the requests it lasts (None: until cleared).
+    Streamed chat completions also take ``ttft_delay`` (a wait before the first token)
+    and ``token_interval`` (a wait between tokens).
     """
 
     status: int | None = None

@@ -137,6 +137,8 @@ class _Handler(BaseHTTPRequestHandler):
     def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
         """Answer protocol-level errors (bad request line, 501...) in the API's style."""
         self.close_connection = True
+        if self.command != "GET":  # an unreadable request line: answer with a status line
+            self.request_version = "HTTP/1.0"  # (http.server assumes HTTP/0.9: a bare body)
         with contextlib.suppress(OSError):
             self._send(error_response(code, message))
 
@@ -149,7 +151,7 @@ class _Handler(BaseHTTPRequestHandler):
             split = urlsplit(self.path)
             path = unquote(split.path)
             query = parse_qs(split.query, keep_blank_values=True)
-            if path.startswith(ADMIN_PREFIX):
+            if path.startswith(ADMIN_PREFIX) or path == ADMIN_PREFIX.rstrip("/"):
                 self._admin(path[len(ADMIN_PREFIX) :], query)
             else:
                 self._api(path, query)
@@ -390,6 +392,8 @@ class _Handler(BaseHTTPRequestHandler):
                 raise _ClientGone
             try:
                 size = int(line.split(b";", 1)[0].strip(), 16)
+                if size < 0:
+                    raise ValueError(line)
             except ValueError:
                 self.close_connection = True
                 return error_response(400, "Invalid chunked request body")

@@ -36,10 +36,9 @@ class RecordedRequest:
     def header(self, name: str, default: str | None = None) -> str | None:
         return self.headers.get(name.lower(), default)
 
-    def to_dict(self, redact: bool = True) -> dict[str, Any]:
-        headers = (
-            {k: _redact(k, v) for k, v in self.headers.items()} if redact else dict(self.headers)
-        )
+    def to_dict(self) -> dict[str, Any]:
+        """As the admin route shows it: secret headers redacted."""
+        headers = {k: _redact(k, v) for k, v in self.headers.items()}
         return {
             "method": self.method,
             "path": self.path,

@@ -15,13 +15,8 @@ import ssl
 import threading
 from typing import Any
 
-from .admin import is_loopback
-from .faults import Fault
 from .handler import FakeHTTPServer
-from .recording import RecordedRequest
-from .state import MAX_BODY_BYTES, FakeState
-
-__all__ = ["MAX_BODY_BYTES", "FakePinference", "Fault", "RecordedRequest", "is_loopback"]
+from .state import FakeState
 
 
 class FakePinference(FakeState):

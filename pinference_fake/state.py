@@ -39,7 +39,6 @@ class FakeState:
         latency: float = 0.0,
         verbose: bool = False,
         max_body_bytes: int = MAX_BODY_BYTES,
-        max_recorded: int = 10_000,
     ) -> None:
         self._lock = threading.RLock()
         self._host = host
@@ -52,7 +51,7 @@ class FakeState:
         }
         self._initial_key = require_key
         self._initial_latency = latency
-        self._requests: deque[RecordedRequest] = deque(maxlen=max_recorded)
+        self._requests: deque[RecordedRequest] = deque(maxlen=10_000)
         self._restore()
 
     def _restore(self) -> None:
@@ -110,10 +109,6 @@ class FakeState:
             self._index.setdefault(model["id"], model)
         self._list_cache: bytes | None = None
 
-    def model_count(self) -> int:
-        with self._lock:
-            return len(self._models)
-
     @property
     def private_models(self) -> dict[str, list[Model]]:
         with self._lock:
@@ -124,13 +119,6 @@ class FakeState:
         (checked,) = validate_models([model])
         with self._lock:
             self._private.setdefault(team_id, []).append(checked)
-
-    def clear_private_models(self, team_id: str | None = None) -> None:
-        with self._lock:
-            if team_id is None:
-                self._private.clear()
-            else:
-                self._private.pop(team_id, None)
 
     def find_model(self, model_id: str, team: str | None) -> Model | None:
         """The public model with this id, else the team's private one."""
@@ -203,6 +191,12 @@ class FakeState:
             raise ValueError("latency must be a number >= 0")
         with self._lock:
             self._latency[endpoint] = float(seconds)
+
+    @property
+    def latency(self) -> dict[str, float]:
+        """The delay of each endpoint's answers ("*": the default)."""
+        with self._lock:
+            return dict(self._latency)
 
     def latency_for(self, endpoint: str | None) -> float:
         with self._lock:

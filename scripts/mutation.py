@@ -1,19 +1,21 @@
 """Mutation testing: do the tests fail when the code is wrong?
 
     make mutation                          (every target below; minutes, not part of make test)
-    make mutation MUTATE="llm_pinference/text.py rules"          (some targets only)
+    make mutation MUTATE="llm_pinference/core/text.py rules"     (some targets only)
+    make mutation MUTATE="--narrow llm_pinference/core/text.py"  (judged by test_text*.py)
     .venv/bin/python scripts/mutation.py --list                  (the targets and their tests)
 
 Python modules: mutmut 3 (the `mutation` extra; shared settings in pyproject.toml's
 [tool.mutmut]). Each module runs on its own, in a copy of the tree under build/mutation/,
-judged by its own tests only (TARGETS below); of those, mutmut runs for each mutant only the
-tests that call the mutated function, fastest first, stopping at the first failure.
+judged by the tests of its folder (the tests mirror the packages: `tests_for` below); of
+those, mutmut runs for each mutant only the tests that call the mutated function, fastest
+first, stopping at the first failure.
 
 Alert rules (`rules`): mutmut does not read PromQL, so this script mutates it: every number
 and every duration in each rule's `expr` and `for` is doubled and halved (a zero becomes 1,
 a ratio between 0.5 and 1 moves twice as far from 1 and half as far, 0.995 -> 0.99 and
 0.9975), one at a time, and each mutant is judged by the promtool unit tests
-(prometheus/tests/*.test.yml), fastest file first. tests/test_alert_rules.py keeps a
+(prometheus/tests/*.test.yml), fastest file first. tests/alerting/test_rules.py keeps a
 curated list of such mutations in `make test`; this sweep finds the ones that list lacks.
 
 The report (score per target, every survivor with its change) is printed and written to
@@ -48,55 +50,36 @@ ROOT = Path(__file__).resolve().parent.parent
 WORK = ROOT / "build" / "mutation"
 BIN = Path(sys.executable).parent
 
-# What is mutated, and the tests that judge it: the module's own tests, fast and in-process
-# (mutmut learns which test calls which function by running them once in its own process).
-# tests/test_edges_<name>.py (exporter: test_edges_exporter_<name>.py) is added when present.
-# To cover another module, add a line.
-TARGETS: dict[str, tuple[str, ...]] = {
-    "llm_pinference/settings.py": ("test_settings.py", "test_hardening_secrets.py"),
-    "llm_pinference/errors.py": ("test_client_unit.py", "test_client_ids.py"),
-    "llm_pinference/models.py": ("test_models.py", "test_client_unit.py"),
-    "llm_pinference/text.py": ("test_hardening_text.py", "test_hardening_secrets.py"),
-    "llm_pinference/notices.py": ("test_settings.py",),
-    "llm_pinference/catalog.py": (
-        "test_catalog.py",
-        "test_plugin_cache.py",
-        "test_hardening_secrets.py",
-        "test_client_deadline.py",
-    ),
-    "llm_pinference/filelock.py": ("test_catalog.py",),
-    "llm_pinference/client.py": (
-        "test_client_unit.py",
-        "test_client_ids.py",
-        "test_client_deadline.py",
-        "test_client_fake.py",
-        "test_hardening_secrets.py",
-    ),
-    "llm_pinference/transport.py": (
-        "test_client_unit.py",
-        "test_client_deadline.py",
-        "test_client_fake.py",
-        "test_fake_tls.py",  # the shared SSL contexts, the TLS failure messages
-    ),
-    "exporter/state.py": ("test_exporter_state.py", "test_exporter_web.py"),
-    "exporter/collector.py": (
-        "test_exporter_state.py",
-        "test_exporter_web.py",
-        "test_edges_exporter_state.py",
-    ),
-    "exporter/prober.py": (
-        "test_exporter_faults.py",
-        "test_exporter_state.py",
-        "test_edges_exporter_state.py",
-    ),
+# What is mutated, and the tests that judge it, from the layout: the tests mirror the
+# packages, so a module's tests are those of its folder (tests/core for
+# llm_pinference/core/*.py, tests/plugin for llm_pinference/*.py, tests/exporter for
+# exporter/*.py), narrowed with --narrow to the files named for it (test_<module>*.py) when
+# there are any. mutmut learns which test calls which function by running them once in its
+# own process, then runs for each mutant only the tests that call it.
+TEST_FOLDERS = {
+    "llm_pinference/core": "tests/core",
+    "llm_pinference": "tests/plugin",
+    "exporter": "tests/exporter",
 }
+
+
+def modules() -> list[str]:
+    """Every module a test folder judges (package markers and entry shims left out)."""
+    found = []
+    for package in TEST_FOLDERS:
+        for path in sorted((ROOT / package).glob("*.py")):
+            if path.name not in ("__init__.py", "__main__.py"):
+                found.append(path.relative_to(ROOT).as_posix())
+    return found
+
+
 #: Left out of a plain `make mutation` for its time (its survivors each run ~40 s of real
 #: socket timing tests): name it, or `all`, to run it.
-SLOW = frozenset({"llm_pinference/transport.py"})
+SLOW = frozenset({"llm_pinference/core/transport.py"})
 RULES_TARGET = "rules"
 RULES = ROOT / "prometheus" / "pinference.rules.yml"
 RULES_TESTS = ROOT / "prometheus" / "tests"
-EDGE_RULE_TESTS = ROOT / "tests" / "test_edges_rules.py"
+EDGE_RULE_TESTS = ROOT / "tests" / "alerting" / "test_rules_edges.py"
 PROMTOOL_TIMEOUT = 120
 
 # mutmut's verdicts: caught, not caught, and neither (reported, left out of the score).
@@ -151,15 +134,13 @@ def copy_tree(dest: Path, files: Sequence[str]) -> None:
         shutil.copy2(ROOT / name, target)
 
 
-def edge_tests(module: str) -> str:
-    path = Path(module)
-    prefix = "" if path.parts[0] == "llm_pinference" else f"{path.parts[0]}_"
-    return f"test_edges_{prefix}{path.stem}.py"
-
-
-def tests_for(module: str) -> list[str]:
-    names = [*TARGETS[module], edge_tests(module)]
-    return [f"tests/{name}" for name in dict.fromkeys(names) if (ROOT / "tests" / name).exists()]
+def tests_for(module: str, narrow: bool = False) -> list[str]:
+    """The tests of the module's folder; with `narrow`, those named for it if any are."""
+    folder = ROOT / TEST_FOLDERS[str(Path(module).parent)]
+    named = sorted(folder.glob(f"test_{Path(module).stem}*.py")) if narrow else []
+    return [(p.relative_to(ROOT).as_posix()) for p in named] or [
+        folder.relative_to(ROOT).as_posix()
+    ]
 
 
 def toml_value(value: object) -> str:
@@ -174,12 +155,13 @@ def toml_value(value: object) -> str:
     raise TypeError(f"[tool.mutmut]: cannot write {value!r}")
 
 
-def mutmut_config(module: str) -> str:
+def mutmut_config(module: str, narrow: bool) -> str:
     """pyproject.toml for one module's copy: [tool.mutmut] narrowed to it and its tests."""
     text = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
     settings = dict(tomllib.loads(text)["tool"]["mutmut"])
     settings["only_mutate"] = [module]
-    settings["pytest_add_cli_args_test_selection"] = tests_for(module)
+    settings["pytest_add_cli_args_test_selection"] = [*tests_for(module, narrow), "-m",
+                                                      "not integration"]  # fmt: skip
     # Drop the shared section (up to the next table header) and write the narrowed one.
     text = re.sub(r"(?ms)^\[tool\.mutmut\]\n.*?(?=^\[|\Z)", "", text)
     lines = [f"{key} = {toml_value(value)}" for key, value in settings.items()]
@@ -210,16 +192,18 @@ def changed_lines(diff: str) -> str:
     return "\n".join(lines)
 
 
-def run_module(module: str, files: Sequence[str], jobs: int) -> Outcome:
+def run_module(module: str, files: Sequence[str], jobs: int, narrow: bool) -> Outcome:
     outcome = Outcome(module)
     started = time.monotonic()
     work = WORK / module.replace("/", ".").removesuffix(".py")
     copy_tree(work, files)
-    (work / "pyproject.toml").write_text(mutmut_config(module), encoding="utf-8")
+    (work / "pyproject.toml").write_text(mutmut_config(module, narrow), encoding="utf-8")
     # The installed name of the exporter (pinference_exporter) must load the mutants too:
     # the editable install maps it to the source tree, which the copy's sys.path outranks.
     (work / "mutants").mkdir()
     (work / "mutants" / "pinference_exporter").symlink_to("exporter", target_is_directory=True)
+    # mutmut copies the source paths and the tests; the harness the tests import stays out.
+    (work / "mutants" / "harness").symlink_to("../harness", target_is_directory=True)
     log = work / "mutmut.log"
     run = mutmut(work, "run", "--max-children", str(jobs), log=log)
     results = mutmut(work, "results", "--all", "true")
@@ -347,10 +331,10 @@ class TestGroup:
 
 
 def edge_rule_files() -> dict[str, dict[str, Any]]:
-    """The promtool cases kept in tests/test_edges_rules.py (PROMTOOL_FILES), if any."""
+    """The promtool cases kept in tests/alerting/test_rules_edges.py (PROMTOOL_FILES)."""
     if not EDGE_RULE_TESTS.exists():
         return {}
-    sys.path.insert(0, str(EDGE_RULE_TESTS.parent))  # its own imports (promhelpers)
+    sys.path.insert(0, str(ROOT))  # its own imports (tests.alerting.helpers)
     spec = importlib.util.spec_from_file_location(EDGE_RULE_TESTS.stem, EDGE_RULE_TESTS)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
@@ -500,22 +484,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1))
     parser.add_argument("--list", action="store_true", help="show the targets and their tests")
+    parser.add_argument(
+        "--narrow", action="store_true", help="judge a module by test_<module>*.py only, if any"
+    )
     args = parser.parse_args(argv)
+    targets_known = modules()
 
     if args.list:
-        for module in TARGETS:
+        for module in targets_known:
             slow = " (slow: not run by default)" if module in SLOW else ""
-            say(f"{module}{slow}: {' '.join(tests_for(module))}")
+            say(f"{module}{slow}: {' '.join(tests_for(module, args.narrow))}")
         say(f"{RULES_TARGET}: {RULES.relative_to(ROOT)} against {RULES_TESTS.relative_to(ROOT)}")
         return 0
     if args.targets == ["all"]:
-        targets = [*TARGETS, RULES_TARGET]
+        targets = [*targets_known, RULES_TARGET]
     else:
-        targets = args.targets or [*(t for t in TARGETS if t not in SLOW), RULES_TARGET]
-    unknown = [t for t in targets if t not in TARGETS and t != RULES_TARGET]
+        targets = args.targets or [*(t for t in targets_known if t not in SLOW), RULES_TARGET]
+    unknown = [t for t in targets if t not in targets_known and t != RULES_TARGET]
     if unknown:
         parser.error(f"unknown target(s) {' '.join(unknown)}; see --list")
-    if not (BIN / "mutmut").exists() and any(t in TARGETS for t in targets):
+    if not (BIN / "mutmut").exists() and any(t in targets_known for t in targets):
         parser.error(f"{BIN / 'mutmut'} not found: install the `mutation` extra (make mutation)")
 
     WORK.mkdir(parents=True, exist_ok=True)
@@ -527,7 +515,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if target == RULES_TARGET:
             outcome = run_rules(args.jobs)
         else:
-            outcome = run_module(target, files, args.jobs)
+            outcome = run_module(target, files, args.jobs, args.narrow)
         score = "error" if outcome.error else f"{outcome.score or 0:.1f}%"
         say(
             f"  {score}: {outcome.caught} caught, {outcome.missed} survived, "

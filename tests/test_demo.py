@@ -99,8 +99,9 @@ def test_the_alert_fires_and_the_notification_arrives(demo_output: str) -> None:
     assert "PinferenceAuthFailing [firing]" in demo_output
     if not (shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")):
         pytest.skip("Alertmanager is not installed: the demo shows no notification")
-    assert re.search(r"^  to pinference-page: \[firing\] PinferenceAPIDown: Pinference API down "
-                     r"for account default", demo_output, flags=re.M)  # fmt: skip
-    assert "PinferenceAuthFailing: suppressed (inhibited by PinferenceAPIDown)" in demo_output
-    assert re.search(r"^  to pinference-page: \[resolved\] PinferenceAPIDown", demo_output,
+    # a refused key pages as the key (once per account), not as the API
+    page = r"^  to pinference-page: \[firing\] PinferenceAuthFailing: Pinference rejects "
+    assert re.search(page + "the API key of account default", demo_output, flags=re.M)
+    assert not re.search(r"\] PinferenceAPIDown", demo_output)
+    assert re.search(r"^  to pinference-page: \[resolved\] PinferenceAuthFailing", demo_output,
                      flags=re.M)  # fmt: skip

@@ -12,13 +12,13 @@ Standard library only.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from .errors import error_body_message
-from .models import Pricing
+from .models import Pricing, cache_tokens, token_count
+from .text import JSONError, load_json
 
 #: The probe's prompt: short, cheap, and answered the same way by any chat model.
 CHAT_PROBE_PROMPT = "Reply with the single word: ok"
@@ -26,7 +26,6 @@ CHAT_PROBE_MAX_TOKENS = 8
 _DONE = b"[DONE]"
 # Generated text in a delta: the answer, a reasoning model's thoughts, a tool call.
 _TOKEN_FIELDS = ("content", "reasoning_content", "reasoning", "tool_calls")
-MAX_EVENT_DEPTH = 64
 
 
 def chat_request(model_id: str, prompt: str, max_tokens: int) -> dict[str, Any]:
@@ -44,12 +43,14 @@ def chat_request(model_id: str, prompt: str, max_tokens: int) -> dict[str, Any]:
 class TokenUsage:
     """Tokens of one completion. From the usage the API reported; without one,
     `output_tokens` counts the chunks that carried text and `estimated` is True (the
-    prompt's and the cache's counts are then unknown: None)."""
+    prompt's count is then unknown: None). Cache reads and writes are part of the prompt's
+    tokens (0 when not said)."""
 
     prompt_tokens: int | None
     output_tokens: int
-    cached_tokens: int | None  # prompt tokens read from the provider's cache, if said
     estimated: bool
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
 
 
 @dataclass(frozen=True)
@@ -62,14 +63,6 @@ class ChatProbeResult:
     duration: float  # until `data: [DONE]`
     usage: TokenUsage
     finish_reason: str | None
-
-    @property
-    def output_tokens(self) -> int:
-        return self.usage.output_tokens
-
-    @property
-    def prompt_tokens(self) -> int | None:
-        return self.usage.prompt_tokens
 
 
 class StreamError(ValueError):
@@ -202,51 +195,31 @@ class ChatStream:
 
 def _decode(data: bytes) -> Mapping[str, Any]:
     try:
-        event = json.loads(data)
-        deep = _too_deep(event)
-    except (ValueError, RecursionError):
-        raise StreamError("a stream event is not JSON") from None
-    if deep:
-        raise StreamError("a stream event is nested too deeply")
+        event = load_json(data)
+    except JSONError as exc:
+        raise StreamError(f"a stream event is {exc}") from None
     if not isinstance(event, dict):
         raise StreamError("a stream event is not a JSON object")
     return event
 
 
-def _too_deep(value: object) -> bool:
-    todo: list[tuple[object, int]] = [(value, 0)]
-    while todo:
-        item, depth = todo.pop()
-        if depth > MAX_EVENT_DEPTH:
-            return True
-        children = item.values() if isinstance(item, dict) else item
-        if isinstance(item, (dict, list)):
-            todo.extend((c, depth + 1) for c in children if isinstance(c, (dict, list)))
-    return False
-
-
 def token_usage(usage: Mapping[str, Any] | None, text_chunks: int) -> TokenUsage:
     """The counts from an OpenAI-style `usage` object, or estimated from the chunks."""
-    output = _count(usage, "completion_tokens") if usage is not None else None
+    output = token_count(usage.get("completion_tokens")) if usage is not None else None
     if usage is None or output is None:
-        return TokenUsage(None, text_chunks, None, estimated=True)
-    details = usage.get("prompt_tokens_details")
-    cached = _count(details, "cached_tokens") if isinstance(details, Mapping) else None
-    if cached is None:  # DeepSeek's spelling
-        cached = _count(usage, "prompt_cache_hit_tokens")
-    return TokenUsage(_count(usage, "prompt_tokens"), output, cached, estimated=False)
-
-
-def _count(data: Mapping[str, Any], key: str) -> int | None:
-    value = data.get(key)
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    return int(value) if value >= 0 and value == int(value) else None
+        return TokenUsage(None, text_chunks, estimated=True)
+    read, write = cache_tokens(usage)
+    return TokenUsage(token_count(usage.get("prompt_tokens")), output, False, read, write)
 
 
 def estimate_cost(usage: TokenUsage, pricing: Pricing) -> float | None:
-    """USD for these tokens at these prices (Pricing.cost_usd); None when the prompt's
-    count is unknown."""
+    """USD for these tokens at these prices (`Pricing.cost_of`); None without the
+    prompt's count."""
     if usage.prompt_tokens is None:
         return None
-    return pricing.cost_usd(usage.prompt_tokens, usage.output_tokens, usage.cached_tokens or 0)
+    return pricing.cost_of(
+        usage.prompt_tokens,
+        usage.output_tokens,
+        cache_read=usage.cache_read_tokens,
+        cache_write=usage.cache_write_tokens,
+    )

@@ -14,7 +14,7 @@ import time
 import unicodedata
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote, unquote
+from urllib.parse import quote, unquote, urljoin
 
 from .. import __version__
 from .chatprobe import CHAT_PROBE_MAX_TOKENS, CHAT_PROBE_PROMPT, ChatProbeResult
@@ -28,14 +28,13 @@ from .errors import (
 )
 from .models import ModelInfo, extract_model_list, parse_models
 from .settings import Settings, resolve_settings
-from .text import one_line, printable, redact, redact_data
+from .text import JSONError, load_json, one_line, printable, redact, redact_data, redact_url
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
     import requests
 
-    from .chatprobe import ChatStream
     from .probes import PhaseClock, Phases
     from .tlsinfo import TLSInfo
     from .transport import Deadline
@@ -43,8 +42,6 @@ if TYPE_CHECKING:
 DEFAULT_CONNECT_TIMEOUT = 3.05
 DEFAULT_READ_TIMEOUT = 10.0
 DEFAULT_MAX_BYTES = 16 * 1024 * 1024
-#: API objects nest 6 levels deep; anything past this is refused as invalid.
-MAX_JSON_DEPTH = 64
 # How much of a body that is not an event stream is kept for the API's message in it.
 _HEAD_BYTES = 65536
 USER_AGENT = f"llm-pinference/{__version__}"
@@ -197,7 +194,7 @@ class PinferenceClient:
         return ModelList(models, skipped, status, timing=clock.phases(ended), tls=clock.tls)
 
     def get_model(self, model_id: str) -> ModelInfo:
-        status, payload = self.request_json(model_path(model_id))
+        status, payload, _, _ = self._get_json(model_path(model_id))
         # Some deployments wrap the object; accept {"data": {...}} as well as the bare object.
         if (
             isinstance(payload, dict)
@@ -228,10 +225,7 @@ class PinferenceClient:
         stalls past the read timeout), connection_error, and invalid_response for a stream
         that ends before `[DONE]`, breaks its JSON or carries an error.
         """
-        import requests
-
-        from .chatprobe import ChatStream, StreamError, chat_request
-        from .transport import deadline
+        from .chatprobe import ChatStream, EventStream, StreamError, chat_request
 
         if not isinstance(model_id, str) or not model_id:
             raise InvalidModelId("model id must not be empty")
@@ -239,152 +233,122 @@ class PinferenceClient:
             raise ValueError("max_tokens must be an integer >= 1")
         total = self.total_timeout if total_timeout is None else total_timeout
         body = json.dumps(chat_request(model_id, prompt, max_tokens)).encode()
-        headers = {
-            "Accept": "text/event-stream",
-            "Content-Type": "application/json",
-            **self.settings.headers(),
-        }
-        connect = min(self.connect_timeout, total)
-        status: int | None = None
-        with deadline(total) as watch:
-            started = time.monotonic()
+        with self._exchange("POST", "chat/completions", total, body=body) as (response, watch):
+            stream = ChatStream(time.monotonic())
+            events = EventStream()
+            head = b""  # the start of the body: the API's message if it is not a stream
             try:
-                with self.session.post(
-                    self.url("chat/completions"),
-                    data=body,
-                    headers=headers,
-                    timeout=(connect, self.read_timeout),
-                    stream=True,
-                    **self._verify(),
-                ) as response:
-                    status = response.status_code
-                    if 200 <= status < 300:
-                        stream = ChatStream(started)
-                        self._read_events(response, stream, watch)
-                        result = stream.result(model_id, status)
-                        failure = None
-                    else:
-                        failure = self._http_error(response, self._read_capped(response, watch.at))
+                for piece in self._body(response, watch):
+                    if len(head) < _HEAD_BYTES:
+                        head += piece[: _HEAD_BYTES - len(head)]
+                    now = time.monotonic()
+                    for data in events.feed(piece):
+                        stream.feed(data, now)
+                    if stream.done is not None:
+                        break  # what may follow [DONE] is not waited for
+                else:
+                    for data in events.end():
+                        stream.feed(data, time.monotonic())
+                if not stream.events:
+                    raise StreamError(
+                        "the answer is not an event stream (no `data:` events)",
+                        api_error_message(head),
+                    )
+                result = stream.result(model_id, response.status_code)
             except StreamError as exc:
-                failure = self._error(
-                    Reason.INVALID_RESPONSE, exc.message, status=status, api_message=exc.api_message
-                )
-            except PinferenceError as exc:
-                failure = exc
-            except (requests.RequestException, OSError) as exc:
-                failure = self._error(*self._transport_failure(exc, connect))
-        if watch.expired:  # whatever the read returned, it was cut at the deadline
-            failure = self._error(Reason.TIMEOUT, self._total_timeout_message(total))
-        if failure is not None:
-            raise failure
+                raise self._error(
+                    Reason.INVALID_RESPONSE,
+                    exc.message,
+                    status=response.status_code,
+                    api_message=exc.api_message,
+                ) from None
         reason = result.finish_reason  # the server's words: shown, so scrubbed
         return dataclasses.replace(
             result, finish_reason=None if reason is None else self._clean(reason)
         )
 
-    def _read_events(
-        self, response: requests.Response, stream: ChatStream, deadline: Deadline
-    ) -> None:
-        """Feed the response's events to `stream` as they arrive, until `[DONE]`."""
-        from .chatprobe import EventStream, StreamError
-
-        declared = response.headers.get("Content-Length", "")
-        if declared.isdigit() and int(declared) > self.max_bytes:
-            raise self._too_large(response.status_code)
-        events = EventStream()
-        head = b""  # the start of the body: the API's message if it is not a stream
-        size = 0
-        for piece in _pieces(response):
-            now = time.monotonic()
-            size += len(piece)
-            if size > self.max_bytes:
-                raise self._too_large(response.status_code)
-            if now > deadline.at:  # for sessions without the watchdog, as in _read_capped
-                raise self._error(Reason.TIMEOUT, self._total_timeout_message(deadline.seconds))
-            if len(head) < _HEAD_BYTES:
-                head += piece[: _HEAD_BYTES - len(head)]
-            for data in events.feed(piece):
-                stream.feed(data, now)
-            if stream.done is not None:
-                return  # what may follow [DONE] is not waited for
-        for data in events.end():
-            stream.feed(data, time.monotonic())
-        if not stream.events:
-            raise StreamError(
-                "the answer is not an event stream (no `data:` events)", api_error_message(head)
-            )
-
     def url(self, path: str) -> str:
         return f"{self.settings.base_url}/{path}"
-
-    def request_json(self, path: str) -> tuple[int, Any]:
-        """GET base_url/path; returns (status, decoded JSON) or raises PinferenceError.
-
-        The whole exchange (connect, status line and headers, body) ends within
-        `total_timeout`, however slowly the server sends; see `transport`.
-        """
-        status, payload, _, _ = self._get_json(path)
-        return status, payload
 
     def _get_json(
         self, path: str, *, fresh: bool = False
     ) -> tuple[int, Any, PhaseClock | None, float]:
-        """`request_json`, plus (with `fresh`) the exchange's clock and its end."""
-        import requests
+        """GET base_url/path: (status, decoded JSON without secrets, with `fresh` the
+        exchange's clock, its end), or PinferenceError. The whole exchange ends within
+        `total_timeout`, however slowly the server sends; see `transport`."""
+        from .transport import phase_clock
 
-        from .transport import deadline, phase_clock
-
-        headers = {"Accept": "application/json", **self.settings.headers()}
-        connect = min(self.connect_timeout, self.total_timeout)
         # The clock starts first: setting up the deadline is part of what the call costs.
-        timing = phase_clock(fresh=True) if fresh else contextlib.nullcontext()
-        with timing as clock, deadline(self.total_timeout) as watch:
-            try:
-                with self.session.get(
-                    self.url(path),
-                    headers=headers,
-                    timeout=(connect, self.read_timeout),
-                    stream=True,
-                    **self._verify(),
-                ) as response:
-                    body = self._read_capped(response, watch.at)
-                    ended = time.monotonic()
-                    status = response.status_code
-                    failure = None if 200 <= status < 300 else self._http_error(response, body)
-            except PinferenceError as exc:
-                failure = exc
-            except (requests.RequestException, OSError) as exc:
-                failure = self._error(*self._transport_failure(exc, connect))
-        if watch.expired:  # whatever the read returned, it was cut at the deadline
-            failure = self._error(Reason.TIMEOUT, self._total_timeout_message())
-        if failure is not None:
-            raise failure
+        with (
+            phase_clock(fresh=True) if fresh else contextlib.nullcontext() as clock,
+            self._exchange("GET", path, self.total_timeout) as (response, watch),
+        ):
+            body = b"".join(self._body(response, watch))
+            ended = time.monotonic()
+        status = response.status_code
         try:
-            payload = json.loads(body)
-            too_deep = json_depth(payload) > MAX_JSON_DEPTH
-        except RecursionError:
-            too_deep = True
-        except ValueError:
-            raise self._error(
-                Reason.INVALID_RESPONSE, "response is not JSON", status=status
-            ) from None
-        if too_deep:
-            # Deeper than any API object; refused here so that nothing downstream (the
-            # cache file, a re-encoding) meets a structure that exhausts the stack.
-            raise self._error(
-                Reason.INVALID_RESPONSE, "response is nested too deeply", status=status
-            )
+            payload = load_json(body)
+        except JSONError as exc:
+            message = f"response is {exc}"
+            raise self._error(Reason.INVALID_RESPONSE, message, status=status) from None
         # Whatever the API sends back (names, ids, owners...) may echo the key or the URL's
         # credentials: both front ends get data with them already removed.
         return status, redact_data(payload, self.settings.secrets), clock, ended
+
+    @contextlib.contextmanager
+    def _exchange(
+        self, method: str, path: str, total: float, *, body: bytes | None = None
+    ) -> Iterator[tuple[requests.Response, Deadline]]:
+        """One request to the configured origin under a `total` deadline, its 2xx response
+        given to the block; anything else raises PinferenceError with its reason.
+
+        Credentials go to the configured origin only: a redirect is not followed (requests
+        would strip Authorization on the way to another host, but not the team header) and
+        ~/.netrc is never read (requests would otherwise put its password in place of the
+        key). requests' errors the block raises while reading are transport failures too."""
+        import requests
+
+        from .transport import deadline
+
+        headers = {"Accept": "application/json" if body is None else "text/event-stream"}
+        if body is not None:
+            headers["Content-Type"] = "application/json"
+        connect = min(self.connect_timeout, total)
+        failure: PinferenceError | None = None
+        with deadline(total) as watch:
+            try:
+                with self.session.request(
+                    method,
+                    self.url(path),
+                    data=body,
+                    headers={**headers, **self.settings.headers()},
+                    timeout=(connect, self.read_timeout),
+                    stream=True,
+                    allow_redirects=False,
+                    auth=_no_netrc,
+                    **self._verify(),
+                ) as response:
+                    if 200 <= response.status_code < 300:
+                        yield response, watch
+                    else:
+                        failure = self._http_error(response, watch)
+            except PinferenceError as exc:
+                failure = exc
+            except (requests.RequestException, OSError, ValueError) as exc:
+                # ValueError: requests decodes a redirect's Location as UTF-8 even when it
+                # follows none (the answer is then not valid HTTP).
+                failure = self._error(*self._transport_failure(exc, connect))
+        if watch.expired:  # whatever the read returned, it was cut at the deadline
+            failure = self._error(Reason.TIMEOUT, self._total_timeout_message(total))
+        if failure is not None:
+            raise failure
 
     def _verify(self) -> dict[str, Any]:
         # Only when set: requests then keeps its usual choice (the session's, or
         # REQUESTS_CA_BUNDLE) otherwise.
         return {"verify": self.ca_file} if self.ca_file else {}
 
-    def _total_timeout_message(self, seconds: float | None = None) -> str:
-        seconds = self.total_timeout if seconds is None else seconds
+    def _total_timeout_message(self, seconds: float) -> str:
         return f"no complete answer within {seconds:g}s (total deadline)"
 
     def _transport_failure(self, exc: Exception, connect: float) -> tuple[Reason, str]:
@@ -399,30 +363,57 @@ class PinferenceClient:
 
         return describe_failure(exc)
 
-    def _read_capped(self, response: requests.Response, deadline_at: float) -> bytes:
+    def _body(self, response: requests.Response, deadline: Deadline) -> Iterator[bytes]:
+        """The body as it arrives, decompressed, capped at `max_bytes`: each read returns
+        what is there (`read1`), so an event is seen when it comes, and urllib3 (2.6 and
+        later) decompresses no more than the read asks for, so a compressed bomb stops at
+        the cap having used about that much memory. urllib3's errors become requests'."""
+        from requests import exceptions as rex
+        from urllib3 import exceptions as u3
+
         declared = response.headers.get("Content-Length", "")
         if declared.isdigit() and int(declared) > self.max_bytes:
             raise self._too_large(response.status_code)
-        chunks: list[bytes] = []
         size = 0
-        for chunk in response.iter_content(chunk_size=65536):
-            size += len(chunk)
+        while True:
+            try:
+                piece = response.raw.read1(65536, decode_content=True)
+            except u3.DecodeError as exc:
+                raise rex.ContentDecodingError(exc) from exc
+            except u3.ReadTimeoutError as exc:
+                raise rex.ConnectionError(exc) from exc
+            except u3.SSLError as exc:
+                raise rex.SSLError(exc) from exc
+            except u3.HTTPError as exc:  # ProtocolError and the like: the frame broke
+                raise rex.ChunkedEncodingError(exc) from exc
+            if not piece:
+                return
+            size += len(piece)
             if size > self.max_bytes:
                 raise self._too_large(response.status_code)
             # The transport's watchdog ends a slow exchange; this check is for sessions
             # that do not have it (a SOCKS proxy).
-            if time.monotonic() > deadline_at:
-                raise self._error(Reason.TIMEOUT, self._total_timeout_message())
-            chunks.append(chunk)
-        return b"".join(chunks)
+            if time.monotonic() > deadline.at:
+                raise self._error(Reason.TIMEOUT, self._total_timeout_message(deadline.seconds))
+            yield piece
 
     def _too_large(self, status: int) -> PinferenceError:
         return self._error(
             Reason.INVALID_RESPONSE, f"response larger than {self.max_bytes} bytes", status=status
         )
 
-    def _http_error(self, response: requests.Response, body: bytes) -> PinferenceError:
+    def _http_error(self, response: requests.Response, deadline: Deadline) -> PinferenceError:
         status = response.status_code
+        if 300 <= status < 400:
+            where = response.headers.get("Location", "")
+            target = redact_url(urljoin(self.url(""), where)) if where else "nowhere"
+            return self._error(
+                Reason.INVALID_RESPONSE,
+                f"redirect to {target} not followed (credentials go to "
+                f"{self.settings.safe_base_url} only)",
+                status=status,
+            )
+        body = b"".join(self._body(response, deadline))
         retry_after = (
             parse_retry_after(response.headers.get("Retry-After")) if status == 429 else None
         )
@@ -450,48 +441,14 @@ class PinferenceClient:
         return printable(one_line(redact(text, self.settings.secrets)))
 
 
-def _pieces(response: requests.Response) -> Iterator[bytes]:
-    """The body as it arrives: each read returns what is there (`read1`), so an event is
-    seen when it comes, whether the body is chunked or not (requests' own iteration waits
-    for a full buffer on a body that is not chunked; urllib3 has read1 from 2.2, the
-    floor). urllib3's errors become requests' ones, as requests' iteration does."""
-    from requests import exceptions as rex
-    from urllib3 import exceptions as u3
-
-    read1 = response.raw.read1
-    while True:
-        try:
-            piece = read1(65536, decode_content=True)
-        except u3.ProtocolError as exc:
-            raise rex.ChunkedEncodingError(exc) from exc
-        except u3.DecodeError as exc:
-            raise rex.ContentDecodingError(exc) from exc
-        except u3.ReadTimeoutError as exc:
-            raise rex.ConnectionError(exc) from exc
-        except u3.SSLError as exc:
-            raise rex.SSLError(exc) from exc
-        if not piece:
-            return
-        yield piece
-
-
-def json_depth(value: object) -> int:
-    """How deeply containers nest in decoded JSON (a scalar is 0); no recursion."""
-    deepest = 0
-    todo: list[tuple[object, int]] = [(value, 0)]
-    while todo:
-        item, depth = todo.pop()
-        if isinstance(item, dict):
-            item = list(item.values())
-        if isinstance(item, list):
-            deepest = max(deepest, depth + 1)
-            todo.extend((child, depth + 1) for child in item if isinstance(child, (dict, list)))
-    return deepest
+def _no_netrc(request: requests.PreparedRequest) -> requests.PreparedRequest:
+    """An auth that leaves the request as it is: given, requests never looks in ~/.netrc."""
+    return request
 
 
 def api_error_message(body: bytes) -> str | None:
     """The API's own message from a JSON error body, if any."""
     try:
-        return error_body_message(json.loads(body))
-    except (ValueError, RecursionError):
+        return error_body_message(load_json(body))
+    except JSONError:
         return None

@@ -77,7 +77,7 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
     except ValueError:
         try:
             when = email.utils.parsedate_to_datetime(value)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):  # a zone or year past datetime's
             return None
         if when is None:
             return None
@@ -133,6 +133,15 @@ class InvalidModelId(PinferenceError, ValueError):
     on the way could resolve, sending the request (and the key) outside `/models/`.
     Reason `client_error`, no status; also a ValueError, for configuration checks
     (`.message` is the text without the reason prefix)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(Reason.CLIENT_ERROR, message)
+
+
+class InvalidSetting(PinferenceError, ValueError):
+    """A key or team id that HTTP cannot carry in a header, refused where it is read: the
+    message names where it came from, never the value. Reason `client_error`, no status;
+    also a ValueError, for configuration checks."""
 
     def __init__(self, message: str) -> None:
         super().__init__(Reason.CLIENT_ERROR, message)

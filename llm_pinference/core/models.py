@@ -17,20 +17,20 @@ class Pricing:
     cache_read: float | None = None
     cache_write: float | None = None
 
-    def cost_usd(
-        self, input_tokens: int, output_tokens: int, cache_read: int = 0, cache_write: int = 0
+    def cost_of(
+        self, input_tokens: int, output_tokens: int, *, cache_read: int = 0, cache_write: int = 0
     ) -> float | None:
-        """USD for these tokens, the input count including the cached ones (as OpenAI
-        reports them): uncached input at the input price, cache reads and writes at theirs
-        (the input price when not listed: what they cost at most), output at the output
-        price. None when a price that matters is unknown (a zero count needs none) or the
-        sum is absurd (not finite). The one pricing of a usage (cost report, chat probe)."""
-        cache_read = min(cache_read, input_tokens)
-        cache_write = min(cache_write, input_tokens - cache_read)
+        """USD for one usage at these prices: the one price of a usage, for the chat probe's
+        estimate and the cost report alike. Cache reads and writes are part of
+        `input_tokens` (as OpenAI reports them) and priced at the cache prices, at the input
+        price where one is not listed (what they cost at most). None when a count that is
+        not zero has no price, or the sum is past a float (absurd prices)."""
+        read = min(cache_read, input_tokens)
+        write = min(cache_write, input_tokens - read)
         parts = (
-            (input_tokens - cache_read - cache_write, self.input),
-            (cache_read, self.input if self.cache_read is None else self.cache_read),
-            (cache_write, self.input if self.cache_write is None else self.cache_write),
+            (input_tokens - read - write, self.input),
+            (read, self.input if self.cache_read is None else self.cache_read),
+            (write, self.input if self.cache_write is None else self.cache_write),
             (output_tokens, self.output),
         )
         total = 0.0
@@ -149,6 +149,31 @@ def parse_models(items: list[object]) -> tuple[list[ModelInfo], int]:
         seen.add(model.id)
         models.append(model)
     return models, skipped
+
+
+def cache_tokens(usage: Mapping[str, Any]) -> tuple[int, int]:
+    """(read, write) cache tokens in a usage object: OpenAI's and OpenRouter's
+    prompt_tokens_details (cached_tokens, cache_write_tokens or cache_creation_tokens),
+    DeepSeek's prompt_cache_hit_tokens, or Anthropic's names; 0 where none is said."""
+    details = _mapping(usage.get("prompt_tokens_details"))
+    read = (
+        token_count(details.get("cached_tokens"))
+        or token_count(usage.get("prompt_cache_hit_tokens"))
+        or token_count(usage.get("cache_read_input_tokens"))
+    )
+    write = (
+        token_count(details.get("cache_write_tokens"))
+        or token_count(details.get("cache_creation_tokens"))
+        or token_count(usage.get("cache_creation_input_tokens"))
+    )
+    return read or 0, write or 0
+
+
+def token_count(value: object) -> int | None:
+    """A token count: a non-negative integer (a whole float too), else None."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return int(value) if value >= 0 and value == int(value) else None
 
 
 def _mapping(value: object) -> Mapping[str, Any]:

@@ -7,15 +7,25 @@ file belongs to the official `prime` CLI: it is only ever read here.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
+import stat
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from .errors import InvalidSetting
 from .notices import first_time
-from .text import REDACTED, redact, redact_url, url_secrets
+from .text import (
+    REDACTED,
+    JSONError,
+    load_json,
+    os_reason,
+    printable,
+    redact,
+    redact_url,
+    url_secrets,
+)
 
 DEFAULT_BASE_URL = "https://api.pinference.ai/api/v1"
 ENV_KEY = "PRIME_API_KEY"
@@ -24,11 +34,6 @@ ENV_URL = "PRIME_INFERENCE_URL"
 TEAM_HEADER = "X-Prime-Team-ID"
 
 log = logging.getLogger("llm_pinference")
-
-
-def _warn_once(message: str) -> None:
-    if first_time(message):
-        log.warning(message)
 
 
 @dataclass(frozen=True)
@@ -64,9 +69,9 @@ class Settings:
         the team header when a team applies."""
         headers: dict[str, str] = {}
         if self.api_key:
-            headers["Authorization"] = f"Bearer {self.api_key}"
+            headers["Authorization"] = f"Bearer {check_header_value(self.api_key, 'the API key')}"
         if self.team:
-            headers[TEAM_HEADER] = self.team
+            headers[TEAM_HEADER] = check_header_value(self.team, "the team id")
         return headers
 
     @property
@@ -80,29 +85,66 @@ def prime_config_path() -> Path:
     return Path.home() / ".prime" / "config.json"
 
 
+#: The prime CLI writes a few hundred bytes; anything past this is not its config.
+MAX_CONFIG_BYTES = 1024 * 1024
+
+
 def load_prime_config(path: Path | None = None) -> dict[str, object]:
-    """The prime CLI's config as a dict; {} when missing. A bad file warns once, never raises."""
+    """The prime CLI's config as a dict; {} when missing. Only a regular file is read (a
+    FIFO or a device there would block or never end), opened without blocking; whatever
+    is wrong with it is said once, on one line, and never raises."""
     path = prime_config_path() if path is None else path
     try:
-        text = path.read_text(encoding="utf-8")
+        data = _read_regular(path)
     except FileNotFoundError:
         return {}
-    except (OSError, UnicodeDecodeError) as exc:
-        _warn_once(f"llm-pinference: ignoring {path}: cannot read it ({type(exc).__name__})")
-        return {}
+    except _Refused as exc:
+        return _ignored(path, str(exc))
+    except OSError as exc:
+        return _ignored(path, f"cannot read it ({os_reason(exc)})")
     try:
-        data = json.loads(text)
-    except RecursionError:
-        _warn_once(f"llm-pinference: ignoring {path}: not valid JSON (nested too deeply)")
-        return {}
-    except ValueError as exc:
-        line = getattr(exc, "lineno", "?")
-        _warn_once(f"llm-pinference: ignoring {path}: not valid JSON (line {line})")
-        return {}
-    if not isinstance(data, dict):
-        _warn_once(f"llm-pinference: ignoring {path}: expected a JSON object")
-        return {}
+        config = load_json(data)
+    except JSONError as exc:
+        return _ignored(path, f"not valid JSON ({exc.detail})")
+    if not isinstance(config, dict):
+        return _ignored(path, "expected a JSON object")
+    return config
+
+
+class _Refused(Exception):
+    pass
+
+
+def _read_regular(path: Path) -> bytes:
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0)
+    fd = os.open(path, flags)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise _Refused("not a regular file")
+        data = os.read(fd, MAX_CONFIG_BYTES + 1)
+    finally:
+        os.close(fd)
+    if len(data) > MAX_CONFIG_BYTES:
+        raise _Refused(f"larger than {MAX_CONFIG_BYTES} bytes")
     return data
+
+
+def _ignored(path: Path, why: str) -> dict[str, object]:
+    message = f"llm-pinference: ignoring {printable(str(path))}: {why}"
+    if first_time(message):
+        log.warning(message)
+    return {}
+
+
+def check_header_value(value: str, what: str) -> str:
+    """`value` unchanged if HTTP can carry it in a header (Latin-1, no control character),
+    else InvalidSetting naming `what` (where it came from), never the value."""
+    if value.isprintable() and all(ord(c) < 256 for c in value):
+        return value
+    raise InvalidSetting(
+        f"{what} holds a character an HTTP header cannot carry "
+        "(outside Latin-1, or a control character)"
+    )
 
 
 def _nonblank(value: object) -> str | None:
@@ -124,10 +166,23 @@ def resolve_settings(
     env = os.environ if env is None else env
     if config is None:
         config = load_prime_config()
-    key = _nonblank(env.get(ENV_KEY)) or _nonblank(config.get("api_key"))
-    team = _nonblank(env.get(ENV_TEAM)) or _nonblank(config.get("team_id"))
-    url = _nonblank(env.get(ENV_URL)) or _nonblank(config.get("inference_url")) or DEFAULT_BASE_URL
-    return Settings(api_key=key, team_id=team, base_url=normalise_base_url(url))
+
+    def first(variable: str, field: str) -> str | None:
+        for given, source in (
+            (env.get(variable), variable),
+            (config.get(field), f"`{field}` in {prime_config_path()}"),
+        ):
+            value = _nonblank(given)
+            if value is not None:
+                return value if field == "inference_url" else check_header_value(value, source)
+        return None
+
+    url = first(ENV_URL, "inference_url") or DEFAULT_BASE_URL
+    return Settings(
+        api_key=first(ENV_KEY, "api_key"),
+        team_id=first(ENV_TEAM, "team_id"),
+        base_url=normalise_base_url(url),
+    )
 
 
 def credentials(
@@ -143,4 +198,6 @@ def credentials(
     Team and base URL as resolve_settings. Request headers: `Settings.headers()`."""
     settings = resolve_settings(env=env, config=config)
     key = _nonblank(key)
-    return replace(settings, api_key=key) if key else settings
+    if key is None:
+        return settings
+    return replace(settings, api_key=check_header_value(key, "the key given to llm"))

@@ -6,6 +6,8 @@ Standard library only, cheap to import: llm imports the plugin (and so this) on 
 
 from __future__ import annotations
 
+import functools
+import json
 import re
 from collections.abc import Iterable
 
@@ -29,6 +31,41 @@ DURATION_UNITS: tuple[tuple[str, float], ...] = (
     ("s", 1),
     ("ms", 0.001),
 )
+
+
+#: API objects nest 6 levels deep; JSON past this is refused (nothing downstream, the cache
+#: file or a re-encoding, then meets a structure that exhausts the stack).
+MAX_JSON_DEPTH = 64
+
+
+class JSONError(ValueError):
+    """Data that is not JSON, or nested deeper than MAX_JSON_DEPTH: `str()` is `not JSON`
+    or `nested too deeply`, `detail` where (`line 3`) or why (`nested too deeply`)."""
+
+    def __init__(self, message: str, detail: str) -> None:
+        super().__init__(message)
+        self.detail = detail
+
+
+def load_json(data: str | bytes) -> object:
+    """Decoded JSON, or JSONError."""
+    try:
+        value = json.loads(data)
+    except RecursionError:
+        raise JSONError("nested too deeply", "nested too deeply") from None
+    except UnicodeDecodeError:
+        raise JSONError("not JSON", "not UTF-8") from None
+    except ValueError as exc:  # with no line: an integer past Python's 4300 digits
+        line = getattr(exc, "lineno", None)
+        raise JSONError("not JSON", f"line {line}" if line else "a number too long") from None
+    todo: list[tuple[object, int]] = [(value, 1)] if isinstance(value, (dict, list)) else []
+    while todo:  # iterative: the depth of what decoded is still unknown
+        item, depth = todo.pop()
+        if depth > MAX_JSON_DEPTH:
+            raise JSONError("nested too deeply", "nested too deeply")
+        children = item.values() if isinstance(item, dict) else item
+        todo.extend((c, depth + 1) for c in children if isinstance(c, (dict, list)))  # type: ignore[union-attr]
+    return value
 
 
 def redact(text: str, secrets: Iterable[str | None]) -> str:
@@ -124,6 +161,24 @@ def format_duration(seconds: float) -> str:
             parts.append(f"{millis // step}{unit}")
             millis %= step
     return "".join(parts)
+
+
+@functools.cache
+def _duration_pattern() -> re.Pattern[str]:  # compiled on first use: imported by every command
+    return re.compile("".join(rf"(?:(?P<{u}>\d+(?:\.\d+)?){u})?" for u, _ in DURATION_UNITS))
+
+
+def parse_duration(text: str) -> float:
+    """Prometheus' duration syntax -> seconds: `500ms`, `30s`, `1m30s`, `7d`, `0` (units
+    largest first, each at most once; `1.5h` too). ValueError with a one-line message if
+    not. The inverse of `format_duration`."""
+    text = text.strip() if isinstance(text, str) else ""
+    if text == "0":
+        return 0.0
+    match = _duration_pattern().fullmatch(text)
+    if not text or match is None:
+        raise ValueError(f"not a duration: {text!r} (examples: 500ms, 30s, 1m30s, 24h, 7d)")
+    return sum(float(match[unit]) * scale for unit, scale in DURATION_UNITS if match[unit])
 
 
 def format_age(seconds: float) -> str:

@@ -43,6 +43,7 @@ from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.exceptions import (
     ConnectTimeoutError,
+    NameResolutionError,
     NewConnectionError,
     ProxyError,
     ReadTimeoutError,
@@ -52,11 +53,6 @@ from urllib3.util.ssl_ import create_urllib3_context
 from .errors import Reason
 from .probes import PhaseClock
 from .tlsinfo import tls_info
-
-try:
-    from urllib3.exceptions import NameResolutionError
-except ImportError:  # urllib3 1.x: the socket.gaierror in the chain tells the same
-    NameResolutionError = socket.gaierror  # type: ignore[misc,assignment]
 
 _local = threading.local()
 
@@ -162,7 +158,7 @@ def _clock() -> PhaseClock | None:
 class _MarkWhenApplied(list):  # type: ignore[type-arg]
     """Socket options that note on the clock when urllib3 applies them: on each socket it
     makes, right after the host name is resolved and right before the TCP connect. The
-    one hook between the two that urllib3 (1.x and 2.x) offers without copying its code."""
+    one hook between the two that urllib3 offers without copying its code."""
 
     def __init__(self, options: Any, clock: PhaseClock) -> None:
         super().__init__(options or ())
@@ -439,6 +435,13 @@ def describe_failure(exc: Exception) -> tuple[Reason, str]:
             "cannot connect to the API through the proxy",
         ),
         (wraps(NewConnectionError), Reason.CONNECTION_ERROR, f"cannot connect to the API{refused}"),
+        (
+            # A number in the frame that is none, or past a C integer (a chunk size):
+            # http.client raises these from int() and from reads of that size.
+            wraps(ValueError, OverflowError),
+            Reason.INVALID_RESPONSE,
+            "the answer is not valid HTTP",
+        ),
         (
             wraps(http.client.RemoteDisconnected, http.client.IncompleteRead),
             Reason.CONNECTION_ERROR,

@@ -53,7 +53,9 @@ EXPECTED_ALERTS = {
 # Alerts about the exporter itself: no account label.
 EXPORTER_ALERTS = {"PinferenceExporterDown"}
 OBJECTIVE = "pinference:slo_objective:ratio"
-SLO_WINDOWS = ["5m", "30m", "1h", "6h", "1d", "3d"]
+SLO_WINDOWS = ["5m", "30m", "1h", "6h", "3d"]
+# Long windows are judged against at least a full window of probes (seconds per window).
+FLOORED = {"1h": 3600, "6h": 21600, "3d": 259200}
 RULES_BY_NAME = {rule["alert"]: rule for rule in alert_rules()}
 RULES_TESTS = FILES.rules_tests
 
@@ -137,6 +139,20 @@ TLS = ("tls.test.yml", "certificate expiry, just above and just below 14 days")
 INFERENCE = ("inference.test.yml",
              "chat probes failing while the list works, just above and just below half")
 TTFT = ("inference.test.yml", "time to first token, just above and just below 5s")
+REFUSED = ("failures.test.yml", "the last probe refused for 5 minutes, a blip and flapping")
+
+
+def incident(name: str) -> tuple[str, str]:
+    return ("incidents.test.yml", name)
+
+
+REVOKED = incident("unauthorized on every probe of account default for 15 minutes, then fixed")
+FORBIDDEN = incident("forbidden on every probe of account default for 15 minutes, then fixed")
+OUTAGE_5XX = incident("server_error on every probe of account default for 15 minutes, then fixed")
+FRESH = incident("fresh install: one failed probe of each kind pages nothing")
+OLD_BLIP = incident("a 2-minute blip after 6 hours of history pages and tickets nothing")
+TIMEOUTS = incident("timeout on every probe of account default for 15 minutes, then fixed")
+PAGED = "unless on (job, account)\n          account:pinference_list_outage:paged1h"
 MUTATIONS: list[tuple[str, str, str, bool, tuple[str, str]]] = [
     ("PinferenceExporterDown", "for: 5m", "for: 10m", False,
      ("availability.test.yml", "exporter down, blip and healthy target")),
@@ -146,18 +162,28 @@ MUTATIONS: list[tuple[str, str, str, bool, tuple[str, str]]] = [
      ("availability.test.yml", "list probes failing per account, blip and healthy")),
     ("PinferenceAPIDown", "for: 5m", "for: 2m30s", False,
      ("availability.test.yml", "list probes failing per account, blip and healthy")),
-    ("PinferenceAuthFailing", ") > 0.25", ") > 0.5", False, FAILURES),
-    ("PinferenceAuthFailing", ") > 0.25", ") > 0.125", False, FAILURES),
-    ("PinferenceAuthFailing", 'reason=~"unauthorized|forbidden"', 'reason="unauthorized"', False,
-     FAILURES),
-    ("PinferenceAuthFailing", "for: 5m", "for: 10m", False, FAILURES),
-    ("PinferencePaymentRequired", ") > 0.25", ") > 0.5", False, FAILURES),
-    ("PinferencePaymentRequired", ") > 0.25", ") > 0.125", False, FAILURES),
+    ("PinferenceAPIDown", "keep_firing_for: 2m", "keep_firing_for: 30s", False,
+     ("availability.test.yml", "list probes failing per account, blip and healthy")),
+    ("PinferenceAPIDown", "max by (job, account) (pinference_up",
+     "min by (job, account) (pinference_up", False,
+     ("availability.test.yml", "list probes failing per account, blip and healthy")),
+    ("PinferenceAPIDown", ">= 401 <= 403", ">= 401 <= 402", False, FORBIDDEN),
+    ("PinferenceAuthFailing", "== 403", "== 404", False, REFUSED),
+    ("PinferenceAuthFailing", "== 401", "== 400", False, REVOKED),
+    ("PinferenceAuthFailing", "for: 5m", "for: 4m", False, REFUSED),
+    ("PinferenceAuthFailing", "keep_firing_for: 2m", "keep_firing_for: 1m", False, REFUSED),
+    ("PinferenceAuthFailing", "keep_firing_for: 2m", "keep_firing_for: 3m", False, REFUSED),
+    ("PinferencePaymentRequired", "== 402", "== 429", False, REFUSED),
+    ("PinferencePaymentRequired", "for: 5m", "for: 4m", False, REFUSED),
+    ("account:pinference_list_outage:paged1h", "[1h]", "[5m]", False, OUTAGE_5XX),
     ("PinferenceRateLimited", ") > 0.2", ") > 0.4", False, FAILURES),
     ("PinferenceRateLimited", ") > 0.2", ") > 0.1", False, FAILURES),
     ("PinferenceServerErrors", ") > 0.2", ") > 0.4", False, FAILURES),
     ("PinferenceServerErrors", ") > 0.2", ") > 0.1", False, FAILURES),
     ("PinferenceServerErrors", "for: 10m", "for: 5m", False, FAILURES),
+    ("PinferenceServerErrors", PAGED, "", False, OUTAGE_5XX),
+    ("PinferenceHighLatency", PAGED, "", False, TIMEOUTS),
+    ("PinferenceHighLatency", "for: 10m", "for: 5m", False, LATENCY),
     ("PinferenceWatchedModelMissing", "for: 5m", "for: 10m", False,
      ("models.test.yml", "watched model 404 per account, blip and available")),
     ("PinferenceHighLatency", ") > 2", ") > 4", False, LATENCY),
@@ -187,7 +213,12 @@ MUTATIONS: list[tuple[str, str, str, bool, tuple[str, str]]] = [
     ("PinferenceErrorBudgetBurnFast", "ratio_rate30m", "ratio_rate6h", False, OUTAGE),
     ("PinferenceErrorBudgetBurnSlow", "> 1\n", "> 2\n", True, SUSTAINED),
     ("PinferenceErrorBudgetBurnSlow", "> 1\n", "> 0.5\n", True, SUSTAINED),
+    ("PinferenceErrorBudgetBurnFast", "for: 2m", "for: 0s", False, REVOKED),
+    ("PinferenceErrorBudgetBurnFast", PAGED, "", False, OUTAGE_5XX),
     ("PinferenceErrorBudgetBurnSlow", "ratio_rate3d", "ratio_rate6h", False, BLIP),
+    ("account:pinference_list_errors:ratio_rate1h", "3600 /", "1 /", False, FRESH),
+    ("account:pinference_list_errors:ratio_rate3d", "259200 /", "1 /", False, OLD_BLIP),
+    ("account:pinference_list_errors:ratio_rate3d", "259200 /", "1 /", False, SUSTAINED),
     ("PinferenceTLSCertExpiringSoon", "< 14 * 86400", "< 28 * 86400", False, TLS),
     ("PinferenceTLSCertExpiringSoon", "< 14 * 86400", "< 7 * 86400", False, TLS),
     ("PinferenceTLSCertExpiringSoon", "for: 10m", "for: 20m", False, TLS),
@@ -207,7 +238,7 @@ MUTATIONS: list[tuple[str, str, str, bool, tuple[str, str]]] = [
     ("PinferenceSlowFirstToken", "for: 10m", "for: 20m", False, TTFT),
     ("PinferenceSlowFirstToken", "for: 10m", "for: 5m", False, TTFT),
     (OBJECTIVE, "vector(0.995)", "vector(0.99)", False, SUSTAINED),
-    (OBJECTIVE, "vector(0.995)", "vector(0.9975)", False, BLIP),
+    (OBJECTIVE, "vector(0.995)", "vector(0.9975)", False, PAGES),
 ]  # fmt: skip
 
 
@@ -361,12 +392,35 @@ def test_github_anchor_slugging() -> None:
 
 # Joins with a series of the exporter itself (no account label) go on job and instance.
 EXPORTER_LEVEL_JOINS = {("PinferenceProbesStale", "job, instance")}
+# Joins with the per-account record of an outage that paged (no instance label).
+PAGED_JOINS = {
+    (name, "job, account")
+    for name in ("PinferenceRateLimited", "PinferenceServerErrors", "PinferenceHighLatency")
+}
+# Per account over every exporter of the job: the pages that read the current state (a
+# restarted or rescheduled exporter neither resolves nor re-pages them) and the error
+# budget, whose record must not restart with each new instance label.
+ACROSS_EXPORTERS = {
+    "PinferenceAPIDown",
+    "PinferenceAuthFailing",
+    "PinferencePaymentRequired",
+    "PinferenceErrorBudgetBurnFast",
+    "PinferenceErrorBudgetBurnSlow",
+    "account:pinference_list_outage:paged1h",
+    *(f"account:pinference_list_errors:ratio_rate{window}" for window in SLO_WINDOWS),
+}
 
 
 def test_aggregations_keep_job_instance_and_account() -> None:
     for name, rule in [*RULES_BY_NAME.items(), *records().items()]:
         for clause in re.findall(r"\b(?:by|on)\s*\(([^)]*)\)", rule["expr"]):
             labels = {label.strip() for label in clause.split(",")}
+            if name in ACROSS_EXPORTERS:
+                assert "instance" not in labels and {"job", "account"} <= labels, (name, clause)
+                continue
+            if (name, clause.strip()) in PAGED_JOINS:
+                assert "account:pinference_list_outage:paged1h" in rule["expr"], name
+                continue
             assert {"job", "instance"} <= labels, f"{name}: drops job/instance in ({clause})"
             if (name, clause.strip()) not in EXPORTER_LEVEL_JOINS:
                 assert "account" in labels, f"{name}: drops account in ({clause})"
@@ -400,7 +454,11 @@ def test_the_objective_is_one_setting_in_one_place() -> None:
         record = recorded[f"account:pinference_list_errors:ratio_rate{window}"]
         assert record["expr"].count(f"[{window}]") == 2
         assert record["expr"].count('endpoint="list"') == 2
-        assert record["expr"].count("sum by (job, instance, account)") == 2
+        assert record["expr"].count("sum by (job, account)") == 2
+        floor = FLOORED.get(window)
+        assert ("clamp_min(" in record["expr"]) is (floor is not None), window
+        if floor:
+            assert f"), {floor} / scalar(min(pinference_probe_interval_seconds" in record["expr"]
     for name in ("PinferenceErrorBudgetBurnFast", "PinferenceErrorBudgetBurnSlow"):
         expr = RULES_BY_NAME[name]["expr"]
         assert expr.count(f"scalar(1 - {OBJECTIVE})") == expr.count("ratio_rate")
@@ -512,3 +570,24 @@ def test_grafana_copies_pass_the_same_unit_tests(tmp_path: Path) -> None:
     test_file.write_text(yaml.safe_dump(slo, sort_keys=False))
     result = promtool("test", "rules", str(test_file), timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+# ------------------------------------------------------------------ the incident scenarios
+
+
+def test_incident_scenarios_file_is_current() -> None:
+    """prometheus/tests/incidents.test.yml is what tests/alerting/incidents.py writes from its
+    scenarios and the shipped inhibit rules (an edit of either must regenerate it)."""
+    from tests.alerting import incidents
+
+    assert incidents.OUTPUT.read_text(encoding="utf-8") == incidents.render(), (
+        "run python tests/alerting/incidents.py"
+    )
+
+
+def test_incident_series_notation() -> None:
+    from tests.alerting import incidents
+
+    assert incidents._compress(["0", "1", "2", "2", "_", "_", "stale", "5", "0"]) == (
+        "0+1x2 2x0 _x2 stale 5-5x1"
+    )

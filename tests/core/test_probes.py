@@ -2,15 +2,15 @@
 cover the request from its start to the end of the body, each boundary in its place.
 
 Each phase is checked against a delay injected where that phase happens (the name lookup,
-the TCP connect, the server's answer, a body sent slowly), with the other phases staying
-small. Lower bounds are the injected delay (a phase cannot be shorter); upper bounds leave
-SLACK for a busy 2-core machine.
+the TCP connect, the server's answer, a body sent slowly): that phase holds at least the
+delay (a phase cannot be shorter, however loaded the machine), and each neighbour less than
+it (a boundary in the wrong place would hand the delay to a neighbour). How closely the
+phases match the delays is measured in bench/bench_probe_accuracy.py, not asserted here.
 """
 
 from __future__ import annotations
 
 import socket
-import statistics
 import time
 from dataclasses import astuple
 from typing import Any
@@ -24,7 +24,7 @@ from llm_pinference.core.settings import Settings
 from pinference_fake import FakePinference, Fault
 
 KEY = "pit_phase_probe_key_0123456789"
-SLACK = 0.04
+DELAY = 0.3  # injected into one phase; a neighbour would need a 0.3 s stall to reach it
 SMALL_BODY = '{"object":"list","data":[{"id":"a/b"}]}       '
 
 
@@ -58,9 +58,7 @@ def test_each_fresh_list_opens_a_new_connection_and_get_probes_reuse_it(
 
 def test_the_phases_add_up_to_the_measured_duration(fake: FakePinference) -> None:
     api = client(fake.base_url)
-    api.list_models(fresh=True)  # imports and first-use costs out of the way
-    gaps = []
-    for _ in range(7):
+    for _ in range(3):
         started = time.monotonic()
         result = api.list_models(fresh=True)
         wall = time.monotonic() - started
@@ -70,43 +68,42 @@ def test_the_phases_add_up_to_the_measured_duration(fake: FakePinference) -> Non
         assert all(seconds >= 0 for _, seconds in timing.items())
         assert timing.tls == 0.0  # http
         assert sum(seconds for _, seconds in timing.items()) == pytest.approx(timing.total)
-        gaps.append(wall - timing.total)
-    # What the call does outside the phases (decoding a 5 KB list: ~0.4 ms on an idle
-    # 2-core box) stays under 1 ms. The least of 7: a run descheduled on a busy machine
-    # says nothing about where the clock starts and stops.
-    assert min(gaps) >= 0, gaps
-    assert min(gaps) <= 0.001, f"median {statistics.median(gaps):.6f}s of {gaps}"
+        # The clock starts inside the call and stops before it returns. (What the call
+        # does outside the phases, ~0.4 ms, is the bench's to measure.)
+        assert 0 < timing.total <= wall, (timing, wall)
+
+
+def only(timing: Phases | None, phase: str) -> None:
+    """`phase` holds the injected delay, each other phase less than it."""
+    assert timing is not None
+    assert getattr(timing, phase) >= DELAY, timing
+    assert all(seconds < DELAY for name, seconds in timing.items() if name != phase), timing
 
 
 def test_processing_is_the_wait_for_the_answer(fake: FakePinference) -> None:
-    fake.set_latency("list", 0.08)
-    timing = client(fake.base_url).list_models(fresh=True).timing
-    assert timing is not None
-    assert 0.08 <= timing.processing <= 0.08 + SLACK, timing
-    assert timing.resolve + timing.connect + timing.transfer <= SLACK, timing
+    fake.set_latency("list", DELAY)
+    only(client(fake.base_url).list_models(fresh=True).timing, "processing")
 
 
 def test_transfer_runs_from_the_first_byte_to_the_end_of_the_body(fake: FakePinference) -> None:
-    # The status line, headers and body go out 32 bytes every 50 ms: the first byte comes
-    # at once (processing is short), the rest of the head and the body take transfer.
-    fake.set_fault("list", Fault(mode="drip", body=SMALL_BODY, drip_bytes=32, drip_interval=0.05))
-    timing = client(fake.base_url).list_models(fresh=True).timing
-    assert timing is not None
-    # Over 160 bytes in all (a head of 120+, the body of 46): 6 pieces, 5 waits at least.
-    assert timing.processing <= SLACK, timing
-    assert timing.transfer >= 5 * 0.05, timing
+    # The status line, headers and body go out 32 bytes every 60 ms: the first byte comes
+    # at once (processing is short), the rest of the head and the body take transfer:
+    # over 160 bytes in all (a head of 120+, the body of 46), 6 pieces, 5 waits at least.
+    fake.set_fault("list", Fault(mode="drip", body=SMALL_BODY, drip_bytes=32,
+                                 drip_interval=DELAY / 5))  # fmt: skip
+    only(client(fake.base_url).list_models(fresh=True).timing, "transfer")
 
 
 @pytest.fixture
 def slow_name_lookup(monkeypatch: pytest.MonkeyPatch) -> None:
-    """`pinference.test` resolves to 127.0.0.1 after 60 ms; `nowhere.test` does not."""
+    """`pinference.test` resolves to 127.0.0.1 after DELAY; `nowhere.test` does not."""
     real = socket.getaddrinfo
 
     def getaddrinfo(host: Any, *args: Any, **kwargs: Any) -> Any:
         if host == "nowhere.test":
             raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
         if host == "pinference.test":
-            time.sleep(0.06)
+            time.sleep(DELAY)
             host = "127.0.0.1"
         return real(host, *args, **kwargs)
 
@@ -115,24 +112,18 @@ def slow_name_lookup(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_resolve_is_the_name_lookup(fake: FakePinference, slow_name_lookup: object) -> None:
     url = fake.base_url.replace("127.0.0.1", "pinference.test")
-    timing = client(url).list_models(fresh=True).timing
-    assert timing is not None
-    assert 0.06 <= timing.resolve <= 0.06 + SLACK, timing
-    assert timing.connect + timing.processing + timing.transfer <= SLACK, timing
+    only(client(url).list_models(fresh=True).timing, "resolve")
 
 
 def test_connect_is_the_tcp_connect(fake: FakePinference, monkeypatch: pytest.MonkeyPatch) -> None:
     real = socket.socket.connect
 
     def connect(sock: socket.socket, address: Any) -> None:
-        time.sleep(0.05)
+        time.sleep(DELAY)
         real(sock, address)
 
     monkeypatch.setattr(socket.socket, "connect", connect)
-    timing = client(fake.base_url).list_models(fresh=True).timing
-    assert timing is not None
-    assert 0.05 <= timing.connect <= 0.05 + SLACK, timing
-    assert timing.resolve + timing.processing + timing.transfer <= SLACK, timing
+    only(client(fake.base_url).list_models(fresh=True).timing, "connect")
 
 
 def test_a_name_that_does_not_resolve_is_a_connection_error(
@@ -153,8 +144,8 @@ def test_a_fresh_probe_keeps_the_deadline_and_the_size_cap(fake: FakePinference)
     started = time.monotonic()
     with pytest.raises(PinferenceError) as info:
         api.list_models(fresh=True)
-    assert info.value.reason is Reason.TIMEOUT
-    assert time.monotonic() - started <= 0.5 + 0.6
+    assert str(info.value) == "timeout: no complete answer within 0.5s (total deadline)"
+    assert time.monotonic() - started < 3  # a hang bound: the drip alone takes far longer
     fake.set_fault("list", Fault(mode="huge", huge_bytes=300_000, times=1))
     with pytest.raises(PinferenceError) as info:
         client(fake.base_url, max_bytes=100_000).list_models(fresh=True)

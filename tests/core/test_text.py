@@ -1,18 +1,21 @@
-"""Edges of the shared text rules: durations and ages as people read them, boundaries of
-redaction and of the one-line rule, URLs without a scheme (found by `make mutation`)."""
+"""The shared text rules: durations and ages as people read them, redaction, the one-line
+rule and terminal-safe text, on ordinary and hostile input."""
 
 from __future__ import annotations
 
 import errno
 
 import pytest
-from pinference_exporter.config import parse_duration
 
+from llm_pinference.core.client import check_model_id
+from llm_pinference.core.errors import InvalidModelId
 from llm_pinference.core.text import (
     format_age,
     format_duration,
     one_line,
     os_reason,
+    parse_duration,
+    printable,
     redact,
     redact_data,
     redact_url,
@@ -47,7 +50,7 @@ def test_durations_read_as_prometheus_writes_them(seconds: float, shown: str) ->
 
 @pytest.mark.parametrize("seconds", [0.001, 0.25, 1, 29.5, 61, 3599.999, 90061, 31_622_400])
 def test_a_shown_duration_reads_back_as_the_same_duration(seconds: float) -> None:
-    """What the exporter prints (`--probe.interval=1m30s`) is valid input for its flags."""
+    """What the exporter prints (`--probe.interval=1m30s`) reads back as the same."""
     assert parse_duration(format_duration(seconds)) == pytest.approx(seconds)
 
 
@@ -108,3 +111,52 @@ def test_one_line_keeps_a_line_of_exactly_the_limit() -> None:
     assert one_line(exact) == exact
     assert one_line("y" * 301) == "y" * 297 + "..."
     assert one_line("z" * 20, limit=10) == "z" * 7 + "..."
+
+
+@pytest.mark.parametrize(
+    "text, seconds",
+    [("90m", 5400), ("24h", 86400), ("7d", 604800), ("2w", 1209600), ("1h30m", 5400),
+     ("500ms", 0.5), ("1.5h", 5400), ("0", 0), (" 30s ", 30)],
+)  # fmt: skip
+def test_durations_in_prometheus_syntax(text: str, seconds: float) -> None:
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["", "10", "1x", "m", "5 m", "-1h", "1s1m", "1m1m", "0s0"])
+def test_what_is_not_a_duration_says_so(text: str) -> None:
+    with pytest.raises(ValueError, match=r"not a duration: .* \(examples: 500ms, "):
+        parse_duration(text)
+
+
+@pytest.mark.parametrize(
+    "raw, shown",
+    [
+        ("plain text, é, 模型", "plain text, é, 模型"),
+        ("\x1b[31mred\x1b[0m", "\\x1b[31mred\\x1b[0m"),
+        ("a\rb\nc\td", "a\\x0db\\x0ac\\x09d"),
+        ("nul\x00del\x7fcsi\x9b", "nul\\x00del\\x7fcsi\\x9b"),
+        ("lone \ud800 surrogate", "lone \\ud800 surrogate"),
+    ],
+)
+def test_printable_escapes_what_a_terminal_would_act_on(raw: str, shown: str) -> None:
+    assert printable(raw) == shown
+    printable(raw).encode("utf-8")  # always printable: no lone surrogate survives
+
+
+def test_one_line_is_one_bounded_line() -> None:
+    assert one_line("a\n\n b\t c") == "a b c"
+    long = one_line("word " * 500)
+    assert len(long) == 300 and long.endswith("...")
+
+
+def test_redact_and_url_secrets() -> None:
+    assert redact("key pit_abc123 and pit_abc123", ["pit_abc123", None, "ab"]) == "key *** and ***"
+    assert url_secrets("https://u:p4ss@h/x") == ("u:p4ss", "p4ss", "u")
+    assert url_secrets("https://h/x") == ()
+
+
+def test_an_id_that_is_not_valid_unicode_is_refused() -> None:
+    with pytest.raises(InvalidModelId) as info:
+        check_model_id("team/\ud800model")
+    str(info.value).encode("utf-8")  # the message itself can be printed
+    assert "\\ud800" in str(info.value)

@@ -1,4 +1,5 @@
-"""The container image (deploy/container/Containerfile), built and run with Podman.
+"""The container image (deploy/container/Containerfile), built with Podman from a checkout
+and from the wheel alone, and run.
 
 No image registry is reachable here, so the base is a Debian image made locally with
 mmdebstrap (built once, then kept in /var/tmp and in Podman's store) and passed as
@@ -13,6 +14,7 @@ import json
 import os
 import re
 import secrets
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from pinference_fake import FakePinference
-from tests.deploy.helpers import require, run, source_copy, wait_until_up
+from tests.deploy.helpers import ROOT, require, run, source_copy, tool_env, wait_until_up
 from tests.support import free_port
 
 pytestmark = pytest.mark.integration
@@ -47,6 +49,8 @@ events_logger = "file"
 # settings (mounted read-only when present).
 BUILD_MOUNTS = ("/etc/ssl/certs/ca-certificates.crt", "/etc/pip.conf")
 MAX_ADDED_BYTES = 40_000_000  # what the image adds to its base: the venv and our code
+CONTAINERFILE = ROOT / "deploy" / "container" / "Containerfile"
+WHEEL_IMAGE = "localhost/pinference-exporter:test-from-wheel"
 
 
 @pytest.fixture(scope="module")
@@ -90,35 +94,32 @@ def ensure_base_image(podman: list[str]) -> None:
     run([*podman, "import", "--quiet", BASE_TAR, BASE_IMAGE], timeout=300)
 
 
-@pytest.fixture(scope="module")
-def image(podman: list[str], tmp_path_factory: pytest.TempPathFactory) -> str:
-    """The image, built from the files a clone has (unchanged files hit the layer cache),
-    with a key planted in deploy/compose/secrets/."""
+def build(podman: list[str], context: Path, tag: str) -> str:
+    """Build the shipped Containerfile on `context` as `tag`, replacing the previous one
+    (unchanged inputs hit the layer cache)."""
     ensure_base_image(podman)
-    context = source_copy(tmp_path_factory.mktemp("context"))
-    (context / "deploy" / "compose" / "secrets" / "prime_api_key").write_text(PLANTED_SECRET)
     mounts = [f"--volume={m}:{m}:ro" for m in BUILD_MOUNTS if Path(m).exists()]
-    previous = run([*podman, "image", "inspect", "--format={{.Id}}", IMAGE], check=False)
+    previous = run([*podman, "image", "inspect", "--format={{.Id}}", tag], check=False)
     started = time.monotonic()
-    run(
-        [
-            *podman,
-            "build",
-            "--format=docker",
-            "--network=host",
-            *mounts,
-            f"--build-arg=BASE={BASE_IMAGE}",
-            f"--file={context / 'deploy' / 'container' / 'Containerfile'}",
-            f"--tag={IMAGE}",
-            context,
-        ],
-        timeout=900,
-    )
-    print(f"image built in {time.monotonic() - started:.1f}s")
-    current = run([*podman, "image", "inspect", "--format={{.Id}}", IMAGE]).stdout.strip()
+    run([*podman, "build", "--format=docker", "--network=host", *mounts,
+         f"--build-arg=BASE={BASE_IMAGE}", f"--file={CONTAINERFILE}", f"--tag={tag}", context],
+        timeout=900)  # fmt: skip
+    print(f"{tag} built in {time.monotonic() - started:.1f}s")
+    current = run([*podman, "image", "inspect", "--format={{.Id}}", tag]).stdout.strip()
     if previous.returncode == 0 and previous.stdout.strip() != current:
         run([*podman, "image", "rm", previous.stdout.strip()], check=False)  # replaced
-    return IMAGE
+    return tag
+
+
+@pytest.fixture(scope="module")
+def image(podman: list[str], tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The image, built from the files a clone has, with a key planted in
+    deploy/compose/secrets/ and junk where a checkout has a venv."""
+    context = source_copy(tmp_path_factory.mktemp("context"))
+    (context / "deploy" / "compose" / "secrets" / "prime_api_key").write_text(PLANTED_SECRET)
+    (context / ".venv").mkdir()
+    (context / ".venv" / "junk").write_text(PLANTED_SECRET)
+    return build(podman, context, IMAGE)
 
 
 def inspect(podman: list[str], ref: str) -> dict:
@@ -150,7 +151,7 @@ def test_runtime_has_no_compiler_no_pip_and_no_secret(podman: list[str], image: 
     script = (
         "for t in gcc cc c++ clang make pip pip3 curl wget; do command -v $t; done;"
         " /opt/pinference/bin/python -c 'import pip' 2>/dev/null && echo pip-module;"
-        " ls /opt/build /wheels /src 2>/dev/null;"
+        " ls /opt/build /wheels /src /context 2>/dev/null;"
         f" grep -rl {PLANTED_SECRET} /opt /home /tmp /etc 2>/dev/null; true"
     )
     found = run(
@@ -216,3 +217,20 @@ def test_serves_metrics_from_the_fake_as_non_root_with_the_key_from_a_file(
             assert state["ExitCode"] == 0, state
         finally:
             run([*podman, "rm", "--force", name], check=False)
+
+
+def test_image_builds_from_the_wheel_alone(
+    podman: list[str], tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """What a user without a checkout does: the wheel in an otherwise empty folder."""
+    context = tmp_path_factory.mktemp("wheel-context")
+    run([sys.executable, "-m", "build", "--wheel", "--outdir", context, ROOT], timeout=300,
+        env=tool_env())  # fmt: skip
+    (wheel,) = context.glob("llm_pinference-*.whl")
+    tag = build(podman, context, WHEEL_IMAGE)
+    version = run([*podman, "run", "--rm", "--network=host", tag, "--version"]).stdout
+    assert version.startswith("pinference-exporter, version ") and version.split()[2] in wheel.name
+    assert inspect(podman, tag)["Config"]["Entrypoint"] == ["pinference-exporter"]
+    found = run([*podman, "run", "--rm", "--network=host", "--entrypoint=/bin/sh", tag, "-c",
+                 "ls /context /wheels 2>/dev/null; true"]).stdout  # fmt: skip
+    assert found.strip() == ""

@@ -54,19 +54,20 @@ ASSET_FOLDERS = ("prometheus", "grafana", "docs", "deploy")
 PACKAGE_FOLDERS = {
     "llm_pinference": "llm_pinference",
     "exporter": "pinference_exporter",
+    "pinference_fake": "pinference_fake",
     "deploy/assets": "pinference_exporter/assets",
 }
 # A fast part of the suite that needs each kind of shipped file (core, plugin, exporter
 # config, dashboard and rules); run from the unpacked sdist.
 SDIST_SUBSET = (
-    "tests/test_settings.py",
-    "tests/test_models.py",
-    "tests/test_client_unit.py",
-    "tests/test_catalog.py",
-    "tests/test_core_imports.py",
-    "tests/test_exporter_config.py",
-    "tests/test_dashboard.py",
-    "tests/test_plugin_cache.py",
+    "tests/core/test_settings.py",
+    "tests/core/test_models.py",
+    "tests/core/test_client.py",
+    "tests/plugin/test_cache.py",
+    "tests/test_architecture.py",
+    "tests/exporter/test_config.py",
+    "tests/alerting/test_dashboard.py",
+    "tests/plugin/test_plugin_cache.py",
 )
 
 
@@ -186,7 +187,9 @@ def _wheel_files(wheel: Path) -> set[str]:
 
 def _expected_wheel_files(source: Path) -> set[str]:
     """Every module and asset of the source tree, at its place in the wheel."""
-    expected = {"llm_pinference/py.typed", "pinference_exporter/py.typed"}
+    expected = {
+        f"{p}/py.typed" for p in ("llm_pinference", "pinference_exporter", "pinference_fake")
+    }
     for folder, package in PACKAGE_FOLDERS.items():
         for path in (source / folder).rglob("*.py"):
             expected.add(f"{package}/{path.relative_to(source / folder).as_posix()}")
@@ -219,7 +222,11 @@ def test_wheel_holds_every_module_and_asset_under_unambiguous_names(
 ) -> None:
     files = _wheel_files(dist["wheel"])
     assert files == _expected_wheel_files(dist["source"])
-    assert {name.split("/")[0] for name in files} == {"llm_pinference", "pinference_exporter"}
+    assert {name.split("/")[0] for name in files} == {
+        "llm_pinference",
+        "pinference_exporter",
+        "pinference_fake",
+    }
     with zipfile.ZipFile(dist["wheel"]) as archive:
         info = next(n for n in archive.namelist() if n.endswith(".dist-info/METADATA"))
         metadata = email.message_from_bytes(archive.read(info))
@@ -248,7 +255,7 @@ def test_sdist_is_a_complete_source_tree(dist: dict[str, Path]) -> None:
         members = [m for m in archive.getmembers() if m.isfile()]
         assert _leaks([(m.name, archive.extractfile(m).read()) for m in members]) == []  # type: ignore[union-attr]
     source = dist["source"]
-    for folder in ("tests", "grafana", "prometheus", "docs", "deploy", "llm_pinference"):
+    for folder in ("tests", "harness", "grafana", "prometheus", "docs", "deploy", "llm_pinference"):
         wanted = {
             p.relative_to(source).as_posix()
             for p in (source / folder).rglob("*")
@@ -273,8 +280,8 @@ def test_sdist_tests_pass_unpacked(dist: dict[str, Path], tmp_path: Path) -> Non
         [
             sys.executable,
             "-c",
-            "import llm_pinference, exporter; "
-            "print(llm_pinference.__file__); print(exporter.__file__)",
+            "import llm_pinference, pinference_fake, harness; print(llm_pinference.__file__); "
+            "print(pinference_fake.__file__); print(harness.__file__)",
         ],
         cwd=tree,
     )
@@ -399,14 +406,19 @@ def test_llm_install_adds_the_plugin_without_the_exporter_dependencies(
 
 @pytest.mark.integration
 def test_exporter_without_its_extra_says_what_to_install(llm_venv: LlmVenv) -> None:
+    """--help, --version and the assets work in the plugin's environment; running the
+    exporter, or importing `Exporter`, says what to install in one line."""
     python = llm_venv.python
-    for argv in (
-        [python.parent / "pinference-exporter", "--version"],
-        [python, "-m", "pinference_exporter", "--version"],
-    ):
+    command = python.parent / "pinference-exporter"
+    for argv in ([command, "--version"], [python, "-m", "pinference_exporter", "--version"]):
+        assert "pinference-exporter, version" in run(argv).stdout
+    assert "--probe.interval" in run([command, "--help"]).stdout
+    listed = run([python, "-m", "pinference_exporter.assets", "--list"]).stdout.split()
+    assert "grafana/dashboards/pinference.json" in listed
+    for argv in ([command], [python, "-m", "pinference_exporter"]):
         result = run(argv, check=False)
         assert (result.returncode, result.stdout, result.stderr) == (2, "", MISSING_EXTRA + "\n")
-    library = run([python, "-c", "import pinference_exporter"], check=False)
+    library = run([python, "-c", "from pinference_exporter import Exporter"], check=False)
     assert "ImportError: the exporter needs its extra" in library.stderr
 
 

@@ -18,10 +18,9 @@ from typing import Any
 
 import pytest
 import requests
-from pinference_exporter import Exporter, ExporterConfig
+from pinference_exporter import AccountConfig, Exporter, ExporterConfig
 from prometheus_client.parser import text_string_to_metric_families
 
-from llm_pinference.core.settings import Settings
 from tests.support import in_ci
 
 SECRET = "sk-test-SECRET-0123456789abcdef"
@@ -41,8 +40,10 @@ def make_exporter(base_url: str, *, api_key: str | None = None, **overrides: Any
         "probe_interval": 30.0,
         "probe_timeout": 10.0,
     }
+    account = {f: overrides.pop(f) for f in ("probe_models", "sample_size") if f in overrides}
     options.update(overrides)
-    config = ExporterConfig(settings=Settings(base_url=base_url, api_key=api_key), **options)
+    options.setdefault("accounts", (AccountConfig(base_url=base_url, api_key=api_key, **account),))
+    config = ExporterConfig(**options)
     return Exporter(config).start(probe=False)
 
 
@@ -142,13 +143,13 @@ def wait_for(predicate: Callable[[], Any], timeout: float = 15.0, what: str = "c
 
 
 class ExporterProcess:
-    """`python -m exporter ...`; stderr is drained by a thread (a full pipe would block the
-    exporter) and the port is read from its start-up log line."""
+    """`python -m pinference_exporter ...`; stderr is drained by a thread (a full pipe would
+    block the exporter) and the port is read from its start-up log line."""
 
     def __init__(self, args: list[str], env: dict[str, str] | None = None) -> None:
         self.args = args
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "exporter", *args],
+            [sys.executable, "-m", "pinference_exporter", *args],
             cwd=ROOT,
             env={**os.environ, **(env or {})},
             stdout=subprocess.PIPE,

@@ -1,4 +1,5 @@
-"""The real `pinference-exporter` in a subprocess: signals, logs, secrets, isolation from llm."""
+"""The real `pinference-exporter` in a subprocess: signals, logs, secrets, isolation from llm,
+and what works without the exporter's extra."""
 
 from __future__ import annotations
 
@@ -16,6 +17,13 @@ from pinference_fake import FakePinference, Fault
 from tests.exporter.helpers import ROOT, SECRET, exporter_process, promtool_check, wait_for
 
 WATCHED = "meta-llama/llama-3.1-70b-instruct"
+# As in an environment from `pip install llm-pinference` or `llm install llm-pinference`:
+# neither prometheus_client nor yaml can be imported.
+WITHOUT_EXTRA = "import sys; sys.modules.update(prometheus_client=None, yaml=None); "
+MISSING_EXTRA = (
+    "pinference-exporter: error: the exporter needs its extra: "
+    "pip install 'llm-pinference[exporter]'\n"
+)
 
 
 def base_args(fake: FakePinference, *extra: str) -> list[str]:
@@ -100,14 +108,14 @@ def test_config_file_and_environment_drive_the_real_cli(
         proc.terminate()
 
 
-def test_python_m_exporter_version_and_bad_flag() -> None:
+def test_python_m_pinference_exporter_version_and_bad_flag() -> None:
     version = subprocess.run(
-        [sys.executable, "-m", "exporter", "--version"],
+        [sys.executable, "-m", "pinference_exporter", "--version"],
         cwd=ROOT, capture_output=True, text=True, timeout=60, check=False,
     )  # fmt: skip
     assert version.returncode == 0 and "pinference-exporter, version" in version.stdout
     bad = subprocess.run(
-        [sys.executable, "-m", "exporter", "--probe.interval=soon"],
+        [sys.executable, "-m", "pinference_exporter", "--probe.interval=soon"],
         cwd=ROOT, capture_output=True, text=True, timeout=60, check=False,
     )  # fmt: skip
     assert bad.returncode == 2
@@ -123,7 +131,7 @@ def test_port_in_use_is_one_line_and_exit_1(fake: FakePinference) -> None:
         busy.listen()
         port = busy.getsockname()[1]
         result = subprocess.run(
-            [sys.executable, "-m", "exporter", f"--web.listen-address=127.0.0.1:{port}",
+            [sys.executable, "-m", "pinference_exporter", f"--web.listen-address=127.0.0.1:{port}",
              f"--api.base-url={fake.base_url}"],
             cwd=ROOT, capture_output=True, text=True, timeout=60, check=False,
         )  # fmt: skip
@@ -136,10 +144,9 @@ def test_llm_is_never_imported(fake: FakePinference) -> None:
     code = f"""
 import sys, requests
 import pinference_exporter.cli
-from pinference_exporter import Exporter, ExporterConfig
-from llm_pinference.core.settings import Settings
-config = ExporterConfig(settings=Settings(base_url={fake.base_url!r}),
-                        listen_address="127.0.0.1:0", probe_models=({WATCHED!r},))
+from pinference_exporter import AccountConfig, Exporter, ExporterConfig
+account = AccountConfig(base_url={fake.base_url!r}, probe_models=({WATCHED!r},))
+config = ExporterConfig(accounts=(account,), listen_address="127.0.0.1:0")
 with Exporter(config).start(probe=False) as exp:
     exp.run_probe_cycle()
     text = requests.get(exp.metrics_url, timeout=10).text
@@ -154,3 +161,31 @@ print(sorted(m for m in sys.modules if m == "llm" or m.startswith(names)))
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
+
+
+def without_extra(code: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", WITHOUT_EXTRA + code],
+        cwd=ROOT, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+
+
+def test_help_version_and_assets_work_without_the_extra() -> None:
+    cli = "from pinference_exporter.cli import main; sys.exit(main({}))"
+    assets = "import runpy; sys.argv[1:] = {}; runpy.run_module('pinference_exporter.assets', "
+    assets += "run_name='__main__')"
+    version = without_extra(cli.format("['--version']"))
+    assert version.returncode == 0 and "pinference-exporter, version" in version.stdout
+    usage = without_extra(cli.format("['--help']"))
+    assert usage.returncode == 0 and "--probe.interval" in usage.stdout
+    listed = without_extra(assets.format("['--list']"))
+    assert listed.returncode == 0, listed.stderr
+    assert "prometheus/pinference.rules.yml" in listed.stdout.split()
+
+    run = without_extra(cli.format("['--web.listen-address=127.0.0.1:0']"))
+    assert (run.returncode, run.stdout, run.stderr) == (2, "", MISSING_EXTRA)
+    library = without_extra("from pinference_exporter import Exporter")
+    assert library.returncode == 1
+    assert library.stderr.strip().splitlines()[-1] == (
+        "ImportError: the exporter needs its extra: pip install 'llm-pinference[exporter]'"
+    )

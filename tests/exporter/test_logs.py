@@ -10,18 +10,6 @@ import pytest
 from pinference_exporter.logs import kv, setup_logging
 
 
-@pytest.fixture
-def restore_root_logging():
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    yield
-    for handler in list(root.handlers):
-        root.removeHandler(handler)
-    for handler in handlers:
-        root.addHandler(handler)
-    root.setLevel(level)
-
-
 @pytest.mark.usefixtures("restore_root_logging")
 @pytest.mark.parametrize("fmt", ["logfmt", "json"])
 def test_secrets_are_looked_up_per_line(fmt: str) -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from pinference_exporter import Exporter, cli
 from pinference_exporter.config import AccountConfig, ExporterConfig
-from pinference_exporter.options import OPTIONS, Target
+from pinference_exporter.options import OPTIONS, Target, markdown
 
 from pinference_fake import FakePinference
 from tests.exporter.helpers import ROOT, make_certificate, scrape
@@ -65,3 +65,13 @@ def test_docs_metrics_lists_every_family_with_its_labels(tmp_path: Path) -> None
         name = family.name + ("_total" if family.type == "counter" else "")
         exported[name] = {k for s in family.samples for k in s.labels if k != "le"}
     assert exported == rows
+
+
+def test_docs_configuration_is_generated_from_the_table() -> None:
+    """docs/configuration.md is `python -m pinference_exporter.options`'s output; it names
+    every flag, file key, per-account key and environment variable of the table."""
+    committed = (ROOT / "docs" / "configuration.md").read_text(encoding="utf-8")
+    assert committed == markdown(), "regenerate: python -m pinference_exporter.options"
+    for option in OPTIONS:
+        for name in (option.flag, option.key, option.account_key, option.env):
+            assert name is None or f"`{name}`" in committed, name

@@ -213,7 +213,7 @@ def test_ca_file_from_the_flag_and_per_account_in_the_file(
 
 @pytest.mark.parametrize(
     ("content", "says"),
-    [(None, "cannot read CA file"), ("", "holds no PEM certificate"),
+    [(None, "cannot read CA file"), ("", "is empty"),
      ("not a certificate\n", "holds no PEM certificate")],
 )  # fmt: skip
 def test_a_bad_ca_file_is_refused_with_one_line(

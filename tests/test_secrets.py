@@ -1,14 +1,19 @@
-"""Secrets never echoed: whatever the API sends back, the key and the base URL's credentials
-are gone before the core hands anything out (models, errors, cache file, reprs)."""
+"""The API key (and a base URL's credentials) never appears in a metric, a log line, an
+exception message, a cache file or a repr, in any front end: the core (models, errors,
+settings), the llm plugin (its commands' output, its cache file), the exporter (its
+pages, its metrics, its log records) and the fake server (its admin routes, its repr).
+Whatever the API echoes back counts: every test here talks to a server that echoes."""
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import requests
 
 from llm_pinference import cache as catalog
 from llm_pinference.cache import Catalog
@@ -72,6 +77,9 @@ def echoing_models() -> list[dict[str, object]]:
 @pytest.fixture
 def settings(fake: FakePinference) -> Settings:
     return Settings(api_key=KEY, team_id="team-1", base_url=with_credentials(fake.base_url))
+
+
+# ------------------------------------------------------------------ the core
 
 
 def test_listed_and_single_models_carry_no_secret(fake: FakePinference, settings: Settings):
@@ -164,3 +172,67 @@ def test_redact_data_copies_at_any_depth():
     }
     assert original["a"][0] == KEY  # the input is left alone
     assert redact_data(original, [None, "ab"]) is original  # nothing worth redacting
+
+
+# ------------------------------------------------------------------ the llm plugin
+
+
+def test_the_plugin_commands_show_no_secret(
+    fake: FakePinference, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.plugin.helpers import cache_file, invoke, reset_state
+
+    reset_state()
+    monkeypatch.setenv("PRIME_API_KEY", KEY)
+    monkeypatch.setenv("PRIME_INFERENCE_URL", with_credentials(fake.base_url))
+    fake.set_models(echoing_models())
+    shown = [invoke(["pinference", "models", "--json"]), invoke(["models"])]
+    fake.set_fault("*", Fault(status=401, body=json.dumps({"error": f"bad key {KEY}"})))
+    failed = invoke(["pinference", "refresh", "-v"])
+    assert failed.exit_code != 0
+    for result in (*shown, failed):
+        assert_clean(result.output, repr(result.exception))
+    assert_clean(cache_file().read_text())
+
+
+# ------------------------------------------------------------------ the exporter
+
+
+def test_the_exporter_pages_metrics_and_logs_carry_no_secret(
+    fake: FakePinference, caplog: pytest.LogCaptureFixture
+) -> None:
+    from pinference_exporter import AccountConfig, Exporter, ExporterConfig
+
+    caplog.set_level(logging.DEBUG)
+    fake.set_models(echoing_models())
+    account = AccountConfig(
+        api_key=KEY, base_url=with_credentials(fake.base_url), probe_models=("plain/model",)
+    )
+    config = ExporterConfig(
+        accounts=(account,), listen_address="127.0.0.1:0", probe_interval=30.0,
+        probe_timeout=10.0,
+    )  # fmt: skip
+    with Exporter(config).start(probe=False) as exporter:
+        exporter.run_probe_cycle()
+        fake.set_fault("*", Fault(status=401, body=json.dumps({"error": f"bad key {KEY}"})))
+        exporter.run_probe_cycle()
+        fake.set_fault("*", Fault(mode="malformed"))
+        exporter.run_probe_cycle()
+        pages = [requests.get(exporter.url + path, timeout=10).text for path in ("/", "/metrics")]
+        assert "pinference_up" in pages[1]
+        assert_clean(pages, exporter.scrape(), repr(exporter), repr(config))
+    assert caplog.records  # the failures were logged
+    for record in caplog.records:
+        assert_clean(record.getMessage(), [str(v) for v in vars(record).values()])
+
+
+# ------------------------------------------------------------------ the fake server
+
+
+def test_the_fake_shows_no_key_it_was_sent_or_requires(fake: FakePinference) -> None:
+    fake.require_key = KEY
+    requests.get(fake.base_url + "/models", headers={"Authorization": f"Bearer {KEY}"},
+                 timeout=10)  # fmt: skip
+    admin = [requests.get(f"{fake.url}/_admin/{route}", timeout=10).text
+             for route in ("", "requests")]  # fmt: skip
+    assert_clean(admin, repr(fake))
