@@ -183,18 +183,6 @@ def unknown_model_hint(model_id: str, has_key: bool, fetched_at: float | None) -
     )
 
 
-def unsendable_key(position: int, url: str | None) -> str:
-    """A key with a character an HTTP header cannot carry (outside Latin-1): refused
-    before any request, in one line (never showing the key)."""
-    error = PinferenceError(
-        Reason.UNAUTHORIZED,
-        f"the API key has a character at position {position + 1} that an HTTP header "
-        "cannot carry; nothing was sent",
-        url=url,
-    )
-    return describe_error(error)
-
-
 # Models
 
 

@@ -34,7 +34,7 @@ from .core.errors import (
     parse_retry_after,
     reason_for_status,
 )
-from .core.settings import ENV_KEY, Settings, resolve_settings
+from .core.settings import ENV_KEY, Settings, load_prime_config, resolve_settings
 from .messages import (
     DROPPED_ADVICE,
     KEY_ALIAS,
@@ -46,7 +46,6 @@ from .messages import (
     shown,
     unexpected,
     unknown_model_hint,
-    unsendable_key,
     warn_once,
 )
 from .openai_http import (
@@ -134,11 +133,10 @@ class _PinferenceModel:
         """This model's account with the key in use now (it may be a --key given only at
         prompt time): the seam decides the headers, the team header included or not. A key
         an HTTP header cannot carry is refused here, in one line."""
-        api_key = self.get_key(key)
-        try:
-            (api_key or "").encode("latin-1")
-        except UnicodeEncodeError as exc:
-            raise llm.ModelError(unsendable_key(exc.start, self.api_base)) from None
+        try:  # the core refuses a key no header can carry, naming where it came from
+            api_key = self.get_key(key)
+        except PinferenceError as exc:
+            raise llm.ModelError(describe_error(exc)) from None
         return Settings(api_key=api_key, team_id=self.team_id, base_url=self.api_base)
 
     def get_client(self, key: str | None, *, async_: bool = False) -> Any:
@@ -470,19 +468,18 @@ def _warn_failed_fetch(listing: Listing, secrets: Iterable[str | None]) -> None:
 
 def _safe_settings() -> Settings:
     try:
-        settings = current_settings()
-    except Exception as exc:  # e.g. a corrupt keys.json: the Prime settings alone
-        warn_once(f"llm-pinference: cannot look up the API key ({type(exc).__name__})")
-        try:
-            return resolve_settings()
+        return current_settings()
+    except Exception as exc:  # a key no header can carry, a corrupt keys.json: as if none
+        why = describe_error(exc) if isinstance(exc, PinferenceError) else type(exc).__name__
+        warn_once(f"llm-pinference: cannot look up the API key ({why})")
+        try:  # the Prime settings alone; with a key no header carries, without it
+            env, config = dict(os.environ), load_prime_config()
+            if isinstance(exc, PinferenceError):
+                env.pop(ENV_KEY, None)
+                config = {k: v for k, v in config.items() if k != "api_key"}
+            return resolve_settings(env=env, config=config)
         except Exception:
             return Settings()
-    try:
-        (settings.api_key or "").encode("latin-1")
-    except UnicodeEncodeError as exc:  # no request can carry it: as if there were none
-        warn_once("llm-pinference: " + unsendable_key(exc.start, settings.base_url))
-        return Settings(team_id=settings.team_id, base_url=settings.base_url)
-    return settings
 
 
 @llm.hookimpl

@@ -55,7 +55,7 @@ def test_a_fresh_probe_over_https_reads_the_handshake_and_the_served_chain(
 
 def test_the_chat_probe_over_https(https_fake: FakePinference, pki: Certificates) -> None:
     result = client(https_fake.base_url, ca_file=str(pki.ca)).chat_probe("deepseek-chat")
-    assert result.status == 200 and result.ttft is not None and result.output_tokens > 0
+    assert result.status == 200 and result.ttft is not None and result.usage.output_tokens > 0
     err = failure(lambda: client(https_fake.base_url).chat_probe("deepseek-chat"))
     assert "TLS error" in str(err)
 
