@@ -117,7 +117,7 @@ set -eo pipefail
 _docs_wait() {  # URL PATTERN PID: until URL answers with PATTERN, while PID lives
   for _ in $(seq 600); do
     if ! kill -0 "$3" 2>/dev/null; then echo "docs test: the server exited" >&2; return 1; fi
-    if curl -s --max-time 2 "$1" 2>/dev/null | grep -q -- "$2"; then return 0; fi
+    if curl -sf --max-time 2 "$1" 2>/dev/null | grep -q -- "$2"; then return 0; fi
     sleep 0.1
   done
   echo "docs test: $1 never answered with $2" >&2
@@ -292,8 +292,8 @@ class Newcomer:
         self.namespace = self._namespace()
         self.fake = subprocess.Popen(
             [*self.enter, sys.executable, "-m", "pinference_fake", "--port", str(FAKE_PORT)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+            stdout=self.log.open("a"),
+            stderr=subprocess.STDOUT,
         )
 
     def _namespace(self) -> subprocess.Popen[bytes] | None:
