@@ -25,7 +25,6 @@ from tests.alerting.helpers import (
     GRAFANA_ALERTING,
     JOB,
     PROM_CONFIG,
-    README,
     RULES,
     alert_rules,
     load_yaml,
@@ -377,8 +376,8 @@ def test_runbook_anchor_exists(name: str, generator: Any) -> None:
     assert f"### {name}\n" in text
 
 
-def test_readme_alert_table_lists_every_alert() -> None:
-    text = README.read_text(encoding="utf-8")
+def test_the_alert_table_lists_every_alert() -> None:
+    text = ALERTS_DOC.read_text(encoding="utf-8")
     table = {m for m in re.findall(r"^\| `(Pinference\w+)` \|", text, flags=re.M)}
     assert table == EXPECTED_ALERTS
 
