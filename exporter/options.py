@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
-from llm_pinference.core.client import DEFAULT_MAX_BYTES, MAX_JSON_DEPTH, check_model_id
+from llm_pinference.core.client import DEFAULT_MAX_BYTES, check_model_id
 from llm_pinference.core.errors import InvalidModelId
 from llm_pinference.core.settings import (
     DEFAULT_BASE_URL,
@@ -24,7 +24,13 @@ from llm_pinference.core.settings import (
     ENV_URL,
     normalise_base_url,
 )
-from llm_pinference.core.text import DURATION_UNITS, format_duration, printable, redact_url
+from llm_pinference.core.text import (
+    DURATION_UNITS,
+    MAX_JSON_DEPTH,
+    format_duration,
+    printable,
+    redact_url,
+)
 
 DEFAULT_TIMEOUT = 10.0  # or half the interval, if that is shorter
 DEFAULT_JITTER = 0.1
