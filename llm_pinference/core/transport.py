@@ -239,77 +239,51 @@ def session() -> requests.Session:
 
 def describe_failure(exc: Exception, connect: float, read: float) -> tuple[Reason, str]:
     """The reason and a short, key-free description of a transport failure (no nested
-    reprs): a timeout, a connection never made, or one lost or garbled after it was."""
+    reprs): a timeout, a connection never made, or one lost or garbled after it was. The
+    first rule that `exc` or an error it wraps matches wins."""
     causes = _causes(exc)
-
-    def wraps(*types: type[BaseException]) -> bool:
-        return any(isinstance(c, types) for c in causes)
-
-    lost = "connection closed before the response was complete"
     no_bundle = "Could not find a suitable TLS CA certificate bundle, invalid path: "
-    rules: list[tuple[bool, Reason, str]] = [
-        # Before the read timeout: a connect timeout wraps a TimeoutError too.
-        (
-            isinstance(exc, requests.ConnectTimeout),
-            Reason.TIMEOUT,
-            f"cannot connect within {connect:g}s (connect timeout)",
-        ),
-        # requests reports a read that times out mid-body as a ConnectionError.
-        (
-            isinstance(exc, requests.Timeout) or wraps(u3.ReadTimeoutError, TimeoutError),
-            Reason.TIMEOUT,
-            f"no data for {read:g}s (read timeout)",
-        ),
-        (
-            wraps(rex.SSLError, u3.SSLError),
+    if type(exc) is OSError and str(exc).startswith(no_bundle):  # requests' own check
+        where = str(exc)[len(no_bundle) :]
+        return (
             Reason.CONNECTION_ERROR,
-            "TLS error talking to the API" + _tls_detail(causes),
-        ),
-        (
-            type(exc) is OSError and str(exc).startswith(no_bundle),  # requests' own check
-            Reason.CONNECTION_ERROR,
-            f"TLS error: the CA bundle to trust cannot be found ({str(exc)[len(no_bundle) :]})",
-        ),
-        (
-            isinstance(exc, (rex.InvalidURL, rex.MissingSchema, rex.InvalidSchema)),
-            Reason.CONNECTION_ERROR,
-            "invalid base URL (check PRIME_INFERENCE_URL)",
-        ),
-        (wraps(u3.DecodeError), Reason.INVALID_RESPONSE, "the response body cannot be decoded"),
-        (
-            wraps(u3.NameResolutionError, socket.gaierror),
-            Reason.CONNECTION_ERROR,
-            "cannot connect to the API (host name not resolved)",
-        ),
-        (
-            wraps(rex.ProxyError, u3.ProxyError),
-            Reason.CONNECTION_ERROR,
-            "cannot connect to the API through the proxy",
-        ),
-        (
-            wraps(u3.NewConnectionError),
-            Reason.CONNECTION_ERROR,
-            "cannot connect to the API"
-            + (" (connection refused)" if wraps(ConnectionRefusedError) else ""),
-        ),
+            f"TLS error: the CA bundle to trust cannot be found ({where})",
+        )
+    refused = any(isinstance(c, ConnectionRefusedError) for c in causes)
+    lost = "connection closed before the response was complete"
+    not_http = "the answer is not valid HTTP"
+    rules: list[tuple[tuple[type[BaseException], ...], Reason, str]] = [
+        # A connect timeout wraps a TimeoutError too; requests reports a read that times
+        # out mid-body as a ConnectionError.
+        ((requests.ConnectTimeout,),
+         Reason.TIMEOUT, f"cannot connect within {connect:g}s (connect timeout)"),
+        ((requests.Timeout, u3.ReadTimeoutError, TimeoutError),
+         Reason.TIMEOUT, f"no data for {read:g}s (read timeout)"),
+        ((rex.SSLError, u3.SSLError),
+         Reason.CONNECTION_ERROR, "TLS error talking to the API" + _tls_detail(causes)),
+        ((rex.InvalidURL, rex.MissingSchema, rex.InvalidSchema),
+         Reason.CONNECTION_ERROR, "invalid base URL (check PRIME_INFERENCE_URL)"),
+        ((u3.DecodeError,),
+         Reason.INVALID_RESPONSE, "the response body cannot be decoded"),
+        ((u3.NameResolutionError, socket.gaierror),
+         Reason.CONNECTION_ERROR, "cannot connect to the API (host name not resolved)"),
+        ((rex.ProxyError, u3.ProxyError),
+         Reason.CONNECTION_ERROR, "cannot connect to the API through the proxy"),
+        ((u3.NewConnectionError,),
+         Reason.CONNECTION_ERROR, "cannot connect to the API" + " (connection refused)" * refused),
         # A number in the frame that is none, or past a C integer (a chunk size); a
         # redirect's Location that is not UTF-8 (requests decodes it even when not following).
-        (wraps(ValueError, OverflowError), Reason.INVALID_RESPONSE, "the answer is not valid HTTP"),
-        (
-            wraps(http.client.RemoteDisconnected, http.client.IncompleteRead),
-            Reason.CONNECTION_ERROR,
-            lost,
-        ),
-        (wraps(http.client.HTTPException), Reason.INVALID_RESPONSE, "the answer is not valid HTTP"),
+        ((ValueError, OverflowError), Reason.INVALID_RESPONSE, not_http),
+        ((http.client.RemoteDisconnected, http.client.IncompleteRead),
+         Reason.CONNECTION_ERROR, lost),
+        ((http.client.HTTPException,), Reason.INVALID_RESPONSE, not_http),
         # Connected, then the peer closed or reset before the answer was whole.
-        (
-            isinstance(exc, (requests.RequestException, u3.HTTPError, OSError)),
-            Reason.CONNECTION_ERROR,
-            lost,
-        ),
-        (True, Reason.CONNECTION_ERROR, f"request failed ({type(exc).__name__})"),
-    ]
-    return next((reason, message) for matched, reason, message in rules if matched)
+        ((requests.RequestException, u3.HTTPError, OSError), Reason.CONNECTION_ERROR, lost),
+    ]  # fmt: skip
+    for types, reason, message in rules:
+        if any(isinstance(c, types) for c in causes):
+            return reason, message
+    return Reason.CONNECTION_ERROR, f"request failed ({type(exc).__name__})"
 
 
 def _tls_detail(causes: list[BaseException]) -> str:
