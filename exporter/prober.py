@@ -95,7 +95,7 @@ class Handover:
 
     pause_deadline: float = 0.0  # time.monotonic() until which a 429 pauses probing
     cursor: int = 0  # place in the sample rotation
-    last_reason: dict[str, str | None] = field(default_factory=dict)  # what was last logged
+    last_reason: dict[str, str | None] = field(default_factory=dict)  # last logged, per key
     chat: ChatSchedule = field(default_factory=ChatSchedule)
 
 
@@ -210,6 +210,9 @@ class Prober:
                 return False
             self._probe_list()
             targets = self._targets()
+            self.state.keep_get_models(
+                self.account.probe_models if self._watched else self.state.sample_ids()
+            )
             if targets and self.pause_remaining() == 0:
                 jobs = [self._get_job(model, watched) for model, watched in targets]
                 if len(jobs) == 1:
@@ -299,13 +302,21 @@ class Prober:
             return
         if watched:
             self.state.set_available(model, 1)
-        self.state.record("get", duration, finished := time.time(), status=200)
+        self.state.record("get", duration, finished := time.time(), status=200, model=model)
         self.recent.add(self.account, "get", duration, finished, model=model, status=200)
         self._succeeded("get", duration, model=model)
 
+    @staticmethod
+    def _log_key(endpoint: str, fields: dict[str, object]) -> str:
+        """What a change is logged for: the list, or one model's get probes (models that
+        disagree, or a sample rotating through them, log only their own changes)."""
+        model = fields.get("model")
+        return f"{endpoint} {model}" if model is not None else endpoint
+
     def _succeeded(self, endpoint: str, duration: float, **fields: object) -> None:
-        recovered = self._last_reason.get(endpoint) is not None
-        self._last_reason[endpoint] = None
+        key = self._log_key(endpoint, fields)
+        recovered = self._last_reason.get(key) is not None
+        self._last_reason[key] = None
         log.log(
             logging.INFO if recovered else logging.DEBUG,
             "probe recovered" if recovered else "probe succeeded",
@@ -323,15 +334,16 @@ class Prober:
             reason, status = Reason.INVALID_RESPONSE.value, 0
             message = f"unexpected {type(exc).__name__} while probing"
             log.error(message, exc_info=exc, extra=kv(account=self.account.name, endpoint=endpoint))
-        self.state.record(
-            endpoint, duration, finished := time.time(), status=status, reason=reason, error=message
-        )
         model = fields.get("model")
+        self.state.record(endpoint, duration, finished := time.time(), status=status,
+                          reason=reason, error=message,
+                          model=model if isinstance(model, str) else None)  # fmt: skip
         self.recent.add(self.account, endpoint, duration, finished, status=status, reason=reason,
                         error=message, model=model if isinstance(model, str) else None)  # fmt: skip
         # Warn when the failure starts or changes reason; repeats go to debug.
-        level = logging.DEBUG if self._last_reason.get(endpoint) == reason else logging.WARNING
-        self._last_reason[endpoint] = reason
+        key = self._log_key(endpoint, fields)
+        level = logging.DEBUG if self._last_reason.get(key) == reason else logging.WARNING
+        self._last_reason[key] = reason
         log.log(level, "probe failed", extra=kv(account=self.account.name, endpoint=endpoint,
                                                  reason=reason, duration=round(duration, 4),
                                                  err=message, **fields))  # fmt: skip

@@ -27,7 +27,8 @@ from llm_pinference.core.tlsinfo import TLSInfo
 ENDPOINTS = ("list", "get")
 CHANGES = ("added", "removed")
 # The contract's histogram buckets (docs/metrics.md); +Inf is implied.
-BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+# 5 to 25 ms resolve a fast API's percentiles (lower buckets leave the others' `le` as is).
+BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 # The chat probe's (time to first token, duration): a completion takes longer than a list.
 CHAT_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 7.5, 10.0, 15.0, 30.0, 60.0)
 OTHER_OWNERS = "(other)"  # pinference_models label for owners beyond the series cap
@@ -69,6 +70,22 @@ class EndpointStats:
             last_error=error if reason is not None else self.last_error,
             last_reason=reason,
         )
+
+
+@dataclass(frozen=True)
+class ModelOutcome:
+    """The last get probe of one model: its status, and the reason it failed (None: 200)."""
+
+    status: int
+    reason: str | None = None
+    error: str | None = None
+
+
+def _failing_first(item: tuple[str, ModelOutcome]) -> tuple[bool, str]:
+    """The order in which a failing model speaks for the endpoint: any other failure before
+    a 404 (a missing model has its own series), then by model id; stable across cycles."""
+    model, outcome = item
+    return outcome.reason == "not_found", model
 
 
 @dataclass(frozen=True)
@@ -184,6 +201,7 @@ class ProbeState:
         self._catalog: ListedModels | None = None
         self._changes = dict.fromkeys(CHANGES, 0)
         self._available: dict[str, int] = {}
+        self._models: dict[str, ModelOutcome] = {}  # the last get probe of each model
         self._list_done = False
         self._paused_until: float | None = None
         self._cycles = 0
@@ -201,15 +219,20 @@ class ProbeState:
         reason: str | None = None,
         error: str | None = None,
         connection: Connection | None = None,
+        model: str | None = None,
     ) -> None:
         """Count one probe; `reason=None` is a success. `connection`: what a successful
         probe on a new connection saw (phases, TLS); it replaces the previous one, and a
-        failure leaves that in place (the last known phases and certificate)."""
+        failure leaves that in place (the last known phases and certificate). `model`: the
+        model of a get probe, whose outcome the endpoint's state keeps (see `_judge_get`)."""
         if reason is not None and reason not in REASONS:
             raise ValueError(f"unknown reason {reason!r}")
         with self._lock:
             previous = self._endpoints[endpoint]
             self._endpoints[endpoint] = previous.recorded(duration, finished, status, reason, error)
+            if model is not None:
+                self._models[model] = ModelOutcome(status, reason, error)
+                self._judge_get()
             if endpoint == "list":
                 self._list_done = True
             if connection is not None:
@@ -280,6 +303,30 @@ class ProbeState:
         keep = set(models)
         with self._lock:
             self._available = {m: v for m, v in self._available.items() if m in keep}
+
+    def keep_get_models(self, models: Iterable[str]) -> None:
+        """The models get probes may request now (the watched ones, or the listed ones a
+        sample rotates through): the outcomes of others are forgotten."""
+        keep = set(models)
+        with self._lock:
+            self._models = {m: o for m, o in self._models.items() if m in keep}
+            self._judge_get()
+
+    def _judge_get(self) -> None:
+        """The get endpoint's state from the last probe of every model (under the lock): a
+        success if each answered 200, else the first failing model's status and reason
+        (`_failing_first`). Watched models that disagree, probes finishing in any order, or
+        a sample rotating through the catalog leave it unchanged from cycle to cycle; the
+        counters and timestamps still count every probe."""
+        stats = self._endpoints["get"]
+        failing = sorted((i for i in self._models.items() if i[1].reason), key=_failing_first)
+        if failing:
+            outcome = failing[0][1]
+            stats = replace(stats, success=False, status_code=outcome.status,
+                            last_reason=outcome.reason, last_error=outcome.error)  # fmt: skip
+        elif self._models and stats.success is not None:
+            stats = replace(stats, success=True, status_code=200, last_reason=None)
+        self._endpoints["get"] = stats
 
     def set_paused_until(self, until: float | None) -> None:
         """Wall time until which probing waits for a 429's Retry-After (for display)."""

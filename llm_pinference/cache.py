@@ -5,27 +5,21 @@ llm resolves models on every prompt and every `llm.get_model()`, so this module 
 hot path: a warm cache never touches the network, and what was read is memoised in-process
 keyed by the file's identity (mtime, size, inode) so repeated lookups do not re-read it.
 
-The cache file (one for every account; an account is base URL + team, never the key):
+One file for every account (an account is base URL + team, never the key):
 
     {"format": "llm-pinference/models-cache", "version": 1,
      "accounts": {"<account>": {"fetched_at": 1700000000.0 | null,
-                                "models": [<API model objects>],
+                                "models": "<the API's model objects, as JSON text>",
+                                "records": [<RecordFormat.version>, [<record>, ...]],
                                 "failed_at": float | null, "retry_at": float | null,
                                 "error": "<one line>" | null}}}
 
-Beside it, when the caller gives a `RecordFormat` (the llm plugin does), an index holds
-what the hooks need, ready to use: each account's times and one compact record per model
-(`pinference_models.index.json`):
-
-    {"format": "llm-pinference/models-index", "version": 1,
-     "cache": [<mtime_ns>, <size>, <inode>],     # the cache file it was derived from
-     "records": <RecordFormat.version>,
-     "accounts": {"<account>": {"fetched_at": ..., "retry_at": ..., "models": [<record>]}}}
-
-Reading it skips the API objects (parsing those was most of the cost of listing models).
-It is used only while it matches the cache file's identity and the caller's record
-version: an index that is missing, damaged, older or newer than the cache file (an older
-version of the plugin, an edit by hand) is ignored, and derived again from the cache file.
+`records`, written when the caller gives a `RecordFormat` (the llm plugin does), holds
+what registering each model needs, ready to use: the hooks read it and parse no API
+object. Records of another version (another release of the plugin) are derived afresh
+from the API objects in memory, until the next fetch writes them. The API objects are kept
+as JSON text inside the file (a list, as written before, is read too): reading the file
+then builds no object for them, a fifth of the cost of the file with them as JSON values.
 
 This module does not import llm: the caller passes the cache path (and the record format).
 """
@@ -46,7 +40,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from .core.errors import PinferenceError
 from .core.settings import Settings
-from .core.text import one_line, redact, redact_data, redact_url, url_secrets
+from .core.text import one_line
 
 if TYPE_CHECKING:  # parsed only when a list is fetched or its models are needed
     from .core.models import ModelInfo
@@ -54,12 +48,8 @@ if TYPE_CHECKING:  # parsed only when a list is fetched or its models are needed
 CACHE_FILENAME = "pinference_models.json"
 #: Beside the cache file: `pinference_models.json.lock`, locked during each write.
 LOCK_SUFFIX = ".lock"
-#: Beside the cache file: `pinference_models.index.json` (see the module's docstring).
-INDEX_SUFFIX = ".index"
 FORMAT = "llm-pinference/models-cache"
 VERSION = 1
-INDEX_FORMAT = "llm-pinference/models-index"
-INDEX_VERSION = 1
 TTL_ENV = "LLM_PINFERENCE_CACHE_TTL"
 DEFAULT_TTL = 3600.0
 #: After a failed fetch, no new attempt for this long (an offline machine must not pay a
@@ -79,9 +69,9 @@ Identity = tuple[int, int, int]
 
 
 class RecordFormat:
-    """What a front end keeps per model in the index, ready for its hot path: `derive(model)`
-    gives a model's record (JSON data) and `version` names that derivation (an index of
-    another version is derived afresh)."""
+    """What a front end keeps per model, ready for its hot path: `derive(model)` gives a
+    model's record (JSON data) and `version` names that derivation (records of another
+    version are derived afresh)."""
 
     __slots__ = ("derive", "version")
 
@@ -103,7 +93,8 @@ def cache_ttl(env: Mapping[str, str] | None = None) -> float:
 
 
 def fetch_models(settings: Settings) -> list[ModelInfo]:
-    """GET /models with the plugin's short timeouts; raises PinferenceError."""
+    """GET /models with the plugin's short timeouts; raises PinferenceError. The client
+    removes the key and the URL's credentials from what it returns (where data enters)."""
     from .core.client import PinferenceClient
 
     with PinferenceClient(
@@ -115,25 +106,17 @@ def fetch_models(settings: Settings) -> list[ModelInfo]:
         return client.list_models().models
 
 
-def index_path(path: Path) -> Path:
-    """The index beside a cache file: `pinference_models.json` -> `...models.index.json`."""
-    return path.with_name(path.stem + INDEX_SUFFIX + path.suffix)
-
-
 # Plain classes with __slots__ (and NamedTuples where callers compare or unpack them), not
 # dataclasses: llm imports this whenever it lists models, and a dataclass costs about ten
 # times more to define (a NamedTuple three times more than a plain class).
 
 
 class Entry:
-    """One account's cached list and its last failure (if any).
-
-    The list is parsed on first use of `models`: from the API objects read from the cache
-    file, or (for an entry read from the index) from the cache file then."""
+    """One account's cached list and its last failure (if any). The list is parsed on
+    first use of `models`, from the API objects as stored."""
 
     __slots__ = (
         "_by_id",
-        "_load",
         "_models",
         "_objects",
         "_records",
@@ -151,19 +134,16 @@ class Entry:
         retry_at: float | None = None,
         error: str | None = None,
         *,
-        objects: list[Any] | None = None,
-        load: Callable[[], list[Any]] | None = None,
-        records: tuple[int, list[Any]] | None = None,
+        objects: list[Any] | str | None = None,
+        records: Any = None,
     ) -> None:
         self.fetched_at = fetched_at
         self.failed_at = failed_at
         self.retry_at = retry_at
         self.error = error
-        lazy = objects is not None or load is not None
-        self._models: tuple[ModelInfo, ...] | None = None if lazy else tuple(models)
-        self._objects = objects  # the API objects as stored
-        self._load = load  # or where to read them from
-        self._records = records  # (version, records), from the index or derived
+        self._models: tuple[ModelInfo, ...] | None = None if objects is not None else models
+        self._objects = objects  # the API objects as stored (JSON text, or a list)
+        self._records = records  # [version, records] as stored, or as derived
         self._by_id: dict[str, ModelInfo] | None = None
 
     @property
@@ -187,20 +167,29 @@ class Entry:
     def api_objects(self) -> list[Any]:
         """What is stored for the list: the API's own objects, so a later parser sees every
         field (the stored ones as they are, without parsing them)."""
-        if self._models is not None:
-            return [_api_object(m) for m in self._models]
         if self._objects is None:
-            self._objects = self._load() if self._load is not None else []
+            self._objects = [_api_object(m) for m in self.models]
+        elif isinstance(self._objects, str):
+            try:
+                objects = json.loads(self._objects)
+            except (ValueError, RecursionError):
+                objects = None
+            self._objects = objects if isinstance(objects, list) else []
         return self._objects
 
     def records(self, fmt: RecordFormat) -> list[Any]:
-        """One record per model: from the index when of this format's version, else derived
-        now (and kept for this entry)."""
+        """One record per model: as stored when of this format's version, else derived now
+        (and kept for this entry)."""
         stored = self._records
-        if stored is not None and stored[0] == fmt.version:
+        if (
+            isinstance(stored, list)
+            and len(stored) == 2
+            and stored[0] == fmt.version
+            and isinstance(stored[1], list)
+        ):
             return stored[1]
         derived = [fmt.derive(m) for m in self.models] if self.has_list else []
-        self._records = (fmt.version, derived)
+        self._records = [fmt.version, derived]
         return derived
 
 
@@ -294,49 +283,20 @@ class _FileState:
         self.accounts = accounts
         self.parsed: dict[str, Entry] = {}  # accounts parsed so far
 
-
-def _parsed_once(
-    state: _FileState | _IndexState, account: str, parse: Callable[[Any], Entry]
-) -> Entry | None:
-    """The account's entry in one read of a file, parsed once; None if absent."""
-    with _lock:
-        entry = state.parsed.get(account)
-    if entry is not None:
+    def entry(self, account: str) -> Entry | None:
+        """The account's entry, parsed once; None if absent."""
+        with _lock:
+            entry = self.parsed.get(account)
+        raw = self.accounts.get(account)
+        if entry is None and raw is not None:
+            entry = _entry(raw)
+            with _lock:
+                self.parsed[account] = entry
         return entry
-    raw = state.accounts.get(account)
-    if raw is None:
-        return None
-    entry = parse(raw)
-    with _lock:
-        state.parsed[account] = entry
-    return entry
-
-
-class _IndexState:
-    """One read of the index, memoised in-process while it and the cache file are unchanged.
-    `accounts`: account -> (fetched_at, retry_at, records or None)."""
-
-    __slots__ = ("accounts", "cache", "identity", "parsed", "version")
-
-    def __init__(
-        self,
-        identity: Identity | None,
-        cache: Identity | None,
-        version: int,
-        accounts: dict[str, tuple[float | None, float | None, list[Any] | None]],
-    ) -> None:
-        self.identity = identity
-        self.cache = cache
-        self.version = version
-        self.accounts = accounts
-        self.parsed: dict[str, Entry] = {}
 
 
 _lock = threading.Lock()
 _memo: dict[str, _FileState] = {}
-_index_memo: dict[str, _IndexState] = {}
-#: The cache file version each index was last derived from in-process: not tried again.
-_reindexed: dict[str, Identity] = {}
 #: In-process back-off, so a cache file that cannot be written still stops retries.
 _retry_at: dict[tuple[str, str], float] = {}
 
@@ -345,8 +305,6 @@ def reset_process_state() -> None:
     """Forget the in-process memo and back-off (tests, and long-lived processes)."""
     with _lock:
         _memo.clear()
-        _index_memo.clear()
-        _reindexed.clear()
         _retry_at.clear()
 
 
@@ -366,10 +324,7 @@ def _load_file(path: Path) -> _FileState:
         state = _memo.get(key)
         if state is not None and state.identity == identity:
             return state
-    accounts: dict[str, dict[str, Any]] = {}
-    if identity is not None:
-        accounts = _decode(path)
-    state = _FileState(identity, accounts)
+    state = _FileState(identity, _decode(path) if identity is not None else {})
     with _lock:
         _memo[key] = state
     return state
@@ -387,71 +342,7 @@ def _decode(path: Path) -> dict[str, dict[str, Any]]:
         or not isinstance(data.get("accounts"), dict)
     ):
         return {}
-    accounts: dict[str, dict[str, Any]] = {}
-    for key, value in data["accounts"].items():
-        if isinstance(value, dict):
-            _add_account(accounts, key, value)
-    return accounts
-
-
-def _load_index(path: Path, version: int) -> _IndexState | None:
-    """The index of the cache file as it is now, when it can be used: it describes this very
-    cache file, with records of this version. None otherwise (never raises)."""
-    key = str(path)
-    cache = _identity(path)
-    index = index_path(path)
-    identity = _identity(index)
-    with _lock:
-        state = _index_memo.get(key)
-    if (
-        state is not None
-        and state.identity == identity
-        and state.cache == cache
-        and state.version == version
-    ):
-        return state
-    if cache is None or identity is None:
-        return None
-    try:
-        data = json.loads(index.read_bytes())
-    except (OSError, ValueError, RecursionError):
-        return None
-    if (
-        not isinstance(data, dict)
-        or data.get("format") != INDEX_FORMAT
-        or data.get("version") != INDEX_VERSION
-        or data.get("cache") != list(cache)
-        or data.get("records") != version
-        or not isinstance(data.get("accounts"), dict)
-    ):
-        return None
-    accounts = {}
-    for account, raw in data["accounts"].items():
-        if isinstance(raw, dict):
-            records = raw.get("models")
-            accounts[account] = (
-                _number(raw.get("fetched_at")),
-                _number(raw.get("retry_at")),
-                records if isinstance(records, list) else None,
-            )
-    state = _IndexState(identity, cache, version, accounts)
-    with _lock:
-        _index_memo[key] = state
-    return state
-
-
-def _add_account(accounts: dict[str, dict[str, Any]], key: str, raw: dict[str, Any]) -> None:
-    """Keep an entry under its account key. Keys written before URL credentials were left
-    out of them (`https://user:pass@host/...|team=`) are renamed, the credentials removed
-    from the entry's error too; of two entries for one account the latest is kept."""
-    url, sep, team = key.rpartition("|team=")
-    if sep and redact_url(url) != url:
-        key = f"{redact_url(url)}|team={team}"
-        raw = dict(raw)
-        if isinstance(raw.get("error"), str):
-            raw["error"] = redact(raw["error"], url_secrets(url))
-    if key not in accounts or _last_used(raw) >= _last_used(accounts[key]):
-        accounts[key] = raw
+    return {k: v for k, v in data["accounts"].items() if isinstance(v, dict)}
 
 
 def _number(value: object) -> float | None:
@@ -463,7 +354,7 @@ def _number(value: object) -> float | None:
 def _entry(raw: Mapping[str, Any]) -> Entry:
     items = raw.get("models")
     fetched_at = _number(raw.get("fetched_at"))
-    if not isinstance(items, list):
+    if not isinstance(items, (list, str)):
         items = []
         fetched_at = None  # a list-less entry is only a failure record
     error = raw.get("error")
@@ -473,6 +364,7 @@ def _entry(raw: Mapping[str, Any]) -> Entry:
         retry_at=_number(raw.get("retry_at")),
         error=error if isinstance(error, str) else None,
         objects=items,
+        records=raw.get("records"),
     )
 
 
@@ -483,10 +375,9 @@ def _api_object(model: ModelInfo) -> dict[str, Any]:
 
 
 class Catalog:
-    """The cached model list of one account (settings.account) in one cache file.
-
-    With `records`, every write also writes the index (see the module's docstring), and
-    `listing()` reads it."""
+    """The cached model list of one account (settings.account) in one cache file. With
+    `records`, every list written carries its registration records, and `listing()` reads
+    them."""
 
     def __init__(
         self,
@@ -510,7 +401,7 @@ class Catalog:
 
     def cached(self) -> Entry | None:
         """This account's entry in the file, parsed once per file version; None if absent."""
-        return _parsed_once(_load_file(self.path), self.account, _entry)
+        return _load_file(self.path).entry(self.account)
 
     def is_fresh(self, entry: Entry | None, now: float) -> bool:
         if entry is None or entry.fetched_at is None:
@@ -534,13 +425,13 @@ class Catalog:
         return Lookup(entry.models, source, error, entry.fetched_at, retry_at)
 
     def listing(self, *, fetch: bool = True) -> Listing:
-        """What `get()` finds, as records of this catalog's format, read from the index
-        (the API objects are not parsed while the index matches the cache file). Without
-        `fetch`: the cached list at any age, and no request."""
+        """What `get()` finds, as records of this catalog's format (no API object is parsed
+        while the stored records are of this version). Without `fetch`: the cached list at
+        any age, and no request."""
         fmt = self.records
         if fmt is None:
             raise ValueError("a listing needs a record format")
-        entry = self._indexed(fmt)
+        entry = self.cached()
         if fetch:
             entry, source, error, retry_at = self._resolve(entry, respect_backoff=True)
         else:
@@ -561,32 +452,6 @@ class Catalog:
             retry_at=retry_at,
         )
 
-    def _indexed(self, fmt: RecordFormat) -> Entry | None:
-        """This account's entry from the index, or from the cache file when the index does
-        not match it (and then the index is written again, for the next process)."""
-        state = _load_index(self.path, fmt.version)
-        if state is None:
-            entry = self.cached()
-            self._reindex(fmt)
-            return entry
-
-        def from_index(found: tuple[float | None, float | None, list[Any] | None]) -> Entry:
-            fetched_at, retry_at, records = found
-            return Entry(
-                fetched_at=fetched_at if records is not None else None,
-                retry_at=retry_at,
-                load=self._stored_objects,
-                records=(fmt.version, records or []),
-            )
-
-        return _parsed_once(state, self.account, from_index)
-
-    def _stored_objects(self) -> list[Any]:
-        """This account's API objects in the cache file, for an entry read from the index."""
-        raw = _load_file(self.path).accounts.get(self.account) or {}
-        items = raw.get("models")
-        return items if isinstance(items, list) else []
-
     def _resolve(
         self, entry: Entry | None, respect_backoff: bool
     ) -> tuple[Entry | None, Source, PinferenceError | None, float | None]:
@@ -598,7 +463,7 @@ class Catalog:
         if respect_backoff and self.backing_off(entry, now):
             return self._fallback(entry, None, None)
         try:
-            models = self._scrub(self.fetch(self.settings))
+            models = tuple(self.fetch(self.settings))
         except PinferenceError as exc:
             retry_at = self._record_failure(exc, now)
             return self._fallback(entry, exc, retry_at)
@@ -611,7 +476,7 @@ class Catalog:
         entry = self.cached()
         now = self.clock()
         try:
-            models = self._scrub(self.fetch(self.settings))
+            models = tuple(self.fetch(self.settings))
         except PinferenceError as exc:
             self._record_failure(exc, now)
             raise
@@ -623,18 +488,6 @@ class Catalog:
             had_cache=entry is not None and entry.has_list,
             saved=saved,
         )
-
-    def _scrub(self, models: list[ModelInfo]) -> tuple[ModelInfo, ...]:
-        """Models without the key or the URL's credentials in their data. The client has
-        already removed them; this also holds for any other fetch function."""
-        from .core.models import ModelInfo
-
-        scrubbed = []
-        for model in models:
-            raw = _api_object(model)
-            clean = redact_data(raw, self.settings.secrets)
-            scrubbed.append((ModelInfo.from_api(clean) or model) if clean != raw else model)
-        return tuple(scrubbed)
 
     @staticmethod
     def _fallback(
@@ -662,119 +515,40 @@ class Catalog:
             with _lock:
                 _retry_at.pop((str(self.path), self.account), None)
         with locked(self.path.with_name(self.path.name + LOCK_SUFFIX)):
-            return self._merge_and_write(entry, failure)
-
-    def _merge_and_write(
-        self, entry: Entry | None, failure: tuple[float, float, str] | None
-    ) -> bool:
-        # Read afresh under the lock (not through the memo): another process may have
-        # added its account a moment ago.
-        before = _identity(self.path)
-        accounts = _decode(self.path)
-        # The records of the index that matches the file about to be replaced stay valid
-        # for every account whose list is not replaced.
-        reuse: dict[str, list[Any]] = {}
-        if self.records is not None:
-            known = _load_index(self.path, self.records.version)
-            if known is not None and known.cache == before:
-                reuse = {a: r for a, (_, _, r) in known.accounts.items() if r is not None}
-        previous = accounts.pop(self.account, None)
-        accounts = _prune(accounts, MAX_ACCOUNTS - 1)
-        if entry is not None:
-            reuse.pop(self.account, None)
-            stored: dict[str, Any] = {
-                "fetched_at": entry.fetched_at,
-                "models": entry.api_objects() if entry.has_list else None,
-                "failed_at": entry.failed_at,
-                "retry_at": entry.retry_at,
-                "error": entry.error,
-            }
-        else:
-            assert failure is not None
-            stored = dict(previous or {"fetched_at": None, "models": None})
-            stored["failed_at"], stored["retry_at"], stored["error"] = failure
-            entry = _entry(stored)
-        accounts[self.account] = stored
-        document = {"format": FORMAT, "version": VERSION, "accounts": accounts}
-        try:
-            identity = self._write(self.path, document, sync=True)
-        except (OSError, ValueError, RecursionError):
-            return False
-        new_state = _FileState(identity, accounts)
-        new_state.parsed[self.account] = entry
+            # Read afresh under the lock (not through the memo): another process may have
+            # added its account a moment ago.
+            accounts = _decode(self.path)
+            previous = accounts.pop(self.account, None)
+            accounts = _prune(accounts, MAX_ACCOUNTS - 1)
+            if entry is not None:
+                stored: dict[str, Any] = {
+                    "fetched_at": entry.fetched_at,
+                    "models": json.dumps(entry.api_objects()) if entry.has_list else None,
+                    "failed_at": entry.failed_at,
+                    "retry_at": entry.retry_at,
+                    "error": entry.error,
+                }
+                if self.records is not None and entry.has_list:
+                    stored["records"] = [self.records.version, entry.records(self.records)]
+            else:
+                assert failure is not None
+                stored = dict(previous or {"fetched_at": None, "models": None})
+                stored["failed_at"], stored["retry_at"], stored["error"] = failure
+                entry = _entry(stored)
+            accounts[self.account] = stored
+            document = {"format": FORMAT, "version": VERSION, "accounts": accounts}
+            try:
+                text = json.dumps(document, ensure_ascii=False, separators=(",", ":"))
+                # A lone surrogate (JSON from the API may hold one) has no UTF-8 form:
+                # written as `\udXXX`, which inside a JSON string is that very character.
+                identity = _atomic_write(self.path, text.encode("utf-8", "backslashreplace"))
+            except (OSError, ValueError, RecursionError):
+                return False
+        state = _FileState(identity, accounts)
+        state.parsed[self.account] = entry
         with _lock:
-            _memo[str(self.path)] = new_state
-        self._write_index(identity, accounts, {self.account: entry}, reuse)
+            _memo[str(self.path)] = state
         return True
-
-    def _reindex(self, fmt: RecordFormat) -> None:
-        """Derive the index from the cache file as it is, for the next lookups: once per
-        cache file version in a process, whatever the outcome, and never waiting long for
-        the lock (a lookup is in progress)."""
-        from .filelock import locked
-
-        key = str(self.path)
-        identity = _identity(self.path)
-        with _lock:
-            if identity is None or _reindexed.get(key) == identity:
-                return
-            _reindexed[key] = identity
-        with locked(self.path.with_name(self.path.name + LOCK_SUFFIX), wait=0.2) as held:
-            if not held or _load_index(self.path, fmt.version) is not None:
-                return  # busy, or its writer has indexed it meanwhile
-            state = _load_file(self.path)
-            if state.identity == _identity(self.path):
-                self._write_index(state.identity, state.accounts, dict(state.parsed), {})
-
-    def _write_index(
-        self,
-        cache: Identity | None,
-        accounts: Mapping[str, Mapping[str, Any]],
-        entries: Mapping[str, Entry],
-        reuse: Mapping[str, list[Any]],
-    ) -> None:
-        """Write the index of the cache file `cache` holding `accounts`: records from
-        `reuse`, from `entries`, or derived. A file it cannot write is left as it is."""
-        fmt = self.records
-        if fmt is None or cache is None:
-            return
-        index: dict[str, Any] = {}
-        state = _IndexState(None, cache, fmt.version, {})
-        for account, raw in accounts.items():
-            entry = entries.get(account) or _entry(raw)
-            records = reuse.get(account)
-            if records is None and entry.has_list:
-                records = entry.records(fmt)
-            fetched_at = entry.fetched_at if entry.has_list else None
-            records = records if entry.has_list else None
-            index[account] = {
-                "fetched_at": fetched_at,
-                "retry_at": entry.retry_at,
-                "models": records,
-            }
-            state.accounts[account] = (fetched_at, entry.retry_at, records)
-        document = {
-            "format": INDEX_FORMAT,
-            "version": INDEX_VERSION,
-            "cache": list(cache),
-            "records": fmt.version,
-            "accounts": index,
-        }
-        try:
-            # Derived data: no fsync (a damaged index is only ignored and derived again).
-            state.identity = self._write(index_path(self.path), document, sync=False)
-        except (OSError, ValueError, RecursionError):
-            return
-        with _lock:
-            _index_memo[str(self.path)] = state
-
-    def _write(self, path: Path, document: dict[str, Any], *, sync: bool) -> Identity | None:
-        text = json.dumps(document, ensure_ascii=False, separators=(",", ":"))
-        # Belt and braces: nothing we store should hold a secret, but make sure of it.
-        text = redact(text, self.settings.secrets)
-        # A lone surrogate (JSON from the API may hold one) has no UTF-8 form: written
-        # as `\udXXX`, which inside a JSON string is that very character again.
-        return _atomic_write(path, text.encode("utf-8", "backslashreplace"), sync=sync)
 
 
 def _last_used(raw: Mapping[str, Any]) -> float:
@@ -788,7 +562,7 @@ def _prune(accounts: dict[str, dict[str, Any]], keep: int) -> dict[str, dict[str
     return dict(ranked[: max(keep, 0)])
 
 
-def _atomic_write(path: Path, data: bytes, *, sync: bool = True) -> Identity | None:
+def _atomic_write(path: Path, data: bytes) -> Identity | None:
     """Write via a temp file in the same directory and os.replace: readers never see half
     a file, and concurrent writers each leave a whole one."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -797,8 +571,7 @@ def _atomic_write(path: Path, data: bytes, *, sync: bool = True) -> Identity | N
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()
-            if sync:
-                os.fsync(handle.fileno())
+            os.fsync(handle.fileno())
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):

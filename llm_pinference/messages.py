@@ -9,9 +9,9 @@ error line is redacted, made one line and bounded (`describe_error`).
 from __future__ import annotations
 
 import contextlib
-import datetime
+import time
 from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -160,9 +160,26 @@ def failed_fetch_warning(
         fallback = "No Pinference models until then"
     retry = f"in {format_age(retry_at - now)}" if retry_at else "later"
     return (
-        f"llm-pinference: could not refresh the model list: "
+        "llm-pinference: could not refresh the model list: "
         f"{describe_error(error, secrets=secrets)}. "
         f"{fallback}; next try {retry} (or run `llm pinference refresh`)."
+    )
+
+
+def unknown_model_hint(model_id: str, has_key: bool, fetched_at: float | None) -> str:
+    """Why llm is about to say `Unknown model: pinference/<id>`, and what to do."""
+    name = MODEL_PREFIX + shown(model_id)
+    if fetched_at is None and not has_key:
+        return (
+            f"llm-pinference: no Pinference models are listed, so {name} is unknown: "
+            f"no key is configured ({KEY_HINT}), or run `llm pinference refresh` to list "
+            "the models without one"
+        )
+    age = format_age(max(0.0, time.time() - fetched_at)) if fetched_at is not None else None
+    listed = f"the model list cached {age} ago" if age else "the model list"
+    return (
+        f"llm-pinference: {name} is not in {listed}: run `llm pinference refresh` if it is "
+        "new, or see `llm pinference models` for the ids"
     )
 
 
@@ -254,10 +271,16 @@ MODELS_TABLE_HEADER = (
 )
 
 
-def models_table(models: Iterable[ModelInfo]) -> str:
+#: The columns left out first when the table is wider than the terminal (by index of
+#: MODELS_TABLE_HEADER): cache prices, reasoning, max output, serving, context, prices.
+DROP_ORDER = (5, 4, 8, 7, 1, 6, 3, 2)
+
+
+def models_table(models: Iterable[ModelInfo], width: int | None = None) -> str:
     """What `prime inference models` shows and more: prices in USD per million tokens
     (input, output, cache read, cache write), context, max output, reasoning; a blank
-    where the API does not say."""
+    where the API does not say. Within `width` columns when it is given: the columns of
+    DROP_ORDER are left out, in that order, until the table fits (the id always stays)."""
     rows: list[Sequence[str]] = [MODELS_TABLE_HEADER]
     for m in models:
         p = m.pricing
@@ -274,7 +297,12 @@ def models_table(models: Iterable[ModelInfo]) -> str:
                 _yes_no(m.reasoning),
             )
         )
-    return table(rows)
+    widths = {i: max(len(row[i]) for row in rows) for i in range(len(MODELS_TABLE_HEADER))}
+    for column in DROP_ORDER:
+        if width is None or sum(widths.values()) + 2 * (len(widths) - 1) <= width:
+            break
+        del widths[column]
+    return table([[row[i] for i in widths] for row in rows])
 
 
 def _per_mtok(price: float | None) -> str:
@@ -349,103 +377,3 @@ def refresh_lines(
         summary += " (no previous list)"
     lines.append(f"{summary}; {total} models in total")
     return lines
-
-
-# Cost report
-
-
-class ModelCost(NamedTuple):
-    """The usage llm logged for one model, and its price (None: no price known)."""
-
-    model: str  # llm's model id, pinference/<id>
-    responses: int
-    input_tokens: int  # all input tokens, cached ones included
-    cache_read_tokens: int
-    cache_write_tokens: int
-    output_tokens: int
-    cost_usd: float | None
-
-
-class CostReport(NamedTuple):
-    models: tuple[ModelCost, ...]  # models with usage, priced or not
-    no_usage: dict[str, int]  # model -> responses logged without token counts
-    since: datetime.datetime | None = None
-
-    @property
-    def priced(self) -> tuple[ModelCost, ...]:
-        return tuple(m for m in self.models if m.cost_usd is not None)
-
-    @property
-    def unpriced(self) -> tuple[ModelCost, ...]:
-        return tuple(m for m in self.models if m.cost_usd is None)
-
-    @property
-    def total_usd(self) -> float:
-        return sum(m.cost_usd or 0.0 for m in self.models)
-
-
-def format_usd(amount: float) -> str:
-    """A cost: `$12.35`; below a dollar to the millionth, `$0.049135`, `$0.00074`."""
-    if amount >= 1:
-        return f"${amount:,.2f}"
-    return f"${amount:.6f}".rstrip("0").rstrip(".") if amount >= 0.0000005 else "$0"
-
-
-def cost_lines(report: CostReport) -> list[str]:
-    """The text of `llm pinference cost`: one row per model, the total, and which
-    responses could not be counted or priced."""
-    when = report.since.strftime("%Y-%m-%d %H:%M UTC") if report.since else None
-    scope = f"since {when}" if when else "in all of llm's logs"
-    if not report.models and not report.no_usage:
-        return [f"No {MODEL_PREFIX}* responses {scope}."]
-    rows: list[Sequence[str]] = [
-        ("model", "responses", "input", "cache read", "cache write", "output", "cost")
-    ]
-    for m in report.models:
-        rows.append(
-            (
-                shown(m.model),
-                f"{m.responses:,}",
-                f"{m.input_tokens:,}",
-                f"{m.cache_read_tokens:,}",
-                f"{m.cache_write_tokens:,}",
-                f"{m.output_tokens:,}",
-                format_usd(m.cost_usd) if m.cost_usd is not None else "no price",
-            )
-        )
-    totals = [sum(getattr(m, f) for m in report.models) for f in ModelCost._fields[1:6]]
-    rows.append(("total", *(f"{t:,}" for t in totals), format_usd(report.total_usd)))
-    lines = [f"Pinference usage {scope}, priced with the cached model list (USD):", table(rows)]
-    if report.unpriced:
-        count = sum(m.responses for m in report.unpriced)
-        names = ", ".join(shown(m.model) for m in report.unpriced)
-        lines.append(
-            f"{count} response(s) with no price (model not in the list, or no price for it), "
-            f"not in the total: {names}"
-        )
-    if report.no_usage:
-        count = sum(report.no_usage.values())
-        names = ", ".join(shown(m) for m in report.no_usage)
-        lines.append(f"{count} response(s) logged without token usage, not counted: {names}")
-    return lines
-
-
-def _usd(amount: float | None) -> float | None:
-    # Sums of per-token prices carry binary noise (2.8000000000000003e-06); twelve decimals
-    # of a dollar are far below any price's precision.
-    return None if amount is None else round(amount, 12)
-
-
-def cost_json(report: CostReport) -> dict[str, Any]:
-    models = [{**m._asdict(), "cost_usd": _usd(m.cost_usd)} for m in report.models]
-    totals = {f: sum(getattr(m, f) for m in report.models) for f in ModelCost._fields[1:6]}
-    return {
-        "since": report.since.isoformat() if report.since else None,
-        "models": models,
-        "total": {**totals, "cost_usd": _usd(report.total_usd)},
-        "no_price": {
-            "responses": sum(m.responses for m in report.unpriced),
-            "models": [m.model for m in report.unpriced],
-        },
-        "no_usage": {"responses": sum(report.no_usage.values()), "models": list(report.no_usage)},
-    }

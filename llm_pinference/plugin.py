@@ -10,21 +10,16 @@ the cache path are in commands.py, the messages in messages.py; this module impo
 from __future__ import annotations
 
 import contextlib
+import enum
 import functools
 import json
 import math
 import os
+import sys
 import time
-from collections.abc import (
-    AsyncGenerator,
-    AsyncIterator,
-    Callable,
-    Iterable,
-    Iterator,
-    Mapping,
-    Sequence,
-)
-from typing import TYPE_CHECKING, Any, TypeVar
+import typing
+from collections.abc import AsyncGenerator, Callable, Iterable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import llm
 import openai
@@ -39,7 +34,7 @@ from .core.errors import (
     parse_retry_after,
     reason_for_status,
 )
-from .core.settings import ENV_KEY, Settings, resolve_settings
+from .core.settings import ENV_KEY, Settings, load_prime_config, resolve_settings
 from .messages import (
     DROPPED_ADVICE,
     KEY_ALIAS,
@@ -50,9 +45,16 @@ from .messages import (
     failed_fetch_warning,
     shown,
     unexpected,
+    unknown_model_hint,
     warn_once,
 )
-from .openai_http import http_lib
+from .openai_http import (
+    GuardedAsyncClient,
+    GuardedClient,
+    InvalidChatResponse,
+    http_lib,
+    unwrapped,
+)
 
 if TYPE_CHECKING:  # imported when models are registered, not for `llm --help`
     from .cache import Entry, Listing
@@ -129,8 +131,13 @@ class _PinferenceModel:
 
     def request_settings(self, key: str | None) -> Settings:
         """This model's account with the key in use now (it may be a --key given only at
-        prompt time): the seam decides the headers, the team header included or not."""
-        return Settings(api_key=self.get_key(key), team_id=self.team_id, base_url=self.api_base)
+        prompt time): the seam decides the headers, the team header included or not. A key
+        an HTTP header cannot carry is refused here, in one line."""
+        try:  # the core refuses a key no header can carry, naming where it came from
+            api_key = self.get_key(key)
+        except PinferenceError as exc:
+            raise llm.ModelError(describe_error(exc)) from None
+        return Settings(api_key=api_key, team_id=self.team_id, base_url=self.api_base)
 
     def get_client(self, key: str | None, *, async_: bool = False) -> Any:
         """The openai client llm would build, from the seam's settings and headers, with
@@ -227,100 +234,52 @@ class PinferenceAsyncChat(_PinferenceModel, AsyncChat):
             raise error from cause
 
 
-class ModelFactory:
-    """Builds the sync and async llm models of registration records (see registration.py).
+def model_builder(
+    settings: Settings, source: Entry | None = None
+) -> Callable[[Sequence[Any]], tuple[PinferenceChat, PinferenceAsyncChat]]:
+    """What builds the sync and async llm models of a registration record (see
+    registration.py) by llm's own constructors; it raises ValueError for a record that is
+    not one. Registering thousands of models on every llm command: what is the same for
+    every model is looked up once, here."""
+    from .registration import CAPABILITIES, OPTIONS_LIMIT, SCHEMA, TOOLS, VISION
 
-    llm's constructors run once per capability set, for a prototype of each class; every
-    model is then a copy of its prototype's attributes with its own id, line and options.
-    Registering thousands of models on every llm command costs a fraction of calling the
-    constructors twice per model, and whatever attributes llm sets are there all the same.
-    """
+    shared = {"api_base": settings.base_url, "team_id": settings.team_id, "source": source}
+    kinds = [
+        {
+            **shared,
+            "vision": bool(bits & VISION),
+            "supports_schema": bool(bits & SCHEMA),
+            "supports_tools": bool(bits & TOOLS),
+        }
+        for bits in range(CAPABILITIES + 1)
+    ]
 
-    def __init__(self, settings: Settings, source: Entry | None = None) -> None:
-        from .registration import OPTIONS_LIMIT
-
-        self.settings = settings
-        self.source = source  # the cached list the records come from: for `model.info`
-        self.options_limit = OPTIONS_LIMIT
-        self._prototypes: dict[int, tuple[_Prototype, _Prototype]] = {}
-
-    def build(
-        self, record: Sequence[Any], *, info: ModelInfo | None = None
-    ) -> tuple[PinferenceChat, PinferenceAsyncChat]:
-        """The two models of one record; ValueError for a record that is not one."""
+    def build(record: Sequence[Any]) -> tuple[PinferenceChat, PinferenceAsyncChat]:
         model_id, line, capabilities, options = record
         if not (
             type(model_id) is str
             and model_id
             and type(line) is str
             and type(options) is int
-            and 0 <= options < self.options_limit
+            and 0 <= options < OPTIONS_LIMIT
+            and type(capabilities) is int
+            and 0 <= capabilities <= CAPABILITIES
         ):
             raise ValueError("not a registration record")
-        prototypes = self._prototypes.get(capabilities)
-        if prototypes is None:
-            prototypes = self._prototypes[capabilities] = self._make_prototypes(capabilities)
-        llm_id = MODEL_PREFIX + model_id
-        sync = _copy(PinferenceChat, prototypes[0], llm_id, model_id, line, options)
-        async_ = _copy(PinferenceAsyncChat, prototypes[1], llm_id, model_id, line, options)
-        if info is not None:
-            sync.__dict__["_info"] = async_.__dict__["_info"] = info
-        return sync, async_
-
-    def _make_prototypes(self, capabilities: int) -> tuple[_Prototype, _Prototype]:
-        from .registration import CAPABILITIES, SCHEMA, TOOLS, VISION
-
-        if type(capabilities) is not int or capabilities & ~CAPABILITIES:
-            raise ValueError("not a registration record")
-        kwargs: dict[str, Any] = {
-            "model_name": "",
-            "api_base": self.settings.base_url,
-            "team_id": self.settings.team_id,
-            "line": "",
-            "options": 0,
-            "source": self.source,
-            "vision": bool(capabilities & VISION),
-            "supports_schema": bool(capabilities & SCHEMA),
-            "supports_tools": bool(capabilities & TOOLS),
-        }
+        kind, llm_id = kinds[capabilities], MODEL_PREFIX + model_id
         return (
-            _prototype(PinferenceChat(MODEL_PREFIX, **kwargs)),
-            _prototype(PinferenceAsyncChat(MODEL_PREFIX, **kwargs)),
+            PinferenceChat(llm_id, model_name=model_id, line=line, options=options, **kind),
+            PinferenceAsyncChat(llm_id, model_name=model_id, line=line, options=options, **kind),
         )
 
-
-#: A model's attributes, and the names of those that are mutable containers: copied per
-#: model, as one model's must not be every model's (none today: attachment_types is a
-#: frozenset; this holds for whatever llm's constructor adds).
-_Prototype = tuple[dict[str, Any], tuple[str, ...]]
+    return build
 
 
-def _prototype(model: _PinferenceModel) -> _Prototype:
-    state = vars(model).copy()
-    return state, tuple(k for k, v in state.items() if isinstance(v, (set, list, dict)))
-
-
-_Model = TypeVar("_Model", "PinferenceChat", "PinferenceAsyncChat")
-
-
-def _copy(cls: type[_Model], prototype: _Prototype, *own: Any) -> _Model:
-    """A model of `cls` with the prototype's attributes and its own (llm_id, model_name,
-    line, options)."""
-    attributes, containers = prototype
-    state = attributes.copy()
-    state["model_id"], state["model_name"], state["_line"], state["_options"] = own
-    for name in containers:
-        state[name] = state[name].copy()
-    model = object.__new__(cls)
-    model.__dict__ = state
-    return model
-
-
-def build_models(info: ModelInfo, settings: Settings) -> tuple[PinferenceChat, PinferenceAsyncChat]:
-    """The two models of one parsed model (what registering its record gives)."""
-    from .registration import record
-
-    return ModelFactory(settings).build(record(info), info=info)
+def build_models(
+    record: Sequence[Any], settings: Settings, source: Entry | None = None
+) -> tuple[PinferenceChat, PinferenceAsyncChat]:
+    """The two models of one registration record."""
+    return model_builder(settings, source)(record)
 
 
 # Options: what `-o` accepts, per model (registration.option_names); llm refuses the rest
@@ -343,23 +302,52 @@ def llm_options() -> type[llm.Options]:
     return getattr(openai_models, "OptionsForReasoning", Chat.Options)  # type: ignore[no-any-return]
 
 
+def reasoning_efforts() -> tuple[str, ...]:
+    """The reasoning_effort values the installed llm accepts: the one source of the option's
+    help (llm's own description names fewer than it accepts)."""
+    field = llm_options().model_fields.get("reasoning_effort")
+    for arg in typing.get_args(field.annotation) if field is not None else ():
+        if isinstance(arg, type) and issubclass(arg, enum.Enum):
+            return tuple(str(e.value) for e in arg)
+    return ()
+
+
+@functools.cache
+def option_fields() -> dict[str, tuple[Any, Any]]:
+    """Every option a model may offer: llm's own fields, `max_completion_tokens` (llm's
+    max_tokens under the name the model takes: llm sends options by their names), and
+    reasoning_effort's help naming the values accepted."""
+    fields: dict[str, tuple[Any, Any]] = {
+        name: (field.annotation, field) for name, field in llm_options().model_fields.items()
+    }
+    if "max_tokens" in fields:
+        annotation, field = fields["max_tokens"]
+        fields["max_completion_tokens"] = (
+            annotation,
+            pydantic.Field(None, description=f"{field.description} (the model's name for it)"),
+        )
+    if "reasoning_effort" in fields:
+        annotation, _ = fields["reasoning_effort"]
+        values = ", ".join(reasoning_efforts())
+        fields["reasoning_effort"] = (
+            annotation,
+            pydantic.Field(None, description=f"How hard a reasoning model thinks: {values}"),
+        )
+    return fields
+
+
 @functools.cache
 def known_options() -> frozenset[str]:
     """The options the installed llm knows (llm 0.26 has no image_detail)."""
-    return frozenset(llm_options().model_fields)
+    return frozenset(option_fields())
 
 
 @functools.cache
 def options_class(names: frozenset[str]) -> type[llm.Options]:
     """One Options class per distinct set of names, shared by every model with that set
-    (a class per model made a peer plugin take seconds to register its models). Fields,
-    descriptions and validation are llm's own; names llm does not know are left out."""
-    every = llm_options()
-    fields: dict[str, Any] = {
-        name: (field.annotation, field)
-        for name, field in every.model_fields.items()
-        if name in names
-    }
+    (a class per model made a peer plugin take seconds to register its models). Fields
+    and validation are llm's own; names llm does not know are left out."""
+    fields = {name: field for name, field in option_fields().items() if name in names}
     validators: dict[str, Any] = {}
     if "logit_bias" in names:
         validators["validate_logit_bias"] = pydantic.field_validator("logit_bias")(
@@ -427,14 +415,6 @@ CONNECT_TIMEOUT = 5.0
 #: One retry for connection failures, 5xx and 429 (openai's rules); never for a read
 #: timeout, which would double the wait for an endpoint that accepts and never answers.
 MAX_RETRIES = 1
-MIB = 1024 * 1024
-#: A non-streamed answer (or an error body) larger than this is refused: it is read whole.
-MAX_BODY_BYTES = 16 * MIB
-#: A streamed answer is cut here; one line of it (one event) may not exceed MAX_LINE_BYTES,
-#: what the event parser holds in memory at once.
-MAX_STREAM_BYTES = 64 * MIB
-MAX_LINE_BYTES = 8 * MIB
-#: What llm's reading of an answer raises when the answer is not what it expects.
 UNREADABLE = (
     AttributeError,
     TypeError,
@@ -468,272 +448,6 @@ def http_timeout(seconds: float) -> http_lib.Timeout:
     return http_lib.Timeout(seconds, connect=min(CONNECT_TIMEOUT, seconds))
 
 
-def _size(n: int) -> str:
-    return f"{n / MIB:.3g} MiB" if n >= MIB else f"{n} bytes"
-
-
-class InvalidChatResponse(openai.APIError):
-    """The chat endpoint answered, but not with a usable chat completion (reason
-    invalid_response). An openai.APIError, so Python callers' handlers still apply."""
-
-    def __init__(self, detail: str, request: http_lib.Request) -> None:
-        super().__init__(detail, request, body=None)
-
-
-class _Meter:
-    """Checks an answer as it arrives: its size, and for an event stream its lines (none
-    longer than MAX_LINE_BYTES) and its end (`data: [DONE]` after at least one event)."""
-
-    def __init__(self, request: http_lib.Request, response: http_lib.Response, streaming: bool):
-        self.request = request
-        self.ok = response.is_success
-        self.events = streaming and self.ok
-        self.content_type = response.headers.get("content-type", "none")
-        self.limit = MAX_STREAM_BYTES if self.events else MAX_BODY_BYTES  # errors: bodies
-        self.size = 0
-        self.line_size = 0
-        self.line_head = b""  # the first bytes of the current line: enough to classify it
-        self.data_lines = 0
-        self.done = False
-
-    def error(self, detail: str) -> InvalidChatResponse:
-        return InvalidChatResponse(detail, self.request)
-
-    def feed(self, chunk: bytes) -> None:
-        self.size += len(chunk)
-        if self.size > self.limit:
-            what = "streamed answer" if self.events else "answer"
-            raise self.error(f"the {what} passed {_size(self.limit)} and was cut")
-        if not self.events:
-            return
-        start = 0
-        while True:
-            end = chunk.find(b"\n", start)
-            piece = chunk[start:] if end < 0 else chunk[start:end]
-            self.line_size += len(piece)
-            if self.line_size > MAX_LINE_BYTES:
-                raise self.error(f"an event of the stream passed {_size(MAX_LINE_BYTES)}")
-            if len(self.line_head) < 16:
-                self.line_head += piece[: 16 - len(self.line_head)]
-            if end < 0:
-                return
-            self._end_line()
-            start = end + 1
-
-    def _end_line(self) -> None:
-        head, self.line_head, self.line_size = self.line_head, b"", 0
-        if head.startswith(b"data:"):
-            # What openai's stream parser stops at: data that starts with [DONE].
-            if head[5:].lstrip(b" ").startswith(b"[DONE]"):
-                self.done = True
-                if not self.data_lines:
-                    raise self.error("the event stream ended without a single event")
-            else:
-                self.data_lines += 1
-
-    def finish(self) -> None:
-        if not self.events or self.done:
-            return
-        self._end_line()  # a last line without a newline
-        if self.done:
-            return
-        if not self.data_lines:
-            raise self.error(
-                f"the answer is not an event stream (Content-Type: {self.content_type})"
-            )
-        raise self.error("the event stream ended before `data: [DONE]`")
-
-    def translate(self, exc: Exception) -> Exception:
-        """A transport failure while the answer arrives, as the openai error it means."""
-        if isinstance(exc, http_lib.ReadTimeout):
-            return openai.APITimeoutError(request=self.request)
-        if isinstance(exc, http_lib.DecodingError):
-            return self.error("the answer could not be decoded")
-        return self.error("the connection closed before the answer was complete")
-
-
-class _GuardedStream(http_lib.SyncByteStream):
-    def __init__(self, response: http_lib.Response, meter: _Meter) -> None:
-        self.response = response
-        self.meter = meter
-
-    def __iter__(self) -> Iterator[bytes]:
-        try:
-            for chunk in self.response.iter_bytes():
-                self.meter.feed(chunk)
-                yield chunk
-        except (http_lib.TransportError, http_lib.DecodingError) as exc:
-            raise self.meter.translate(exc) from exc
-        self.meter.finish()
-
-    def close(self) -> None:
-        self.response.close()
-
-
-class _GuardedAsyncStream(http_lib.AsyncByteStream):
-    def __init__(self, response: http_lib.Response, meter: _Meter) -> None:
-        self.response = response
-        self.meter = meter
-
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        try:
-            async for chunk in self.response.aiter_bytes():
-                self.meter.feed(chunk)
-                yield chunk
-        except (http_lib.TransportError, http_lib.DecodingError) as exc:
-            raise self.meter.translate(exc) from exc
-        self.meter.finish()
-
-    async def aclose(self) -> None:
-        await self.response.aclose()
-
-
-def _guarded(
-    request: http_lib.Request, response: http_lib.Response, streaming: bool, *, async_: bool
-) -> http_lib.Response:
-    """The response with its body read through a _Meter. The body is passed on decoded
-    (so the caps hold for what is kept in memory, compressed or not)."""
-    meter = _Meter(request, response, streaming)
-    declared = response.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > meter.limit:
-        raise meter.error(
-            f"the answer is {int(declared) // MIB} MiB, more than {meter.limit // MIB} MiB"
-        )
-    drop = {"content-encoding", "content-length", "transfer-encoding"}
-    headers = [(k, v) for k, v in response.headers.multi_items() if k.lower() not in drop]
-    stream: http_lib.SyncByteStream | http_lib.AsyncByteStream = (
-        _GuardedAsyncStream(response, meter) if async_ else _GuardedStream(response, meter)
-    )
-    return http_lib.Response(
-        response.status_code,
-        headers=headers,
-        stream=stream,
-        request=request,
-        extensions=response.extensions,
-    )
-
-
-def check_completion(response: http_lib.Response) -> None:
-    """A non-streamed chat answer must be a chat completion llm can read, or it is an
-    invalid_response now (not an AttributeError deep inside llm, nor an empty answer)."""
-    if not response.is_success or not response.request.url.path.endswith("/chat/completions"):
-        return
-    try:
-        data = json.loads(response.content)
-    except (ValueError, RecursionError):
-        raise InvalidChatResponse("the answer is not JSON", response.request) from None
-    choices = data.get("choices") if isinstance(data, dict) else None
-    if (
-        not isinstance(choices, list)
-        or not choices
-        or not isinstance(choices[0], dict)
-        or not isinstance(choices[0].get("message"), dict)
-    ):
-        raise InvalidChatResponse("the answer is not a chat completion", response.request)
-    if not isinstance(data.get("usage"), dict):
-        raise InvalidChatResponse("the answer has no token usage", response.request)
-
-
-#: The header openai sets on every attempt: "0" on the first, then the retry's number.
-RETRY_HEADER = "x-stainless-retry-count"
-
-
-class _Verdicts:
-    """What a guarded client remembers between openai's attempts at one request.
-
-    openai 3 passes an openai error raised by the HTTP client's `send` on as it is; older
-    releases (1.58, the oldest the plugin admits, for one) retry whatever `send` raises and
-    then wrap it in APIConnectionError. A verdict (a read timeout, an unusable answer) is
-    never retried, whatever the version: the retry is refused here before a request is
-    sent, and `unwrapped` gives the callers the verdict itself."""
-
-    def __init__(self) -> None:
-        self.final: openai.APIError | None = None
-
-    def before(self, request: http_lib.Request) -> None:
-        if request.headers.get(RETRY_HEADER, "0") == "0":
-            self.final = None
-        elif self.final is not None:
-            raise self.final
-
-    def final_error(self, error: openai.APIError) -> openai.APIError:
-        self.final = error
-        return error
-
-
-def unwrapped(exc: openai.APIError) -> openai.APIError:
-    """The guard's own error when openai 1.x wrapped it in APIConnectionError."""
-    cause = exc.__cause__
-    if type(exc) is openai.APIConnectionError and isinstance(cause, openai.APIError):
-        return cause
-    return exc
-
-
-class GuardedClient(openai.DefaultHttpxClient):
-    """openai's default HTTP client, with each answer checked as it arrives (sizes, the
-    stream's end, the completion's shape) and read timeouts raised as openai errors, never
-    retried. `inner`, when given, sends the requests (llm's logging client)."""
-
-    def __init__(self, *, inner: http_lib.Client | None = None, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self._inner = inner
-        self._verdicts = _Verdicts()
-
-    def send(self, request: http_lib.Request, *, stream: bool = False, **kwargs: Any) -> Any:
-        self._verdicts.before(request)
-        sender = self._inner.send if self._inner is not None else super().send
-        try:
-            raw = sender(request, stream=True, **kwargs)
-        except http_lib.ReadTimeout as exc:
-            raise self._verdicts.final_error(openai.APITimeoutError(request=request)) from exc
-        try:
-            response = _guarded(request, raw, stream, async_=False)
-            if not stream:
-                response.read()
-                check_completion(response)
-        except openai.APIError as exc:
-            raw.close()
-            self._verdicts.final = exc
-            raise
-        except BaseException:
-            raw.close()
-            raise
-        return response
-
-    def close(self) -> None:
-        if self._inner is not None:
-            self._inner.close()
-        super().close()
-
-
-class GuardedAsyncClient(openai.DefaultAsyncHttpxClient):
-    """GuardedClient for the async models."""
-
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self._verdicts = _Verdicts()
-
-    async def send(self, request: http_lib.Request, *, stream: bool = False, **kwargs: Any) -> Any:
-        self._verdicts.before(request)
-        try:
-            raw = await super().send(request, stream=True, **kwargs)
-        except http_lib.ReadTimeout as exc:
-            raise self._verdicts.final_error(openai.APITimeoutError(request=request)) from exc
-        try:
-            response = _guarded(request, raw, stream, async_=True)
-            if not stream:
-                await response.aread()
-                check_completion(response)
-        except openai.APIError as exc:
-            await raw.aclose()
-            self._verdicts.final = exc
-            raise
-        except BaseException:
-            await raw.aclose()
-            raise
-        return response
-
-
 # Hooks
 
 
@@ -755,10 +469,15 @@ def _warn_failed_fetch(listing: Listing, secrets: Iterable[str | None]) -> None:
 def _safe_settings() -> Settings:
     try:
         return current_settings()
-    except Exception as exc:  # e.g. a corrupt keys.json: the Prime settings alone
-        warn_once(f"llm-pinference: cannot look up the API key ({type(exc).__name__})")
-        try:
-            return resolve_settings()
+    except Exception as exc:  # a key no header can carry, a corrupt keys.json: as if none
+        why = describe_error(exc) if isinstance(exc, PinferenceError) else type(exc).__name__
+        warn_once(f"llm-pinference: cannot look up the API key ({why})")
+        try:  # the Prime settings alone; with a key no header carries, without it
+            env, config = dict(os.environ), load_prime_config()
+            if isinstance(exc, PinferenceError):
+                env.pop(ENV_KEY, None)
+                config = {k: v for k, v in config.items() if k != "api_key"}
+            return resolve_settings(env=env, config=config)
         except Exception:
             return Settings()
 
@@ -767,33 +486,14 @@ def _safe_settings() -> Settings:
 def register_models(register: Callable[..., None]) -> None:
     """Register the cached list; fetch it (at most once per TTL, with a back-off after a
     failure) only when a key is known: a user who never configured Pinference pays
-    nothing and sees nothing. The cache holds each model's registration record, so no
-    API object is parsed here."""
+    nothing and sees nothing, unless they ask for a pinference/ model (then a hint). The
+    cache holds each model's registration record, so no API object is parsed here."""
     settings = Settings()
     try:
-        with _no_garbage_collection():
-            settings = _safe_settings()
-            _register_listed(register, settings)
+        settings = _safe_settings()
+        _register_listed(register, settings)
     except Exception as exc:  # never break llm for every other plugin
         warn_once(unexpected("cannot list Pinference models", exc, (settings.api_key,)))
-
-
-@contextlib.contextmanager
-def _no_garbage_collection() -> Iterator[None]:
-    """Reading the cache and building the models makes tens of thousands of objects, none
-    of them garbage: every few hundred, the cyclic collector would walk the young ones, and
-    now and then the whole heap (llm's included). Off for the hook, it made registration
-    of 5000 models about three times faster."""
-    import gc
-
-    if not gc.isenabled():
-        yield
-        return
-    gc.disable()
-    try:
-        yield
-    finally:
-        gc.enable()
 
 
 def _register_listed(register: Callable[..., None], settings: Settings) -> None:
@@ -802,15 +502,35 @@ def _register_listed(register: Callable[..., None], settings: Settings) -> None:
     listing = open_catalog(settings).listing(fetch=bool(settings.api_key))
     if listing.error is not None:
         _warn_failed_fetch(listing, (settings.api_key,))
-    factory = ModelFactory(settings, listing.entry)
+    build = model_builder(settings, listing.entry)
     failed = 0
     for record in listing.records:
         try:
-            register(*factory.build(record))
+            register(*build(record))
         except Exception:  # one odd model must not hide the others
             failed += 1
     if failed:
         warn_once(f"llm-pinference: skipped {failed} model(s) that could not be registered")
+    wanted = requested_model(sys.argv)
+    if wanted is not None and all(record[0] != wanted for record in listing.records):
+        warn_once(unknown_model_hint(wanted, bool(settings.api_key), listing.fetched_at))
+
+
+def requested_model(argv: Sequence[str]) -> str | None:
+    """The pinference/ model id a command line asks for with -m/--model, if any: llm says
+    only "Unknown model" when it is not listed, so the plugin says why."""
+    for i, arg in enumerate(argv):
+        if arg in ("-m", "--model") and i + 1 < len(argv):
+            value = argv[i + 1]
+        elif arg.startswith("--model="):
+            value = arg.partition("=")[2]
+        elif arg.startswith("-m") and not arg.startswith("--"):
+            value = arg[2:]
+        else:
+            continue
+        if value.startswith(MODEL_PREFIX):
+            return value[len(MODEL_PREFIX) :]
+    return None
 
 
 @llm.hookimpl

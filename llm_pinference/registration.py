@@ -2,8 +2,8 @@
 
 llm runs the plugin's register_models hook on every command that resolves models (every
 prompt, `llm models`, `llm.get_model()`). Parsing every model's API object there each time
-cost more than llm-openrouter's whole registration, so the cache's index (catalog.py) keeps
-one compact record per model with what registration needs, ready to use:
+cost more than llm-openrouter's whole registration, so the cache file (cache.py) keeps,
+beside each list, one compact record per model with what registration needs, ready to use:
 
     [id, line, capabilities, options]
 
@@ -13,9 +13,9 @@ one compact record per model with what registration needs, ready to use:
 - `options`: the `-o` options the model offers, one bit per name of OPTION_NAMES.
 
 RECORDS.version names this derivation: change anything above (the line's wording, the
-option rules, the bit order) and bump it, and an index of another version is derived
+option rules, the bit order) and bump it, and records of another version are derived
 afresh from the API objects (old caches are still read). No llm import: the commands
-write the index too, and llm imports this only when models are listed.
+write the records too, and llm imports this only when models are listed.
 """
 
 from __future__ import annotations
@@ -37,7 +37,10 @@ CAPABILITIES = VISION | TOOLS | SCHEMA
 #: llm's option -> the `supported_parameters` entries that allow it (any one of them).
 OPTION_PARAMETERS: dict[str, tuple[str, ...]] = {
     "temperature": ("temperature",),
-    "max_tokens": ("max_tokens", "max_completion_tokens"),
+    "max_tokens": ("max_tokens",),
+    # llm sends an option under its own name: a model that takes max_completion_tokens
+    # is offered that name.
+    "max_completion_tokens": ("max_completion_tokens",),
     "top_p": ("top_p",),
     "frequency_penalty": ("frequency_penalty",),
     "presence_penalty": ("presence_penalty",),
@@ -48,9 +51,13 @@ OPTION_PARAMETERS: dict[str, tuple[str, ...]] = {
     "reasoning_effort": ("reasoning_effort", "reasoning"),
 }
 #: When the API does not say: llm's default set (reasoning_effort on reasoning models).
-DEFAULT_OPTIONS = frozenset(OPTION_PARAMETERS) - {"reasoning_effort"}
-#: Bit i of a record's options is OPTION_NAMES[i]. Append only (or bump RECORDS.version).
-OPTION_NAMES: tuple[str, ...] = (*OPTION_PARAMETERS, "image_detail")
+DEFAULT_OPTIONS = frozenset(OPTION_PARAMETERS) - {"reasoning_effort", "max_completion_tokens"}
+#: Bit i of a record's options is OPTION_NAMES[i]. Append only (and bump RECORDS.version).
+OPTION_NAMES: tuple[str, ...] = (
+    *(name for name in OPTION_PARAMETERS if name != "max_completion_tokens"),
+    "image_detail",
+    "max_completion_tokens",
+)
 
 
 def option_names(info: ModelInfo) -> frozenset[str]:
@@ -96,4 +103,4 @@ def record(info: ModelInfo) -> list[Any]:
     return [info.id, model_line(info), capabilities(info), option_bits(option_names(info))]
 
 
-RECORDS = RecordFormat(version=1, derive=record)
+RECORDS = RecordFormat(version=2, derive=record)

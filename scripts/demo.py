@@ -276,7 +276,7 @@ def demo_exporter(fake: FakePinference, env: dict[str, str], work: Path) -> None
             show_notifications(receiver, am_url, "firing")
 
         step("The fault clears and the exporter recovers")
-        curl_admin(fake.url, "DELETE", "faults")
+        curl_admin(fake.url, "DELETE", "fault")
         wait_for(lambda: re.search(r"^pinference_up(\{[^}]*\})? 1\.0$",
                                    requests.get(f"{base}/metrics", timeout=2).text, flags=re.M),
                  "recovery")  # fmt: skip

@@ -19,7 +19,6 @@ from llm_pinference import cache as catalog
 from llm_pinference.cache import Catalog
 from llm_pinference.core.client import PinferenceClient
 from llm_pinference.core.errors import PinferenceError, Reason
-from llm_pinference.core.models import ModelInfo
 from llm_pinference.core.settings import Settings
 from pinference_fake import FakePinference, Fault
 from tests.support import free_port
@@ -144,41 +143,6 @@ def test_the_cache_holds_no_secret(fake: FakePinference, settings: Settings, tmp
     for secret in (*SECRETS, USER):
         assert secret not in text
     assert list(json.loads(text)["accounts"]) == [f"{fake.base_url}|team=team-1"]
-
-
-def test_a_fetch_function_that_echoes_is_scrubbed_by_the_catalog(tmp_path: Path):
-    settings = Settings(api_key=KEY, base_url=with_credentials("https://api.test/api/v1"))
-
-    def echo(_: Settings) -> list[ModelInfo]:
-        return [m for m in map(ModelInfo.from_api, echoing_models()) if m is not None]
-
-    lookup = Catalog(tmp_path / "cache.json", settings, fetch=echo).get()
-    assert_clean(lookup.models, [m.raw for m in lookup.models])
-
-
-def test_an_old_cache_keyed_with_credentials_is_read_and_cleaned(tmp_path: Path):
-    url = with_credentials("https://api.test/api/v1")
-    path = tmp_path / catalog.CACHE_FILENAME
-    old = {
-        "format": catalog.FORMAT,
-        "version": catalog.VERSION,
-        "accounts": {
-            f"{url}|team=": {
-                "fetched_at": 1_800_000_000.0,
-                "models": [{"id": "old/model"}],
-                "error": f"cannot connect to {url}",
-            }
-        },
-    }
-    path.write_text(json.dumps(old))
-    settings = Settings(base_url=url)
-    clock = lambda: 1_800_000_100.0  # noqa: E731
-    lookup = Catalog(path, settings, clock=clock, ttl=3600).get()
-    assert (lookup.source, [m.id for m in lookup.models]) == ("fresh", ["old/model"])
-    Catalog(path, Settings(base_url="https://other.test/v1"), fetch=lambda s: [], clock=clock).get()
-    text = path.read_text()
-    assert PASSWORD not in text and USER not in text
-    assert "https://api.test/api/v1|team=" in json.loads(text)["accounts"]
 
 
 def test_settings_secrets_and_account():

@@ -218,7 +218,7 @@ def metric_names(expr: str) -> set[str]:
     text = re.sub(r"\{[^}]*\}", " ", text)  # label matchers
     text = re.sub(r"\[[^\]]*\]", " ", text)  # ranges and subqueries
     text = re.sub(r"\b(?:by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", " ", text)
-    text = re.sub(r"\boffset\s+-?\w+", " ", text)
+    text = re.sub(r"\boffset\s+-?[\w$]+", " ", text)  # a duration or a Grafana variable
     names: set[str] = set()
     for match in re.finditer(r"(?<![\w.])[A-Za-z_:][\w:]*", text):
         word = match.group()

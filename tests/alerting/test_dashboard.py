@@ -42,6 +42,7 @@ from tests.alerting.helpers import (
     load_dashboard,
     load_yaml,
     metric_names,
+    promtool,
     run,
     substitute,
 )
@@ -108,7 +109,7 @@ def test_panel_titles_are_unique(panels: list[dict[str, Any]]) -> None:
     assert all(titles) and len(titles) == len(set(titles))
 
 
-def test_grid_positions_fit_and_do_not_overlap(panels: list[dict[str, Any]]) -> None:
+def _check_layout(panels: list[dict[str, Any]]) -> None:
     cells: dict[tuple[int, int], str] = {}
     for panel in panels:
         pos = panel["gridPos"]
@@ -118,6 +119,29 @@ def test_grid_positions_fit_and_do_not_overlap(panels: list[dict[str, Any]]) -> 
         for cell in itertools.product(range(x, x + w), range(y, y + h)):
             assert cell not in cells, f"{panel['title']!r} overlaps {cells[cell]!r} at {cell}"
             cells[cell] = panel["title"]
+
+
+def test_grid_positions_fit_and_do_not_overlap(dashboard: dict[str, Any]) -> None:
+    """As shown (collapsed rows closed), and with each collapsed row opened in place."""
+    top = dashboard["panels"]
+    _check_layout(top)
+    for row in top:
+        if row.get("collapsed"):
+            assert row["panels"], f"{row['title']}: a collapsed row holds its panels"
+            _check_layout([{**row, "panels": []}, *row["panels"]])
+            assert min(p["gridPos"]["y"] for p in row["panels"]) == row["gridPos"]["y"] + 1
+        else:
+            assert not row.get("panels"), f"{row['title']}: an open row holds no panels"
+
+
+def test_rows_empty_by_default_are_collapsed(dashboard: dict[str, Any]) -> None:
+    """Chat probes (--probe.chat.models) and watched models (--probe.models) are opt-in:
+    their rows start collapsed, as does the long catalog table; the rest is open."""
+    rows = {p["title"]: bool(p.get("collapsed")) for p in dashboard["panels"] if p["type"] == "row"}
+    collapsed = {title for title, closed in rows.items() if closed}
+    assert collapsed == {"Inference (chat probes)", "Watched models", "Catalog: models listed now"}
+    assert list(rows)[-len(collapsed) :] == [t for t in rows if t in collapsed]  # at the end
+    assert len(list(iter_panels(dashboard["panels"]))) <= 45  # was 50: kept small
 
 
 def test_rows_are_full_width_and_first(panels: list[dict[str, Any]]) -> None:
@@ -309,20 +333,66 @@ def test_queries_are_scoped_to_job_instance_and_account(panels: list[dict[str, A
                     assert "account" in labels, f"by ({clause}) drops account: {where}"
 
 
-def test_rates_use_the_rate_interval(panels: list[dict[str, Any]]) -> None:
-    """Range queries take rates over $__rate_interval (at least four scrapes at any zoom);
-    a fixed window is only for instant stats whose title names it."""
+_AGGREGATION = re.compile(
+    r"\b(sum|min|max|avg|count|topk|bottomk|quantile|group|stddev)\s*"
+    r"(?:by\s*\(([^)]*)\)\s*)?\("
+)
+
+
+def _argument(expr: str, start: int) -> str:
+    """The parenthesised text that opens at expr[start - 1]."""
+    depth = 1
+    for i in range(start, len(expr)):
+        depth += {"(": 1, ")": -1}.get(expr[i], 0)
+        if depth == 0:
+            return expr[start:i]
+    raise AssertionError(f"unbalanced: {expr}")
+
+
+def test_every_panel_is_per_account(panels: list[dict[str, Any]]) -> None:
+    """Like its neighbours, every panel shows each selected account on its own: an
+    aggregation of series that carry `account` keeps it (`by (..., account, ...)`)."""
+    checked = 0
+    for panel in panels:
+        for expr in exprs_of(panel):
+            for match in _AGGREGATION.finditer(expr):
+                read = metric_names(_argument(expr, match.end())) - GLOBAL_SERIES
+                if all(is_exporter_level(name) for name in read):
+                    continue  # the probe interval, Prometheus' up: no account to keep
+                checked += 1
+                labels = {x.strip() for x in (match.group(2) or "").split(",")}
+                assert "account" in labels, f"{panel['title']}: {match.group(0)} drops account"
+    assert checked >= 20
+
+
+def test_panel_aggregation_check_catches_a_sum_over_accounts() -> None:
+    expr = 'sum(increase(pinference_probes_total{job="$job"}[24h]))'
+    match = _AGGREGATION.search(expr)
+    assert match and match.group(2) is None
+    assert metric_names(_argument(expr, match.end())) == {"pinference_probes_total"}
+
+
+def test_windows_fit_the_panel(panels: list[dict[str, Any]]) -> None:
+    """Range queries take rates over $__rate_interval (at least four scrapes at any zoom)
+    and count per bar with the counter's difference over $__interval (no extrapolation);
+    instant stats count over the dashboard's range or a fixed window their title names."""
     checked = 0
     for panel in panels:
         for target in panel.get("targets") or []:
+            expr = target["expr"]
             windows = re.findall(r"\b(?:rate|irate|increase|delta|deriv)\([^\[]*\[([^\]]+)\]",
-                                 target["expr"])  # fmt: skip
+                                 expr)  # fmt: skip
             for window in windows:
                 checked += 1
                 if target.get("instant"):
-                    assert f"({window})" in panel["title"], f"{panel['title']}: [{window}]"
+                    assert window == "$__range" or f"({window})" in panel["title"], panel["title"]
                 else:
                     assert window == "$__rate_interval", f"{panel['title']}: [{window}]"
+            for offset in re.findall(r"\boffset\s+(\S+?)\)", expr):
+                checked += 1
+                assert offset == "$__interval" and not target.get("instant"), panel["title"]
+                assert panel["fieldConfig"]["defaults"]["custom"]["drawStyle"] == "bars"
+                assert panel["fieldConfig"]["defaults"]["decimals"] == 0
     assert checked >= 10
 
 
@@ -399,7 +469,6 @@ def test_generator_rewrites_every_runbook_link(generator: ModuleType, tmp_path: 
 def test_is_it_up_row(panels: list[dict[str, Any]]) -> None:
     expectations = {
         "API up now": "pinference_up{",
-        "List success ratio (24h)": "[24h]",
         "Exporter up": "up{",
         "Auth OK": "pinference_probe_http_status_code{",
         "Last successful list": "pinference_last_success_timestamp_seconds{",
@@ -413,9 +482,14 @@ def test_is_it_up_row(panels: list[dict[str, Any]]) -> None:
 
 
 def _row_of(panels: list[dict[str, Any]], row_title: str) -> list[dict[str, Any]]:
-    """The panels between a row and the next one (rows are not collapsed)."""
-    ordered = sorted(panels, key=lambda p: (p["gridPos"]["y"], p["gridPos"]["x"]))
-    start = ordered.index(by_title(panels, row_title))
+    """The panels of a row: those between it and the next one, or in it when collapsed."""
+    row = by_title(panels, row_title)
+    if row.get("collapsed"):
+        return sorted(row["panels"], key=lambda p: (p["gridPos"]["y"], p["gridPos"]["x"]))
+    nested = {id(child) for panel in panels for child in panel.get("panels") or []}
+    shown = (panel for panel in panels if id(panel) not in nested)
+    ordered = sorted(shown, key=lambda p: (p["gridPos"]["y"], p["gridPos"]["x"]))
+    start = ordered.index(row)
     members = []
     for panel in ordered[start + 1 :]:
         if panel["type"] == "row":
@@ -434,9 +508,11 @@ def test_error_budget_row(dashboard: dict[str, Any], panels: list[dict[str, Any]
     (availability,) = exprs_of(row[0])
     assert availability.count("[30d]") == 2 and availability.count('endpoint="list"') == 2
     (remaining,) = exprs_of(row[1])
-    ratio = availability.removeprefix("1 - (").removesuffix(")")
-    assert availability == f"1 - ({ratio})" and f"1 - ({ratio}) / scalar(" in remaining
-    assert "/ scalar(1 - pinference:slo_objective:ratio)" in remaining
+    failures, probes = availability.removeprefix("1 - (").removesuffix(")").split(" / ")
+    # the month's allowance: at least the probes 30 days hold at the probe interval
+    full = "2592000 / scalar(min(pinference_probe_interval_seconds{"
+    assert remaining.startswith(f"1 - ({failures} / clamp_min({probes}, {full}")
+    assert remaining.endswith(") / scalar(1 - pinference:slo_objective:ratio)")
     assert exprs_of(row[2]) == ["pinference:slo_objective:ratio"]
     records = {r["record"] for g in load_yaml(RULES)["groups"] for r in g["rules"] if "record" in r}
     assert "pinference:slo_objective:ratio" in records
@@ -516,6 +592,7 @@ def test_inference_row(panels: list[dict[str, Any]]) -> None:
         "Chat probe success ratio", "Chat output tokens", "Chat probe spend (30d)",
         "Unpriced chat probes (24h)",
     ]  # fmt: skip
+    assert by_title(panels, "Inference (chat probes)")["collapsed"] is True
     by = {p["title"]: p for p in row}
     for title, metric in (
         ("Time to first token", "pinference_chat_probe_ttft_seconds"),
@@ -530,15 +607,18 @@ def test_inference_row(panels: list[dict[str, Any]]) -> None:
         assert quantiles == ["0.5", "0.9", "0.99"]
         assert by[title]["fieldConfig"]["defaults"]["unit"] == "s"
     (failures,) = exprs_of(by["Chat probe failures by reason"])
-    assert failures.startswith(
-        "sum by (account, model, reason) (increase(pinference_chat_probe_failures_total{"
-    )
+    assert failures.startswith("sum by (account, model, reason) (pinference_chat_probe_failures_")
     assert by["Chat probe failures by reason"]["fieldConfig"]["defaults"]["custom"]["stacking"][
         "mode"] == "normal"  # fmt: skip
     (ratio,) = exprs_of(by["Chat probe success ratio"])
     assert "pinference_chat_probe_failures_total{" in ratio
     assert "pinference_chat_probes_total{" in ratio
-    assert "pinference_chat_probe_output_tokens_total{" in exprs_of(by["Chat output tokens"])[0]
+    (tokens,) = exprs_of(by["Chat output tokens"])
+    assert tokens.startswith("round(sum by (account, model) (increase(pinference_chat_probe_out")
+    assert tokens.endswith("[$__range])))")
+    for title in ("Chat output tokens", "Unpriced chat probes (24h)"):  # whole numbers
+        assert exprs_of(by[title])[0].startswith("round(")
+        assert by[title]["fieldConfig"]["defaults"]["decimals"] == 0
     (spend,) = exprs_of(by["Chat probe spend (30d)"])
     assert "increase(pinference_chat_probe_cost_usd_total{" in spend and "[30d]" in spend
     assert by["Chat probe spend (30d)"]["fieldConfig"]["defaults"]["unit"] == "currencyUSD"
@@ -548,22 +628,27 @@ def test_inference_row(panels: list[dict[str, Any]]) -> None:
             assert panel["interval"] == "10m", panel["title"]
 
 
-def test_failures_by_reason_are_stacked_rates(panels: list[dict[str, Any]]) -> None:
+def test_failures_by_reason_are_stacked_counts(panels: list[dict[str, Any]]) -> None:
+    """Whole failed probes per bar, not per-second rates of a 30s probe (a sawtooth); a
+    bar is at least a minute (two probes at the default interval)."""
     panel = by_title(panels, "Failures by reason")
     (expr,) = exprs_of(panel)
-    assert expr.startswith(
-        "sum by (account, endpoint, reason) (rate(pinference_probe_failures_total{"
+    selector = expr.split(") - ")[0].removeprefix("sum by (account, endpoint, reason) (")
+    assert expr == (
+        f"sum by (account, endpoint, reason) ({selector}) - "
+        f"sum by (account, endpoint, reason) ({selector} offset $__interval) > 0"
     )
+    assert selector.startswith("pinference_probe_failures_total{")
+    assert panel["interval"] == "1m"
     assert panel["fieldConfig"]["defaults"]["custom"]["stacking"]["mode"] == "normal"
 
 
 def test_catalog_panels(panels: list[dict[str, Any]]) -> None:
-    assert any(
-        "pinference_catalog_models{" in e
-        for e in exprs_of(by_title(panels, "Models listed over time"))
-    )
+    (listed,) = exprs_of(by_title(panels, "Models listed over time"))
+    assert listed.startswith("sum by (account, owned_by) (pinference_models{")  # stacked
     (changes,) = exprs_of(by_title(panels, "Catalog changes"))
-    assert "increase(pinference_catalog_changes_total{" in changes
+    assert changes.startswith("sum by (account, change) (pinference_catalog_changes_total{")
+    assert "offset $__interval" in changes
     table = by_title(panels, "Catalog")
     assert table["type"] == "table"
     (target,) = table["targets"]
@@ -581,7 +666,7 @@ def test_watched_models_and_status_panels(panels: list[dict[str, Any]]) -> None:
     timeline = by_title(panels, "Watched models over time")
     assert timeline["type"] == "state-timeline"
     assert all('model=~"$model"' in e for e in exprs_of(timeline))
-    assert all('model=~"$model"' in e for e in exprs_of(by_title(panels, "Watched models now")))
+    assert _row_of(panels, "Watched models") == [timeline]
     status = by_title(panels, "Last HTTP status")
     assert exprs_of(status)[0].startswith("pinference_probe_http_status_code{")
 
@@ -593,7 +678,6 @@ def test_exporter_health_row(panels: list[dict[str, Any]]) -> None:
     assert exprs_of(by_title(panels, "Probe interval"))[0].startswith(
         "pinference_probe_interval_seconds{"
     )
-    assert "rate(pinference_probes_total{" in exprs_of(by_title(panels, "Probes per second"))[0]
     assert exprs_of(by_title(panels, "Model series dropped"))[0].startswith(
         "pinference_model_series_dropped{"
     )
@@ -605,8 +689,10 @@ def test_exporter_health_row(panels: list[dict[str, Any]]) -> None:
     assert texts == {"OK", "FAILED"}
     (expr,) = exprs_of(by_title(panels, "Config loaded"))
     assert expr.startswith("time() - pinference_exporter_config_last_reload_success_timestamp_")
+    (expr,) = exprs_of(by_title(panels, "Render errors"))
+    assert expr.startswith("pinference_exporter_render_errors_total{")
     health = {p["title"] for p in _row_of(panels, "Exporter health")}
-    assert {"Config reload", "Config loaded"} <= health
+    assert {"Config reload", "Config loaded", "Render errors"} <= health
 
 
 # ------------------------------------------------------------------ PromQL and the contract
@@ -1015,3 +1101,91 @@ def test_dashboard_provider_points_at_the_mounted_dashboards() -> None:
     assert path.startswith("/")
     text = GRAFANA_DASHBOARD_PROVIDER.read_text()
     assert f"grafana/dashboards:{path}" in text, "the comment must show how to mount it"
+
+
+# ------------------------------------------------------------------ what panels show on known data
+
+SERIES_LABELS = f'job="{JOB}", instance="exp:8795"'
+
+
+Check = tuple[str, str, list[Any]]  # (eval_time, PromQL, expected samples)
+
+
+def _shows(tmp_path: Path, series: dict[str, str], checks: list[Check]) -> None:
+    """promtool evaluates panel queries (variables substituted) over `series` (one sample
+    every 30s, the default probe interval) with the shipped rules loaded: each check is
+    (eval_time, expr, expected samples as {labels, value})."""
+    test = {
+        "rule_files": [str(RULES)],
+        "evaluation_interval": "30s",
+        "tests": [{
+            "interval": "30s",
+            "input_series": [{"series": name, "values": values} for name, values in series.items()],
+            "promql_expr_test": [
+                {"expr": expr, "eval_time": at, "exp_samples": samples}
+                for at, expr, samples in checks
+            ],
+        }],
+    }  # fmt: skip
+    path = tmp_path / "panels.test.yml"
+    path.write_text(yaml.safe_dump(test, sort_keys=False))
+    result = promtool("test", "rules", str(path))
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def _query(panels: list[dict[str, Any]], title: str) -> str:
+    (expr,) = exprs_of(by_title(panels, title))
+    return substitute(expr)
+
+
+def test_a_young_series_spends_the_month_not_more(
+    panels: list[dict[str, Any]], tmp_path: Path
+) -> None:
+    """Half an hour after install, every list probe failed (60 of them): the availability
+    of those probes is 0, and the error budget has lost 60 of the 432 failures 30 days at
+    30s allow (13.9%): 86.1% remains, not -19,900% (60 / 60 failed, over a 0.5% budget)."""
+    series = {
+        f"pinference_probe_interval_seconds{{{SERIES_LABELS}}}": "30x60",
+        f'pinference_probes_total{{{SERIES_LABELS}, account="a", endpoint="list"}}': "0+1x60",
+        f'pinference_probe_failures_total{{{SERIES_LABELS}, account="a", endpoint="list", '
+        'reason="timeout"}': "0+1x60",
+    }
+    budget = _query(panels, "Error budget remaining (30d)")
+    _shows(tmp_path, series, [
+        ("30m", _query(panels, "Availability (30d)"), [{"labels": '{account="a"}', "value": 0}]),
+        ("30m", f"count(({budget}) > 0.86 < 0.862)", [{"labels": "{}", "value": 1}]),
+        ("30m", f"({budget}) < 0", []),
+    ])  # fmt: skip
+
+
+def test_failures_are_counted_whole_in_their_bars(
+    panels: list[dict[str, Any]], tmp_path: Path
+) -> None:
+    """8 failed list probes between minutes 5 and 9: the bars of "Failures by reason" add up
+    to 8 (whole numbers, nothing extrapolated), and a reason that never failed has none."""
+    series = {
+        f'pinference_probe_failures_total{{{SERIES_LABELS}, account="a", endpoint="list", '
+        'reason="timeout"}': "0x10 1+1x7 8x43",
+        f'pinference_probe_failures_total{{{SERIES_LABELS}, account="a", endpoint="list", '
+        'reason="server_error"}': "0x61",
+    }
+    bars = _query(panels, "Failures by reason")
+    labels = '{account="a", endpoint="list", reason="timeout"}'
+    _shows(tmp_path, series, [
+        ("30m", f"sum_over_time(({bars})[30m:1m])", [{"labels": labels, "value": 8}]),
+        ("30m", f"max_over_time(({bars})[30m:1m])", [{"labels": labels, "value": 2}]),
+        ("30m", f"sum_over_time((({bars}) - round({bars}))[30m:1m])",
+         [{"labels": labels, "value": 0}]),
+    ])  # fmt: skip
+
+
+def test_chat_tokens_are_a_whole_count(panels: list[dict[str, Any]], tmp_path: Path) -> None:
+    """Three chat probes of 8 tokens each in a young series: 24 tokens, not 24.4."""
+    series = {
+        f'pinference_chat_probe_output_tokens_total{{{SERIES_LABELS}, account="a", '
+        'model="m"}': "0x9 8x10 16x10 24x31",
+    }
+    _shows(tmp_path, series, [
+        ("30m", _query(panels, "Chat output tokens"),
+         [{"labels": '{account="a", model="m"}', "value": 24}]),
+    ])  # fmt: skip

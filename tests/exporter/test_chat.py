@@ -4,7 +4,6 @@ its schedule (its own thread and interval, the hourly cap) and reloads."""
 
 from __future__ import annotations
 
-import itertools
 import json
 import logging
 import threading
@@ -298,10 +297,9 @@ def test_the_loop_waits_for_the_first_list_then_keeps_its_interval(fake: FakePin
         wait_for(lambda: len(fake.requests_for("chat")) >= 4, what="four chat probes")
         first_list = fake.requests_for("list")[0].time
     chats = [r.time for r in fake.requests_for("chat")]
-    assert chats[0] >= first_list  # the prices first
-    gaps = [b - a for a, b in itertools.pairwise(chats)]
-    # an interval apart (the requests leave a few ms after their cycle starts, give or take)
-    assert all(gap >= 0.4 - 0.1 for gap in gaps), gaps
+    # The prices first; then cycle k starts k intervals after the first one (or later, on a
+    # busy machine: lateness only moves a probe later, so this bound cannot flake).
+    assert all(t >= first_list + k * 0.4 for k, t in enumerate(chats)), (first_list, chats)
 
 
 def test_the_hourly_cap_holds_whatever_calls_the_cycles(

@@ -56,8 +56,8 @@ def test_every_reason_is_preset_and_histogram_uses_the_contract_buckets(
         assert all(v.value == 0 for v in s.samples("pinference_probe_failures_total"))
         buckets = [x.labels["le"] for x in s.samples("pinference_probe_duration_seconds_bucket")
                    if x.labels["endpoint"] == "list"]  # fmt: skip
-        assert buckets == ["0.05", "0.1", "0.25", "0.5", "1.0", "2.5", "5.0", "10.0", "30.0",
-                           "+Inf"]  # fmt: skip
+        assert buckets == ["0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1.0", "2.5",
+                           "5.0", "10.0", "30.0", "+Inf"]  # fmt: skip
         assert s.value("pinference_up") == 0
         assert s.value("pinference_probe_success", endpoint="list") is None
         assert s.value("pinference_catalog_models") is None

@@ -20,14 +20,14 @@ from tests.exporter.helpers import make_exporter, promtool_check, scrape, wait_f
 
 def test_bucket_bounds_are_inclusive() -> None:
     state = ProbeState()
-    for duration in (0.0, 0.05, 0.0500001, 30.0, 31.0):
+    for duration in (0.0, 0.005, 0.0050001, 30.0, 31.0):
         state.record("list", duration, time.time())
     stats = state.snapshot().endpoints["list"]
-    assert stats.buckets[0] == 2  # 0 and exactly 0.05 are "le 0.05"
+    assert stats.buckets[0] == 2  # 0 and exactly 0.005 are "le 0.005"
     assert stats.buckets[1] == 1
     assert stats.buckets[len(BUCKETS) - 1] == 1  # exactly 30 is "le 30"
     assert stats.buckets[-1] == 1  # above 30 is +Inf only
-    assert stats.probes == 5 and stats.duration_sum == pytest.approx(61.1000001)
+    assert stats.probes == 5 and stats.duration_sum == pytest.approx(61.0100001)
 
 
 def test_unknown_reason_is_refused() -> None:

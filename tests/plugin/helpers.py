@@ -7,9 +7,12 @@ tests; this plugin is then registered by hand, exactly once per process.
 
 from __future__ import annotations
 
+import contextlib
+import http.server
 import json
 import os
 import sys
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -71,11 +74,6 @@ def cache_file() -> Path:
     return user_dir() / catalog.CACHE_FILENAME
 
 
-def index_file() -> Path:
-    """The registration index beside the cache file."""
-    return catalog.index_path(cache_file())
-
-
 def read_cache() -> dict[str, Any]:
     return json.loads(cache_file().read_text())
 
@@ -111,3 +109,59 @@ def write_prime_config(home: Path, **values: str) -> None:
 
 def auth_header(request: Any) -> str | None:
     return request.header("authorization")
+
+
+class Clock:
+    """A clock the test moves by hand."""
+
+    def __init__(self) -> None:
+        self.now = 1_800_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+Reply = tuple[int, dict[str, str], Iterable[bytes]]
+
+
+class ChatServer:
+    """A loopback chat endpoint for answers the fake does not send (any headers, any
+    bytes, at any pace): every POST gets `reply()` (status, headers, body chunks), sent as
+    it is and ended by closing the connection."""
+
+    def __init__(self) -> None:
+        self.reply: Callable[[], Reply] = lambda: (200, {}, [b""])
+        self.requests = 0
+        server = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                self.rfile.read(int(self.headers.get("content-length") or 0))
+                server.requests += 1
+                status, headers, chunks = server.reply()
+                self.send_response(status)
+                for name, value in headers.items():
+                    self.send_header(name, value)
+                self.send_header("Connection", "close")
+                self.end_headers()
+                with contextlib.suppress(OSError):
+                    for chunk in chunks:
+                        self.wfile.write(chunk)
+                        self.wfile.flush()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.base_url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
+
+    def model(self, *, async_: bool = False) -> Any:
+        """A registered-like pinference model whose chat goes to this server."""
+        from llm_pinference import plugin
+        from llm_pinference.core.models import ModelInfo
+        from llm_pinference.core.settings import Settings
+        from llm_pinference.registration import record
+
+        pair = plugin.build_models(record(ModelInfo("m", "m")), Settings(base_url=self.base_url))
+        return pair[1] if async_ else pair[0]

@@ -1,4 +1,6 @@
-"""The on-disk model cache on its own: no llm, a fake fetch function and a fake clock."""
+"""The on-disk model cache on its own (no llm process): a fake fetch function and a fake
+clock; TTL, back-off, accounts, damaged files, concurrent writers, and the registration
+records kept beside each list in the one file."""
 
 from __future__ import annotations
 
@@ -6,7 +8,9 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -18,7 +22,9 @@ from llm_pinference.cache import Catalog, cache_ttl
 from llm_pinference.core.errors import PinferenceError, Reason
 from llm_pinference.core.models import ModelInfo, parse_models
 from llm_pinference.core.settings import Settings
+from llm_pinference.registration import RECORDS
 from pinference_fake import FakePinference, Fault, generate_catalog
+from tests.plugin.helpers import Clock
 
 KEY = "pit_catalog_secret_99"
 BASE = "https://api.test/api/v1"
@@ -39,22 +45,7 @@ class Fetcher:
         return parse_models([{"id": i, "display_name": i.upper()} for i in self.ids])[0]
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_800_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-@pytest.fixture(autouse=True)
-def _fresh_process() -> None:
-    catalog.reset_process_state()
-
-
-@pytest.fixture
-def path(tmp_path: Path) -> Path:
-    return tmp_path / "llm" / catalog.CACHE_FILENAME
+pytestmark = pytest.mark.usefixtures("fresh_cache")
 
 
 def make(path: Path, fetch: Fetcher, clock: Clock, **kwargs: Any) -> Catalog:
@@ -278,16 +269,6 @@ def test_unwritable_cache_still_answers(tmp_path: Path) -> None:
     assert fetch.calls == 3
 
 
-def test_key_is_never_written(path: Path) -> None:
-    settings = Settings(api_key=KEY, team_id="t1", base_url=BASE)
-    fetch = Fetcher(["a/1", f"echo/{KEY}"])
-    lookup = make(path, fetch, Clock(), settings=settings).get()
-    assert KEY not in repr(lookup) and KEY not in path.read_text()
-    fetch.error = error(api_message=f"bad key {KEY}")
-    make(path, fetch, Clock(), settings=settings, ttl=0).get()
-    assert KEY not in path.read_text()
-
-
 def test_concurrent_writers_leave_a_whole_file(path: Path) -> None:
     # A reader reads while four writers write (big lists, so a write in place would be
     # caught half done); every read must be a whole cache file, and every writer must
@@ -353,7 +334,8 @@ for i in range(rounds):
     Catalog(path, Settings(base_url=f"https://api.test/{n}"),
             fetch=lambda s: parse_models([{"id": x} for x in ids])[0], ttl=0).get()
     # Nobody else may have dropped (or rolled back) this account's entry since.
-    models = json.loads(path.read_text())["accounts"].get(account, {}).get("models") or []
+    stored = json.loads(path.read_text())["accounts"].get(account, {})
+    models = json.loads(stored.get("models") or "[]")
     lost += not models or models[0]["id"] != f"m/{n}/{i}"
 print(lost)
 """
@@ -375,7 +357,7 @@ def test_processes_refreshing_at_once_never_lose_an_account(path: Path, tmp_path
     assert [p.returncode for p in procs] == [0] * 4, outcomes
     assert [int(out) for out, _ in outcomes] == [0] * 4, outcomes
     accounts = json.loads(path.read_text())["accounts"]
-    assert {k: v["models"][0]["id"] for k, v in accounts.items()} == {
+    assert {k: json.loads(v["models"])[0]["id"] for k, v in accounts.items()} == {
         f"https://api.test/{n}|team=": f"m/{n}/39" for n in range(4)
     }
 
@@ -431,7 +413,8 @@ def test_an_all_unusable_list_keeps_the_cached_one(path: Path) -> None:
         lookup = Catalog(path, settings, clock=clock, ttl=60).get()
     assert lookup.source == "stale" and lookup.models == first.models
     assert lookup.error is not None and lookup.error.reason is Reason.INVALID_RESPONSE
-    assert len(json.loads(path.read_text())["accounts"][settings.account]["models"]) > 5
+    stored = json.loads(path.read_text())["accounts"][settings.account]["models"]
+    assert len(json.loads(stored)) > 5
 
 
 def test_a_lone_surrogate_from_the_api_is_cached_and_read_back(path: Path) -> None:
@@ -446,3 +429,269 @@ def test_a_lone_surrogate_from_the_api_is_cached_and_read_back(path: Path) -> No
     (model,) = lookup.get().models
     assert (model.id, model.display_name) == ("a/\ud800", "bad \udfff name é")
     assert lookup.get().source == "fresh"
+
+
+# Edges found by `make mutation`: which account is dropped when the file is full, when a
+# back-off starts and ends, files it must leave alone, writes that cannot happen in place.
+
+
+class Api:
+    """GET /models for several accounts: each base URL has its own list, or fails."""
+
+    def __init__(self, **lists: list[str]) -> None:
+        self.lists = lists
+        self.error: PinferenceError | None = None
+        self.calls = 0
+
+    def __call__(self, settings: Settings) -> list[ModelInfo]:
+        self.calls += 1
+        if self.error is not None:
+            raise self.error
+        name = settings.base_url.rsplit("/", 1)[-1]
+        return [ModelInfo(id=i, owned_by=i.split("/")[0]) for i in self.lists.get(name, [])]
+
+
+def cache(path: Path, api: Api, clock: Clock, name: str = "main", **kwargs: Any) -> Catalog:
+    settings = Settings(base_url=f"{BASE}/{name}")
+    return Catalog(path, settings, fetch=api, clock=clock, ttl=kwargs.pop("ttl", 3600), **kwargs)
+
+
+def accounts(path: Path) -> set[str]:
+    names = json.loads(path.read_text())["accounts"]
+    return {key.split("|")[0].rsplit("/", 1)[-1] for key in names}
+
+
+def failure(**kwargs: Any) -> PinferenceError:
+    return PinferenceError(Reason.CONNECTION_ERROR, "cannot connect to the API", **kwargs)
+
+
+def test_the_least_recently_used_account_is_dropped(path: Path) -> None:
+    """Recency, not names, decides; a failed fetch is a use too; refreshing an account
+    of a full file drops nobody."""
+    assert catalog.MAX_ACCOUNTS == 8
+    listed = ["b", "h", "a", "g", "c", "f", "d"]  # used in this order, names unsorted
+    api, clock = Api(**{name: [f"{name}/m"] for name in [*listed, "z"]}), Clock()
+    for name in listed:
+        clock.now += 1
+        cache(path, api, clock, name).get()
+    clock.now += 1
+    offline = Api()
+    offline.error = failure()
+    cache(path, offline, clock, "e").get()  # e: no list ever, but used just now
+    assert accounts(path) == {*listed, "e"}
+    clock.now += 1
+    cache(path, api, clock, "b").refresh()  # b is recent again: h is now the oldest
+    assert accounts(path) == {*listed, "e"}
+    clock.now += 1
+    cache(path, api, clock, "z").get()
+    assert accounts(path) == {*listed, "e", "z"} - {"h"}
+
+
+def test_a_successful_refresh_ends_the_backoff(path: Path) -> None:
+    """`llm pinference refresh` after an outage: lookups fetch again once the list ages."""
+    api, clock = Api(main=["a/1"]), Clock()
+    api.error = failure()
+    cache(path, api, clock, ttl=60).get()
+    clock.now += 10
+    api.error = None
+    assert cache(path, api, clock, ttl=60).refresh().saved is True
+    clock.now += 100  # past the TTL, still within the old back-off
+    assert cache(path, api, clock, ttl=60).get().source == "fetched"
+    assert api.calls == 3
+
+
+def test_the_backoff_ends_at_its_retry_time(path: Path) -> None:
+    api, clock = Api(main=["a/1"]), Clock()
+    api.error = failure()
+    lookup = cache(path, api, clock, backoff=300).get()
+    assert lookup.retry_at == clock.now + 300
+    clock.now += 299.5
+    cache(path, api, clock, backoff=300).get()
+    assert api.calls == 1
+    clock.now = lookup.retry_at
+    cache(path, api, clock, backoff=300).get()
+    assert api.calls == 2
+
+
+def test_the_longest_backoff_is_honoured_not_taken_for_a_clock_change(path: Path) -> None:
+    api, clock = Api(main=["a/1"]), Clock()
+    api.error = failure(retry_after=catalog.MAX_BACKOFF * 2)
+    cache(path, api, clock).get()
+    catalog.reset_process_state()  # the next command: only the file remembers
+    cache(path, api, clock).get()
+    assert api.calls == 1
+
+
+def test_a_cache_of_another_version_is_left_unread(path: Path) -> None:
+    path.parent.mkdir(parents=True)
+    entry = {"fetched_at": 1_800_000_000.0, "models": [{"id": "future/1"}]}
+    document = {"format": catalog.FORMAT, "version": catalog.VERSION + 1}
+    path.write_text(json.dumps({**document, "accounts": {f"{BASE}/main|team=": entry}}))
+    lookup = cache(path, Api(main=["a/1"]), Clock()).get()
+    assert (lookup.source, [m.id for m in lookup.models]) == ("fetched", ["a/1"])
+
+
+def test_a_timestamp_that_is_not_a_number_is_no_list(path: Path) -> None:
+    """json reads NaN; a list of unknown age is not offered as a fallback (its age would
+    read `nan`)."""
+    path.parent.mkdir(parents=True)
+    entry = '{"fetched_at": NaN, "models": [{"id": "old/1"}]}'
+    path.write_text(
+        f'{{"format": "{catalog.FORMAT}", "version": {catalog.VERSION}, '
+        f'"accounts": {{"{BASE}/main|team=": {entry}}}}}'
+    )
+    api = Api()
+    api.error = failure()
+    assert cache(path, api, Clock()).get().source == "none"
+
+
+def test_models_from_any_fetch_function_survive_the_cache(path: Path) -> None:
+    """Models built without an API object (another fetch function) are stored and read back."""
+    api, clock = Api(main=["a/1", "b/2"]), Clock()
+    assert cache(path, api, clock).refresh().saved is True
+    catalog.reset_process_state()
+    lookup = cache(path, api, clock).get()
+    assert (lookup.source, [(m.id, m.owned_by) for m in lookup.models]) == (
+        "fresh",
+        [("a/1", "a"), ("b/2", "b")],
+    )
+
+
+def test_a_temporary_directory_on_another_filesystem_changes_nothing(
+    path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """TMPDIR is often a tmpfs: the cache is still replaced whole, from its own directory."""
+    shm = Path("/dev/shm")
+    path.parent.mkdir(parents=True)
+    if not shm.is_dir() or shm.stat().st_dev == path.parent.stat().st_dev:
+        pytest.skip("no second filesystem for the temporary directory")
+    monkeypatch.setattr(tempfile, "tempdir", tempfile.mkdtemp(dir=shm))
+    api, clock = Api(main=["a/1"]), Clock()
+    assert cache(path, api, clock).refresh().saved is True
+    assert "a/1" in path.read_text()
+
+
+def test_a_directory_in_the_cache_files_place(path: Path) -> None:
+    """The lookup still answers; the write fails cleanly, leaving no temporary file."""
+    path.mkdir(parents=True)
+    api, clock = Api(main=["a/1"]), Clock()
+    assert [m.id for m in cache(path, api, clock).get().models] == ["a/1"]
+    assert cache(path, api, clock).refresh().saved is False
+    assert sorted(os.listdir(path.parent)) == [path.name, path.name + catalog.LOCK_SUFFIX]
+
+
+def test_the_plugins_fetch_gives_up_connecting_after_2_seconds(unaccepting_port: int) -> None:
+    """`llm` waits at most 2 s for an unreachable API, not the client's default 3 s."""
+    started = time.monotonic()
+    with pytest.raises(PinferenceError) as info:
+        catalog.fetch_models(Settings(base_url=f"http://127.0.0.1:{unaccepting_port}/v1"))
+    elapsed = time.monotonic() - started
+    assert info.value.reason is Reason.TIMEOUT
+    # Not the client's default 3 s.
+    assert catalog.CONNECT_TIMEOUT - 0.05 <= elapsed < catalog.CONNECT_TIMEOUT + 0.95, elapsed
+
+
+# The registration records beside each list (what the hooks read)
+
+NOW = 1_800_000_000.0
+
+
+def account(path: Path, url: str, fetch: Fetcher, **kwargs: Any) -> Catalog:
+    kwargs.setdefault("ttl", 3600)
+    return Catalog(
+        path, Settings(base_url=url), fetch=fetch, clock=lambda: NOW, records=RECORDS, **kwargs
+    )
+
+
+def record_ids(listing: catalog.Listing) -> list[str]:
+    return [r[0] for r in listing.records]
+
+
+def test_every_list_is_written_with_its_records(path: Path) -> None:
+    account(path, "https://a.test/v1", Fetcher(["a/1", "a/2"])).get()
+    stored = json.loads(path.read_text())["accounts"]["https://a.test/v1|team="]
+    version, records = stored["records"]
+    assert version == RECORDS.version
+    assert (
+        [r[0] for r in records] == [m["id"] for m in json.loads(stored["models"])] == ["a/1", "a/2"]
+    )
+
+
+def test_a_refetched_account_gets_the_new_lists_records(path: Path, parsed: list[object]) -> None:
+    fetch = Fetcher(["a/1", "a/2"])
+    assert record_ids(account(path, "https://a.test/v1", fetch).listing()) == ["a/1", "a/2"]
+    fetch.ids = ["a/2", "a/3"]
+    # The same process (its memo) and a new one (the file) both see the new list's records.
+    assert record_ids(account(path, "https://a.test/v1", fetch, ttl=0).listing()) == ["a/2", "a/3"]
+    catalog.reset_process_state()
+    assert record_ids(account(path, "https://a.test/v1", Fetcher([])).listing()) == ["a/2", "a/3"]
+
+
+def test_records_of_another_version_are_derived_again(path: Path) -> None:
+    account(path, "https://a.test/v1", Fetcher(["a/1"])).get()
+    data = json.loads(path.read_text())
+    (stored,) = data["accounts"].values()
+    stored["records"] = [RECORDS.version + 1, [["ghost/model", "Ghost", 0, 0]]]
+    path.write_text(json.dumps(data))
+    catalog.reset_process_state()
+    assert record_ids(account(path, "https://a.test/v1", Fetcher([])).listing()) == ["a/1"]
+
+
+def test_another_accounts_write_keeps_the_first_accounts_records(
+    path: Path, parsed: list[object]
+) -> None:
+    account(path, "https://a.test/v1", Fetcher(["a/1", "a/2"])).get()
+    catalog.reset_process_state()  # another process adds its account
+    parsed.clear()
+    account(path, "https://b.test/v1", Fetcher(["b/1"])).get()
+    assert [o["id"] for o in parsed] == ["b/1"]  # the fetch: a's list was not parsed again
+    parsed.clear()
+    catalog.reset_process_state()  # a new process
+    listing = account(path, "https://a.test/v1", Fetcher([])).listing()
+    assert (listing.source, record_ids(listing)) == ("fresh", ["a/1", "a/2"])
+    assert record_ids(account(path, "https://b.test/v1", Fetcher([])).listing()) == ["b/1"]
+    assert parsed == []  # neither list was parsed: both records came from the file
+
+
+def test_a_failure_keeps_the_list_and_its_records(path: Path, parsed: list[object]) -> None:
+    fetch = Fetcher(["a/1"])
+    account(path, "https://a.test/v1", fetch).get()
+    fetch.error = PinferenceError(Reason.SERVER_ERROR, "HTTP 503", status=503)
+    catalog.reset_process_state()
+    parsed.clear()
+    failed = account(path, "https://a.test/v1", fetch, ttl=0).listing()
+    assert (failed.source, record_ids(failed), failed.error) == ("stale", ["a/1"], fetch.error)
+    catalog.reset_process_state()
+    backing_off = account(path, "https://a.test/v1", fetch, ttl=0).listing()
+    assert backing_off.source == "stale" and backing_off.error is None
+    assert record_ids(backing_off) == ["a/1"]
+    assert backing_off.retry_at is None and parsed == []
+    entry = json.loads(path.read_text())["accounts"]["https://a.test/v1|team="]
+    assert entry["retry_at"] == NOW + catalog.DEFAULT_BACKOFF
+
+
+def test_without_fetch_the_list_is_used_at_any_age_and_nothing_is_sent(path: Path) -> None:
+    fetch = Fetcher(["a/1"])
+    account(path, "https://a.test/v1", fetch).get()
+    fetch.error = PinferenceError(Reason.CONNECTION_ERROR, "cannot connect")
+    old = account(path, "https://a.test/v1", fetch, ttl=0).listing(fetch=False)
+    assert (old.source, record_ids(old), old.error) == ("stale", ["a/1"], None)
+    none = account(path, "https://other.test/v1", fetch).listing(fetch=False)
+    assert (none.source, none.records) == ("none", [])
+
+
+def test_a_models_details_come_from_the_cached_list(path: Path) -> None:
+    account(path, "https://a.test/v1", Fetcher(["a/1", "a/2"])).get()
+    catalog.reset_process_state()
+    listing = account(path, "https://a.test/v1", Fetcher([])).listing()
+    assert listing.entry is not None
+    model = listing.entry.model("a/2")
+    assert model is not None and model.display_name == "A/2"
+    assert listing.entry.model("nope") is None
+
+
+def test_an_unwritable_directory_still_lists(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    listing = account(blocker / catalog.CACHE_FILENAME, "https://a.test/v1", Fetcher(["a/1"]))
+    assert record_ids(listing.listing()) == ["a/1"]

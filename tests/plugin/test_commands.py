@@ -13,15 +13,10 @@ from click.testing import Result
 from llm_pinference import cache as catalog
 from llm_pinference import commands
 from pinference_fake import FakePinference, Fault, default_catalogue, generate_catalogue
-from tests.plugin.helpers import KEY, invoke, read_cache, reset_state, set_cache_times
+from tests.plugin.helpers import KEY, invoke, read_cache, set_cache_times
 from tests.support import free_port as closed_port
 
-
-@pytest.fixture(autouse=True)
-def _plugin(fake: FakePinference, monkeypatch: pytest.MonkeyPatch) -> None:
-    reset_state()
-    monkeypatch.setenv("PRIME_INFERENCE_URL", fake.base_url)
-    monkeypatch.setenv("PRIME_API_KEY", KEY)  # configured: the hooks fetch the list
+pytestmark = pytest.mark.usefixtures("configured")
 
 
 def one_line_error(result: Result, *parts: str) -> None:
@@ -322,3 +317,21 @@ def test_backoff_does_not_stop_an_explicit_models_command(fake: FakePinference) 
     result = invoke(["pinference", "models"])
     assert result.exit_code == 0 and "claude-sonnet-4.5" in result.stdout
     assert len(fake.requests_for("list")) == 2
+
+
+def test_the_models_table_fits_the_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
+    wide = invoke(["pinference", "models"]).stdout.splitlines()
+    assert "cache wr $/M" in wide[0]  # not a terminal: every column
+    monkeypatch.setenv("COLUMNS", "80")
+    narrow = invoke(["pinference", "models"]).stdout.splitlines()
+    assert max(map(len, narrow)) <= 80 < max(map(len, wide))
+    assert narrow[0].startswith("id") and "in $/M" in narrow[0] and "cache" not in narrow[0]
+    assert len(narrow) == len(wide)  # every model, fewer columns
+    monkeypatch.setenv("COLUMNS", "20")
+    tiny = invoke(["pinference", "models"]).stdout.splitlines()
+    assert tiny[0].split() == ["id"]  # the id always stays
+
+
+def test_the_help_says_what_serving_means() -> None:
+    help_text = " ".join(invoke(["pinference", "models", "--help"]).stdout.split())
+    assert "serving: how the API says the model is served, `hosted`" in help_text

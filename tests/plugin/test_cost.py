@@ -11,9 +11,9 @@ import pytest
 import sqlite_utils
 from llm.migrations import migrate
 
-from llm_pinference import commands
+from llm_pinference import cost
 from pinference_fake import FakePinference, Fault
-from tests.plugin.helpers import KEY, invoke, reset_state, user_dir
+from tests.plugin.helpers import invoke, user_dir
 
 NOW = datetime.datetime.now(datetime.timezone.utc)
 
@@ -59,11 +59,7 @@ LEGACY = [
 ]
 
 
-@pytest.fixture(autouse=True)
-def _plugin(fake: FakePinference, monkeypatch: pytest.MonkeyPatch) -> None:
-    reset_state()
-    monkeypatch.setenv("PRIME_INFERENCE_URL", fake.base_url)
-    monkeypatch.setenv("PRIME_API_KEY", KEY)
+pytestmark = pytest.mark.usefixtures("configured")
 
 
 def build_logs(path: Path) -> None:
@@ -206,7 +202,7 @@ def test_real_prompts_are_priced(fake: FakePinference) -> None:
     """End to end: prompts through llm, logged by llm, priced by the command."""
     for prompt in ("hello there", "one two three four"):
         assert invoke(["-m", "pinference/deepseek-chat", prompt]).exit_code == 0
-    logged = commands.logged_usage(user_dir() / "logs.db")
+    logged = cost.logged_usage(user_dir() / "logs.db")
     assert sorted((u.model, u.input_tokens) for u in logged) == [
         ("pinference/deepseek-chat", 2),
         ("pinference/deepseek-chat", 4),
@@ -224,8 +220,12 @@ def test_no_logs_no_list_and_bad_input(fake: FakePinference, tmp_path: Path) -> 
     empty = tmp_path / "empty.db"
     migrate(sqlite_utils.Database(empty))
     result = invoke(["pinference", "cost", "-d", str(empty)])
-    assert result.stdout.strip() == "No pinference/* responses in all of llm's logs."
+    assert result.stdout.strip() == "No logged responses for pinference/* in all of llm's logs."
     assert fake.requests == []  # nothing to price: no list fetched
+    result = invoke(["pinference", "cost", "-d", str(empty), "-m", "nope"])
+    assert result.stdout.strip() == (
+        "No logged responses for model pinference/nope in all of llm's logs."
+    )
     result = invoke(["pinference", "cost", "--since", "yesterday"])
     assert result.exit_code == 2 and "not a duration: 'yesterday'" in result.stderr
     (tmp_path / "junk.db").write_bytes(b"not a database at all" * 100)
@@ -264,7 +264,7 @@ def test_hostile_rows_count_as_unknown_usage_and_absurd_prices_as_no_price(
         db["turns"].insert({"id": f"h{i}", "model": f"pinference/{model}",
                             "input_tokens": input_, "output_tokens": output,
                             "token_details": details, "datetime_utc": NOW.isoformat()})  # fmt: skip
-    entries = commands.logged_usage(logs)
+    entries = cost.logged_usage(logs)
     assert [(e.input_tokens, e.output_tokens) for e in entries] == [
         (None, None), (None, None), (100, None), (0, 0), (2**63 - 1, 0)
     ]  # fmt: skip
@@ -277,32 +277,27 @@ def test_hostile_rows_count_as_unknown_usage_and_absurd_prices_as_no_price(
     assert model["cost_usd"] == pytest.approx((100 + 2**63 - 1) * 0.27 / 1e6)
     assert report["no_usage"] == {"responses": 2, "models": ["pinference/deepseek-chat"]}
 
+    from llm_pinference.core.models import Pricing
+
+    absurd = Pricing(input=1e308, output=1e308)
+    assert absurd.cost_of(10, 10) is None  # not inf (JSON has no Infinity)
+
+
+def test_the_cost_report_and_the_chat_probe_price_a_usage_alike() -> None:
+    """One pricing (Pricing.cost_of): cache writes count in both."""
+    from llm_pinference.core.chatprobe import TokenUsage, estimate_cost
     from llm_pinference.core.models import ModelInfo, Pricing
 
-    absurd = ModelInfo(id="x", owned_by="x", pricing=Pricing(input=1e308, output=1e308))
-    usage = commands.ModelCost("pinference/x", 1, 10, 0, 0, 10, None)
-    assert commands.price_usd(absurd, usage) is None  # not inf (JSON has no Infinity)
-
-
-@pytest.mark.parametrize(
-    "text, seconds",
-    [("90m", 5400), ("24h", 86400), ("7d", 604800), ("2w", 1209600), ("1h30m", 5400)],
-)
-def test_durations(text: str, seconds: float) -> None:
-    assert commands.parse_duration(text) == seconds
-
-
-@pytest.mark.parametrize("text", ["", "10", "1x", "m", "5 m", "-1h"])
-def test_bad_durations(text: str) -> None:
-    with pytest.raises(ValueError):
-        commands.parse_duration(text)
-
-
-def test_cache_token_shapes() -> None:
-    assert commands.cache_tokens({}) == (0, 0)
-    anthropic_style = {"cache_read_input_tokens": 5, "cache_creation_input_tokens": 7}
-    assert commands.cache_tokens(anthropic_style) == (5, 7)
-    assert commands.cache_tokens(
-        {"prompt_tokens_details": {"cached_tokens": 3, "cache_write_tokens": 4}}
-    ) == (3, 4)
-    assert commands.cache_tokens({"prompt_tokens_details": {"cached_tokens": "3"}}) == (0, 0)
+    pricing = Pricing(input=3, output=15, cache_read=0.3, cache_write=3.75)
+    logged = cost.LoggedUsage(
+        "pinference/m",
+        10_000,
+        2_000,
+        {"prompt_tokens_details": {"cached_tokens": 6_000, "cache_write_tokens": 3_000}},
+        None,
+    )
+    report = cost.cost_report([logged], {"m": ModelInfo("m", "m", pricing=pricing)})
+    expected = (1_000 * 3 + 6_000 * 0.3 + 3_000 * 3.75 + 2_000 * 15) / 1e6
+    assert report.models[0].cost_usd == pytest.approx(expected)
+    probe = TokenUsage(10_000, 2_000, False, cache_read_tokens=6_000, cache_write_tokens=3_000)
+    assert estimate_cost(probe, pricing) == pytest.approx(expected)

@@ -8,7 +8,6 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import llm
@@ -16,14 +15,12 @@ import pytest
 
 from llm_pinference import cache as catalog
 from llm_pinference import registration
-from llm_pinference.core.models import ModelInfo
 from pinference_fake import FakePinference, Fault, default_catalogue, generate_catalogue
 from tests.plugin.helpers import (
     KEY,
     PRIVATE_MODEL,
     TEAM,
     cache_file,
-    index_file,
     invoke,
     pinference_ids,
     read_cache,
@@ -37,11 +34,7 @@ ALL_IDS = sorted(m["id"] for m in default_catalogue())
 WARNING = "llm-pinference: could not refresh the model list"
 
 
-@pytest.fixture(autouse=True)
-def _plugin(fake: FakePinference, monkeypatch: pytest.MonkeyPatch) -> None:
-    reset_state()
-    monkeypatch.setenv("PRIME_INFERENCE_URL", fake.base_url)
-    monkeypatch.setenv("PRIME_API_KEY", KEY)  # configured: the hooks fetch the list
+pytestmark = pytest.mark.usefixtures("configured")  # a key: the hooks fetch the list
 
 
 def listed() -> list[str]:
@@ -65,23 +58,18 @@ def test_cache_file_format() -> None:
     (account,) = data["accounts"]
     assert account == f"{os.environ['PRIME_INFERENCE_URL']}|team="
     entry = data["accounts"][account]
-    assert sorted(m["id"] for m in entry["models"]) == ALL_IDS
+    assert sorted(m["id"] for m in json.loads(entry["models"])) == ALL_IDS  # JSON text
     assert abs(entry["fetched_at"] - time.time()) < 600
     assert entry["retry_at"] is None and entry["error"] is None
     assert not [p.name for p in user_dir().iterdir() if p.name.endswith(".tmp")]
 
 
-def test_index_format() -> None:
+def test_the_records_the_hooks_read() -> None:
     listed()
-    index = json.loads(index_file().read_text())
-    assert index["format"] == "llm-pinference/models-index" and index["version"] == 1
-    stat = cache_file().stat()
-    assert index["cache"] == [stat.st_mtime_ns, stat.st_size, stat.st_ino]
-    assert index["records"] == registration.RECORDS.version
-    (account,) = index["accounts"]
-    entry = index["accounts"][account]
-    assert entry["fetched_at"] == read_cache()["accounts"][account]["fetched_at"]
-    by_id = {r[0]: r for r in entry["models"]}
+    (entry,) = read_cache()["accounts"].values()
+    version, records = entry["records"]
+    assert version == registration.RECORDS.version
+    by_id = {r[0]: r for r in records}
     assert sorted(by_id) == ALL_IDS
     sonnet = by_id["anthropic/claude-sonnet-4.5"]
     assert sonnet[1] == (
@@ -89,23 +77,13 @@ def test_index_format() -> None:
     )
     assert sonnet[2] == registration.VISION | registration.TOOLS | registration.SCHEMA
     assert "reasoning_effort" in registration.names_of(sonnet[3])
+    assert sorted(p.name for p in user_dir().iterdir() if p.name.startswith("pinference")) == [
+        catalog.CACHE_FILENAME,
+        catalog.CACHE_FILENAME + catalog.LOCK_SUFFIX,
+    ]  # one cache file (and its lock)
 
 
-@pytest.fixture
-def parsed(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """The ids of the API objects parsed from now on."""
-    seen: list[str] = []
-    real = ModelInfo.from_api.__func__  # type: ignore[attr-defined]
-
-    def counting(cls: type[ModelInfo], obj: object) -> ModelInfo | None:
-        seen.append(obj.get("id") if isinstance(obj, dict) else repr(obj))
-        return real(cls, obj)
-
-    monkeypatch.setattr(ModelInfo, "from_api", classmethod(counting))
-    return seen
-
-
-def test_a_warm_start_parses_no_api_object(fake: FakePinference, parsed: list[str]) -> None:
+def test_a_warm_start_parses_no_api_object(fake: FakePinference, parsed: list[object]) -> None:
     listed()
     parsed.clear()
     for _ in range(2):
@@ -120,67 +98,19 @@ def test_a_warm_start_parses_no_api_object(fake: FakePinference, parsed: list[st
     assert len(parsed) == len(ALL_IDS)
 
 
-def test_an_old_cache_without_index_is_read_then_indexed(
-    fake: FakePinference, parsed: list[str]
-) -> None:
-    listed()
-    index_file().unlink()  # what an earlier version left: the cache file alone
-    reset_state()
-    assert listed() == ALL_IDS
-    assert index_file().exists()
-    parsed.clear()
-    reset_state()
-    assert listed() == ALL_IDS and parsed == []
-    assert len(fake.requests_for("list")) == 1
-
-
-@pytest.mark.parametrize(
-    "spoil",
-    [
-        lambda index: index.update(cache=[1, 2, 3]),  # the index of another cache file
-        lambda index: index.update(records=index["records"] + 1),  # another derivation
-        lambda index: index.update(version=99),
-        lambda index: index.update(accounts=[]),
-        lambda index: index.clear(),
-    ],
-    ids=["other-cache", "other-records", "other-version", "bad-accounts", "empty"],
-)
-def test_an_index_that_does_not_fit_is_ignored_and_rewritten(
-    fake: FakePinference, spoil: Callable[[dict], None]
-) -> None:
-    listed()
-    index = json.loads(index_file().read_text())
-    stale = index["accounts"][next(iter(index["accounts"]))]
-    stale["models"] = [["ghost/model", "Pinference: pinference/ghost/model", 0, 0]]
-    spoil(index)
-    index_file().write_text(json.dumps(index))
-    reset_state()
-    assert listed() == ALL_IDS  # from the cache file
-    assert "ghost/model" not in index_file().read_text()  # indexed again
-    reset_state()
-    assert listed() == ALL_IDS
-    assert len(fake.requests_for("list")) == 1
-
-
-def test_an_edited_cache_file_outdates_its_index(fake: FakePinference) -> None:
+def test_records_of_another_release_are_derived_from_the_list(fake: FakePinference) -> None:
     listed()
     data = read_cache()
     (entry,) = data["accounts"].values()
-    entry["models"].append({"id": "added/by-hand", "display_name": "By hand"})
+    entry["models"] = [
+        *json.loads(entry["models"]),
+        {"id": "added/by-hand", "display_name": "By hand"},
+    ]  # a list of objects (as written before) is read too
+    entry["records"][0] += 1  # what another release of the plugin derived
     cache_file().write_text(json.dumps(data))
     reset_state()
     assert listed() == sorted([*ALL_IDS, "added/by-hand"])
     assert len(fake.requests_for("list")) == 1
-
-
-@pytest.mark.parametrize("content", [b"", b"{not json", b"[" * 100_000])
-def test_a_damaged_index_is_ignored_and_rewritten(fake: FakePinference, content: bytes) -> None:
-    listed()
-    index_file().write_bytes(content)
-    reset_state()
-    result = invoke(["models"])
-    assert sorted(pinference_ids(result.stdout)) == ALL_IDS and result.stderr == ""
-    assert json.loads(index_file().read_text())["format"] == "llm-pinference/models-index"
 
 
 def test_ttl_expiry_triggers_exactly_one_refetch(fake: FakePinference) -> None:

@@ -19,7 +19,6 @@ from tests.plugin.helpers import (
     KEY,
     errors_as_users_see_them,
     invoke,
-    reset_state,
 )
 from tests.support import free_port as closed_port
 
@@ -28,11 +27,7 @@ REASONING = "deepseek/deepseek-r1-0528"  # reasoning, no tools, no schemas
 REPLY = f"Hello from {CHAT}! You said: hello there"
 
 
-@pytest.fixture(autouse=True)
-def _plugin(fake: FakePinference, monkeypatch: pytest.MonkeyPatch) -> None:
-    reset_state()
-    monkeypatch.setenv("PRIME_INFERENCE_URL", fake.base_url)
-    monkeypatch.setenv("PRIME_API_KEY", KEY)
+pytestmark = pytest.mark.usefixtures("configured")
 
 
 def last_log() -> dict:

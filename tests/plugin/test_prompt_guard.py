@@ -13,6 +13,8 @@ import os
 import subprocess
 import sys
 import time
+import zlib
+from collections.abc import Iterator
 from pathlib import Path
 
 import llm
@@ -20,12 +22,12 @@ import openai
 import pytest
 from click.testing import Result
 
-from llm_pinference import plugin
+from llm_pinference import openai_http, plugin
 from llm_pinference.openai_http import http_lib
 from pinference_fake import FakePinference, Fault
 from tests.plugin.helpers import (
     KEY,
-    ensure_registered,
+    ChatServer,
     errors_as_users_see_them,
     invoke,
     reset_state,
@@ -36,13 +38,7 @@ LLM = str(Path(sys.executable).with_name("llm"))
 STREAMS = [pytest.param([], id="stream"), pytest.param(["--no-stream"], id="no-stream")]
 
 
-@pytest.fixture(autouse=True)
-def _plugin(fake: FakePinference, monkeypatch: pytest.MonkeyPatch) -> None:
-    ensure_registered()
-    reset_state()
-    monkeypatch.setenv("PRIME_INFERENCE_URL", fake.base_url)
-    monkeypatch.setenv("PRIME_API_KEY", KEY)
-    monkeypatch.delenv("LLM_PINFERENCE_TIMEOUT", raising=False)
+pytestmark = pytest.mark.usefixtures("configured")
 
 
 def logged() -> int:
@@ -134,9 +130,9 @@ def test_a_dropped_connection_is_not_cannot_reach(
 # in APIConnectionError; openai 3 passes openai errors on. Verdicts hold either way.
 
 
-def _chat_request(client: plugin.GuardedClient, fake: FakePinference, attempt: int) -> object:
+def _chat_request(client: openai_http.GuardedClient, fake: FakePinference, attempt: int) -> object:
     body = {"model": "deepseek-chat", "messages": [{"role": "user", "content": "hi"}]}
-    headers = {"Authorization": f"Bearer {KEY}", plugin.RETRY_HEADER: str(attempt)}
+    headers = {"Authorization": f"Bearer {KEY}", openai_http.RETRY_HEADER: str(attempt)}
     request = client.build_request(
         "POST", fake.base_url + "/chat/completions", json=body, headers=headers
     )
@@ -147,7 +143,7 @@ def _chat_request(client: plugin.GuardedClient, fake: FakePinference, attempt: i
     "fault, error",
     [
         (Fault(mode="hang"), openai.APITimeoutError),
-        (Fault(mode="wrong_shape"), plugin.InvalidChatResponse),
+        (Fault(mode="wrong_shape"), openai_http.InvalidChatResponse),
     ],
     ids=["read-timeout", "invalid-answer"],
 )
@@ -155,7 +151,7 @@ def test_a_verdict_is_not_sent_again_when_openai_retries(
     fake: FakePinference, fault: Fault, error: type[openai.APIError]
 ) -> None:
     fake.set_fault("chat", fault)
-    with plugin.GuardedClient(timeout=http_lib.Timeout(0.5)) as client:
+    with openai_http.GuardedClient(timeout=http_lib.Timeout(0.5)) as client:
         with pytest.raises(error) as first:
             _chat_request(client, fake, 0)
         with pytest.raises(error) as retried:
@@ -173,11 +169,11 @@ def test_a_wrapped_verdict_reaches_callers_as_itself() -> None:
     try:
         raise openai.APIConnectionError(request=request) from verdict
     except openai.APIConnectionError as wrapped:
-        assert plugin.unwrapped(wrapped) is verdict
+        assert openai_http.unwrapped(wrapped) is verdict
     try:
         raise openai.APIConnectionError(request=request) from OSError("reset")
     except openai.APIConnectionError as plain:
-        assert plugin.unwrapped(plain) is plain
+        assert openai_http.unwrapped(plain) is plain
 
 
 def test_the_chat_client_timeouts(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -258,7 +254,7 @@ def test_a_long_stream_is_cut_at_the_cap(
     fake: FakePinference, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     errors_as_users_see_them(monkeypatch)
-    monkeypatch.setattr(plugin, "MAX_STREAM_BYTES", 4096)
+    monkeypatch.setattr(openai_http, "MAX_STREAM_BYTES", 4096)
     words = " ".join(f"word{i}" for i in range(400))  # the fake echoes it, one event per word
     result = invoke(["-m", MODEL, words])
     line = one_line_error(result, "Pinference invalid_response")
@@ -266,16 +262,6 @@ def test_a_long_stream_is_cut_at_the_cap(
     assert result.stdout.startswith("Hello from deepseek-chat!")  # what came before the cut
     result = invoke(["-m", MODEL, "short"])
     assert result.exit_code == 0, result.output
-
-
-def test_an_overlong_event_is_refused(
-    fake: FakePinference, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    errors_as_users_see_them(monkeypatch)
-    monkeypatch.setattr(plugin, "MAX_LINE_BYTES", 1024)
-    fake.set_fault("chat", Fault(body="data: " + "x" * 5000 + "\n\ndata: [DONE]\n\n"))
-    line = one_line_error(invoke(["-m", MODEL, "hi"]), "Pinference invalid_response")
-    assert "an event of the stream passed 1024 bytes" in line
 
 
 def chunk(text: str) -> str:
@@ -291,13 +277,15 @@ NESTED = "[" * 100_000 + "]" * 100_000
     "body, extra, detail",
     [
         (chunk("Hel") + chunk("lo"), [], "the event stream ended before `data: [DONE]`"),
+        (chunk("Hi") + ": keep-alive\n\n" * 3, [], "the event stream ended before `data: [DONE]`"),
+        ("[" * 50 + "]" * 50, ["--no-stream"], "the answer is not a chat completion"),
         ("data: [DONE]\n\n", [], "the event stream ended without a single event"),
         (
             'data: {"choices": [\n\ndata: [DONE]\n\n',
             [],
-            "the answer could not be read: JSONDecodeError",
+            "a stream event is not JSON",
         ),
-        (f"data: {NESTED}\n\ndata: [DONE]\n\n", [], "the answer could not be read: RecursionError"),
+        (f"data: {NESTED}\n\ndata: [DONE]\n\n", [], "a stream event is nested too deeply"),
         (NESTED, ["--no-stream"], "the answer is not JSON"),
         (
             '{"choices": [{"message": {"content": "hi"}}]}',
@@ -306,7 +294,17 @@ NESTED = "[" * 100_000 + "]" * 100_000
         ),
         ("<html>Bad gateway</html>", ["--no-stream"], "the answer is not JSON"),
     ],
-    ids=["no-done", "only-done", "bad-event", "nested-event", "nested", "no-usage", "html"],
+    ids=[
+        "no-done",
+        "comments-no-done",
+        "nested-list",
+        "only-done",
+        "bad-event",
+        "nested-event",
+        "nested",
+        "no-usage",
+        "html",
+    ],
 )
 def test_more_broken_answers(
     fake: FakePinference,
@@ -328,12 +326,12 @@ def test_python_callers_get_an_openai_error(fake: FakePinference) -> None:
     for stream in (True, False):
         with pytest.raises(openai.APIError) as info:
             llm.get_model(MODEL).prompt("hi", stream=stream).text()
-        assert isinstance(info.value, plugin.InvalidChatResponse)
+        assert isinstance(info.value, openai_http.InvalidChatResponse)
 
         async def run(stream: bool = stream) -> str:
             return await llm.get_async_model(MODEL).prompt("hi", stream=stream).text()
 
-        with pytest.raises(plugin.InvalidChatResponse) as async_info:
+        with pytest.raises(openai_http.InvalidChatResponse) as async_info:
             asyncio.run(run())
         assert str(async_info.value).startswith("Pinference invalid_response")
 
@@ -368,3 +366,122 @@ def test_a_huge_error_body_is_refused_too(
     line = one_line_error(invoke(["-m", MODEL, "hi", *extra]), "Pinference invalid_response")
     assert "the answer is 20 MiB, more than 16 MiB" in line  # an error body is a body
     assert len(fake.requests_for("chat")) == 1
+
+
+# What the API sends back becomes valid values or a named reason (issue 23)
+
+
+def completion(usage: object) -> str:
+    return json.dumps(
+        {
+            "id": "c",
+            "object": "chat.completion",
+            "created": 0,
+            "model": "m",
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": "hi"},
+                    "finish_reason": "stop",
+                }
+            ],
+            "usage": usage,
+        }
+    )
+
+
+def usage_chunk(usage: object) -> str:
+    event = {"id": "c", "object": "chat.completion.chunk", "created": 0, "model": "m"}
+    return "data: " + json.dumps({**event, "choices": [], "usage": usage}) + "\n\n"
+
+
+@pytest.mark.parametrize("extra", STREAMS)
+@pytest.mark.parametrize(
+    "usage, logged_as",
+    [
+        ({"prompt_tokens": 10**30, "completion_tokens": 2, "total_tokens": 3}, (None, 2)),
+        ({"prompt_tokens": "12", "completion_tokens": 2.0, "total_tokens": 3}, (12, 2)),
+        ({"prompt_tokens": 1.5, "completion_tokens": -4, "total_tokens": True}, (None, None)),
+    ],
+    ids=["huge", "string-and-float", "fraction-negative-bool"],
+)
+def test_odd_usage_is_logged_as_counts_or_nothing(
+    fake: FakePinference, extra: list[str], usage: dict, logged_as: tuple
+) -> None:
+    body = completion(usage) if extra else chunk("hi") + usage_chunk(usage) + "data: [DONE]\n\n"
+    fake.set_fault("chat", Fault(body=body))
+    result = invoke(["-m", MODEL, "hi", *extra])
+    assert result.exit_code == 0, result.output
+    assert "Pydantic" not in result.output and "Traceback" not in result.output
+    entry = json.loads(invoke(["logs", "-n", "1", "--json"]).stdout)[0]
+    assert (entry["input_tokens"], entry["output_tokens"]) == logged_as
+
+
+def test_a_stream_of_keep_alives_alone_ends_in_a_timeout(
+    chat_server: ChatServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LLM_PINFERENCE_TIMEOUT", "1")
+
+    def forever() -> Iterator[bytes]:
+        yield chunk("Hel").encode()
+        for _ in range(300):  # 60 s, or until the client gives up
+            time.sleep(0.2)
+            yield b": keep-alive\n\n" + chunk("").encode()  # an event, but no token
+
+    chat_server.reply = lambda: (200, {"Content-Type": "text/event-stream"}, forever())
+    started = time.monotonic()
+    with pytest.raises(openai.APITimeoutError) as info:
+        chat_server.model().prompt("hi", key=KEY).text()
+    assert time.monotonic() - started < 30  # a bound only a hang exceeds (the timeout: 1 s)
+    assert str(info.value).startswith("Pinference timeout: no answer from")
+    assert chat_server.requests == 1
+
+
+@pytest.mark.parametrize("stream", [True, False])
+def test_a_compressed_answer_is_capped_once_inflated(
+    chat_server: ChatServer, monkeypatch: pytest.MonkeyPatch, stream: bool
+) -> None:
+    monkeypatch.setattr(openai_http, "MAX_STREAM_BYTES", 1024 * 1024)
+    monkeypatch.setattr(openai_http, "MAX_BODY_BYTES", 1024 * 1024)
+    sent = []
+
+    def bomb() -> Iterator[bytes]:
+        packer = zlib.compressobj(wbits=31)  # gzip
+        for _ in range(2000):  # 2000 MiB inflated, about 2 MiB sent: or until cut
+            sent.append(packer.compress(b"\n" * 1024 * 1024 if stream else b" " * 1024 * 1024))
+            yield sent[-1]
+
+    kind = "text/event-stream" if stream else "application/json"
+    chat_server.reply = lambda: (200, {"Content-Type": kind, "Content-Encoding": "gzip"}, bomb())
+    with pytest.raises(openai_http.InvalidChatResponse) as info:
+        chat_server.model().prompt("hi", stream=stream, key=KEY).text()
+    assert "passed 1 MiB and was cut" in str(info.value)
+    assert sum(map(len, sent)) < 1024 * 1024  # cut on what it inflates to, not what was sent
+
+
+@pytest.mark.parametrize(
+    "retry_after", ["9" * 400, "1e999", "-5", "Fri, 31 Dec 99999 23:59:59 GMT", "soon"]
+)
+def test_any_retry_after_gives_a_rate_limited_line(
+    fake: FakePinference, monkeypatch: pytest.MonkeyPatch, retry_after: str
+) -> None:
+    errors_as_users_see_them(monkeypatch)
+    fake.set_fault("chat", Fault(status=429, retry_after=retry_after))
+    one_line_error(invoke(["-m", MODEL, "hi"]), "Pinference rate_limited (HTTP 429)")
+
+
+def test_a_key_outside_latin_1_is_one_line_and_nothing_is_sent(
+    fake: FakePinference, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    errors_as_users_see_them(monkeypatch)
+    assert invoke(["models"]).exit_code == 0  # the list is cached
+    monkeypatch.setenv("PRIME_API_KEY", "pit_ключ")
+    reset_state()
+    result = invoke(["-m", MODEL, "hi"])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    # The hooks' warning (they list the cached models, and fetch nothing) and the error.
+    warning, error = result.stderr.strip().splitlines()
+    assert warning.startswith("llm-pinference: cannot look up the API key (Pinference client_")
+    assert error.startswith("Error: client_error: PRIME_API_KEY holds a character")
+    assert "ключ" not in result.output
+    assert fake.requests_for("chat") == []

@@ -23,10 +23,11 @@ from tests.plugin.helpers import (
     PRIVATE_MODEL,
     TEAM,
     auth_header,
+    cache_file,
     errors_as_users_see_them,
-    index_file,
     invoke,
     pinference_ids,
+    read_cache,
     reset_state,
     set_cache_times,
     set_key,
@@ -36,11 +37,7 @@ from tests.plugin.helpers import (
 CHAT_MODEL = "qwen/qwen3-30b-a3b-instruct-2507"
 
 
-@pytest.fixture(autouse=True)
-def _plugin(fake: FakePinference, monkeypatch: pytest.MonkeyPatch) -> None:
-    reset_state()
-    monkeypatch.setenv("PRIME_INFERENCE_URL", fake.base_url)
-    monkeypatch.setenv("PRIME_API_KEY", KEY)  # configured: the hooks fetch the list
+pytestmark = pytest.mark.usefixtures("configured")  # a key: the hooks fetch the list
 
 
 def registered() -> dict[str, llm.Model]:
@@ -323,11 +320,11 @@ def test_a_corrupt_keys_file_still_lists_models(fake: FakePinference) -> None:
 )
 def test_one_damaged_record_does_not_hide_the_others(damage: Callable[[list], None]) -> None:
     invoke(["models"])
-    index = json.loads(index_file().read_text())
-    (entry,) = index["accounts"].values()
-    (record,) = [r for r in entry["models"] if r[0] == CHAT_MODEL]
+    data = read_cache()
+    (entry,) = data["accounts"].values()
+    (record,) = [r for r in entry["records"][1] if r[0] == CHAT_MODEL]
     damage(record)
-    index_file().write_text(json.dumps(index))  # still the index of the same cache file
+    cache_file().write_text(json.dumps(data))
     reset_state()
     result = invoke(["models"])
     assert result.exit_code == 0 and "OpenAI Chat: gpt-4o" in result.stdout
@@ -385,3 +382,43 @@ def test_importing_the_plugin_does_not_import_requests() -> None:
         check=False,
     )
     assert out.stdout.split() == ["False", "True"], out.stderr
+
+
+def test_an_unknown_pinference_model_gets_a_hint(
+    fake: FakePinference, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    errors_as_users_see_them(monkeypatch)
+    monkeypatch.setattr(sys, "argv", ["llm", "-m", "pinference/nope", "hi"])
+    monkeypatch.delenv("PRIME_API_KEY")
+    # No key, no cached list: how to set a key.
+    result = invoke(["-m", "pinference/nope", "hi"])
+    hint, error = result.stderr.strip().splitlines()
+    assert hint.startswith("llm-pinference: no Pinference models are listed")
+    assert "llm keys set pinference" in hint and "llm pinference refresh" in hint
+    assert error == "Error: 'Unknown model: pinference/nope'"
+    # A key and a cached list without the model: refresh.
+    monkeypatch.setenv("PRIME_API_KEY", KEY)
+    reset_state()
+    result = invoke(["-m", "pinference/nope", "hi"])
+    hint = result.stderr.strip().splitlines()[0]
+    assert hint.startswith("llm-pinference: pinference/nope is not in the model list cached")
+    assert "`llm pinference refresh`" in hint
+    # Other commands and models say nothing.
+    reset_state()
+    monkeypatch.setattr(sys, "argv", ["llm", "models"])
+    assert invoke(["models"]).stderr == ""
+
+
+@pytest.mark.parametrize(
+    "argv, wanted",
+    [
+        (["llm", "-m", "pinference/a/b", "hi"], "a/b"),
+        (["llm", "--model=pinference/a"], "a"),
+        (["llm", "-mpinference/x"], "x"),
+        (["llm", "chat", "--model", "pinference/y"], "y"),
+        (["llm", "-m", "gpt-4o", "pinference/z"], None),
+        (["llm", "models", "-q", "pinference/z"], None),
+    ],
+)
+def test_the_model_a_command_line_asks_for(argv: list[str], wanted: str | None) -> None:
+    assert plugin.requested_model(argv) == wanted
