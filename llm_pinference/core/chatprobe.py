@@ -28,11 +28,11 @@ _DONE = b"[DONE]"
 _TOKEN_FIELDS = ("content", "reasoning_content", "reasoning", "tool_calls")
 
 
-def chat_request(model_id: str, prompt: str, max_tokens: int) -> dict[str, Any]:
+def chat_request(model_id: str, max_tokens: int) -> dict[str, Any]:
     """The streamed chat completion the probe sends (usage asked for in the stream)."""
     return {
         "model": model_id,
-        "messages": [{"role": "user", "content": prompt}],
+        "messages": [{"role": "user", "content": CHAT_PROBE_PROMPT}],
         "max_tokens": max_tokens,
         "stream": True,
         "stream_options": {"include_usage": True},
@@ -81,52 +81,28 @@ class EventStream:
     dropped). Lines may end with CRLF, LF or CR, split anywhere between reads."""
 
     def __init__(self) -> None:
-        self._pending = bytearray()
+        self._pending = b""
         self._data: list[bytes] = []
 
     def feed(self, chunk: bytes) -> list[bytes]:
-        self._pending += chunk
-        events: list[bytes] = []
-        start = 0
-        while True:
-            end = _line_end(self._pending, start)
-            if end is None:
-                break
-            line, start = bytes(self._pending[start : end[0]]), end[1]
-            self._line(line, events)
-        del self._pending[:start]
-        return events
+        lines = (self._pending + chunk).splitlines(keepends=True)
+        # The last line waits unless it ended with LF: a CR may be half of a CRLF.
+        self._pending = lines.pop() if lines and not lines[-1].endswith(b"\n") else b""
+        return [event for line in lines for event in self._line(line.rstrip(b"\r\n"))]
 
     def end(self) -> list[bytes]:
         """The data of an event the stream ended in (without its blank line)."""
-        events: list[bytes] = []
-        if self._pending:
-            self._line(bytes(self._pending.rstrip(b"\r")), events)
-            self._pending.clear()
-        self._line(b"", events)
-        return events
+        pending, self._pending = self._pending.rstrip(b"\r"), b""
+        return [*(self._line(pending) if pending else []), *self._line(b"")]
 
-    def _line(self, line: bytes, events: list[bytes]) -> None:
+    def _line(self, line: bytes) -> list[bytes]:
         if not line:
-            if self._data:
-                events.append(b"\n".join(self._data))
-                self._data = []
-            return
+            events, self._data = ([b"\n".join(self._data)] if self._data else []), []
+            return events
         name, _, value = line.partition(b":")
         if name == b"data":
             self._data.append(value[1:] if value.startswith(b" ") else value)
-
-
-def _line_end(buffer: bytearray, start: int) -> tuple[int, int] | None:
-    """(end of the line, start of the next) for the first line from `start`, if whole. A
-    CR last in the buffer waits: an LF may follow in the next read."""
-    lf = buffer.find(b"\n", start)
-    cr = buffer.find(b"\r", start, lf if lf >= 0 else len(buffer))
-    if cr >= 0:
-        if cr + 1 == len(buffer):
-            return None
-        return cr, cr + 2 if buffer[cr + 1] == 0x0A else cr + 1
-    return None if lf < 0 else (lf, lf + 1)
+        return []
 
 
 class ChatStream:
@@ -151,7 +127,12 @@ class ChatStream:
         if data.strip() == _DONE:
             self.done = now
             return
-        event = _decode(data)
+        try:
+            event = load_json(data)
+        except JSONError as exc:
+            raise StreamError(f"a stream event is {exc}") from None
+        if not isinstance(event, dict):
+            raise StreamError("a stream event is not a JSON object")
         if event.get("error") is not None:
             raise StreamError("the stream carried an error", error_body_message(event))
         usage = event.get("usage")
@@ -180,8 +161,6 @@ class ChatStream:
     def result(self, model: str, status: int) -> ChatProbeResult:
         """What the stream showed; StreamError if it ended before `[DONE]`."""
         if self.done is None:
-            if not self.events:
-                raise StreamError("the answer is not an event stream (no `data:` events)")
             raise StreamError("the stream ended before `data: [DONE]`")
         return ChatProbeResult(
             model=model,
@@ -191,16 +170,6 @@ class ChatStream:
             usage=token_usage(self.usage, self.text_chunks),
             finish_reason=self.finish_reason,
         )
-
-
-def _decode(data: bytes) -> Mapping[str, Any]:
-    try:
-        event = load_json(data)
-    except JSONError as exc:
-        raise StreamError(f"a stream event is {exc}") from None
-    if not isinstance(event, dict):
-        raise StreamError("a stream event is not a JSON object")
-    return event
 
 
 def token_usage(usage: Mapping[str, Any] | None, text_chunks: int) -> TokenUsage:

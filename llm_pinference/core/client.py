@@ -1,4 +1,5 @@
-"""A small requests-based client for the Pinference Models API.
+"""A small requests-based client for the Pinference API: the model list, one model, and
+the chat probe.
 
 `requests` is imported lazily: the llm plugin imports this module on every llm command,
 and most commands never make a request.
@@ -8,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import re
 import time
 import unicodedata
@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, unquote, urljoin
 
 from .. import __version__
-from .chatprobe import CHAT_PROBE_MAX_TOKENS, CHAT_PROBE_PROMPT, ChatProbeResult
+from .chatprobe import CHAT_PROBE_MAX_TOKENS, ChatProbeResult
 from .errors import (
     InvalidModelId,
     PinferenceError,
@@ -35,15 +35,14 @@ if TYPE_CHECKING:
 
     import requests
 
-    from .probes import PhaseClock, Phases
+    from .probes import Phases
     from .tlsinfo import TLSInfo
     from .transport import Deadline
 
 DEFAULT_CONNECT_TIMEOUT = 3.05
 DEFAULT_READ_TIMEOUT = 10.0
 DEFAULT_MAX_BYTES = 16 * 1024 * 1024
-# How much of a body that is not an event stream is kept for the API's message in it.
-_HEAD_BYTES = 65536
+_HEAD_BYTES = 65536  # of a body that is not an event stream: kept for the API's message
 USER_AGENT = f"llm-pinference/{__version__}"
 # RFC 3986 sub-delims and the like that are safe in a path segment; `/` and `:` kept as the
 # real clients send them.
@@ -70,34 +69,26 @@ def check_model_id(model_id: str) -> str:
     separator too. RFC 3986 lets any proxy decode `%2E` and then resolve the dot segment,
     so no encoding of such a segment is safe to send. Every other id is sent quoted.
     """
-    if not isinstance(model_id, str) or not model_id:
+    if not model_id:
         raise InvalidModelId("model id must not be empty")
-    if not model_id.isascii():
-        try:
-            model_id.encode("utf-8")
-        except UnicodeEncodeError:  # a lone surrogate (JSON allows them): no URL for it
-            raise InvalidModelId(
-                f"invalid model id {_shown(model_id)}: not valid Unicode"
-            ) from None
+    shown = "'" + one_line(printable(model_id), 80) + "'"
+    try:
+        model_id.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate (JSON allows them): no URL for it
+        raise InvalidModelId(f"invalid model id {shown}: not valid Unicode") from None
     decoded = model_id
     for _ in range(8):
-        once = unquote(decoded)
-        if once == decoded:
+        decoded, previous = unquote(decoded), decoded
+        if decoded == previous:
             break
-        decoded = once
     for segment in re.split(r"[/\\]", unicodedata.normalize("NFKC", decoded)):
         core = "".join(c for c in segment.split(";", 1)[0] if c.isprintable() and not c.isspace())
         if core and core.strip(".") == "":
             raise InvalidModelId(
-                f"invalid model id {_shown(model_id)}: a path segment is '.' or '..', "
-                "which would leave /models/"
+                f"invalid model id {shown}: a path segment is '.' or '..', which would leave "
+                "/models/"
             )
     return model_id
-
-
-def _shown(model_id: str, limit: int = 80) -> str:
-    text = printable(model_id)
-    return "'" + (text if len(text) <= limit else text[: limit - 3] + "...") + "'"
 
 
 def model_path(model_id: str) -> str:
@@ -107,7 +98,8 @@ def model_path(model_id: str) -> str:
 
 
 class PinferenceClient:
-    """`list_models()` and `get_model(id)`; every failure raises `PinferenceError`."""
+    """`list_models()`, `get_model(id)` and `chat_probe(id)`; every failure raises
+    `PinferenceError`."""
 
     def __init__(
         self,
@@ -117,14 +109,12 @@ class PinferenceClient:
         read_timeout: float = DEFAULT_READ_TIMEOUT,
         total_timeout: float | None = None,
         max_bytes: int = DEFAULT_MAX_BYTES,
-        session: requests.Session | None = None,
         ca_file: str | None = None,
     ) -> None:
         """`connect_timeout` bounds the connect, `read_timeout` each wait for data, and
-        `total_timeout` (default: connect + read) the whole exchange. A `session` given here
-        gets the deadline-aware adapter mounted for http and https. `ca_file`: a PEM bundle
-        of the certificate authorities to trust instead of the default ones (TLS is always
-        verified)."""
+        `total_timeout` (default: connect + read) the whole exchange. `ca_file`: a PEM
+        bundle of the certificate authorities to trust instead of the default ones (TLS is
+        always verified)."""
         self.settings = resolve_settings() if settings is None else settings
         self.connect_timeout = connect_timeout
         self.read_timeout = read_timeout
@@ -133,11 +123,7 @@ class PinferenceClient:
         )
         self.max_bytes = max_bytes
         self.ca_file = ca_file
-        self._session = session
-        if session is not None:
-            from .transport import mount
-
-            mount(session)
+        self._session: requests.Session | None = None
 
     def __repr__(self) -> str:
         return f"PinferenceClient({self.settings!r})"
@@ -147,17 +133,6 @@ class PinferenceClient:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-    @property
-    def session(self) -> requests.Session:
-        if self._session is None:
-            import requests
-
-            from .transport import mount
-
-            self._session = mount(requests.Session())
-            self._session.headers["User-Agent"] = USER_AGENT
-        return self._session
 
     def close(self) -> None:
         if self._session is not None:
@@ -174,7 +149,7 @@ class PinferenceClient:
         and measures what a new client waits for. It stays in the pool afterwards, so the
         requests that follow (get probes) may reuse it.
         """
-        status, payload, clock, ended = self._get_json("models", fresh=fresh)
+        status, payload, watch, ended = self._get_json("models", fresh=fresh)
         items = extract_model_list(payload)
         if items is None:
             raise self._error(
@@ -189,18 +164,14 @@ class PinferenceClient:
                 f"none of the {len(items)} entries in the model list is a model with an id",
                 status=status,
             )
-        if clock is None:
-            return ModelList(models=models, skipped=skipped, status=status)
-        return ModelList(models, skipped, status, timing=clock.phases(ended), tls=clock.tls)
+        if not fresh:
+            return ModelList(models, skipped, status)
+        return ModelList(models, skipped, status, watch.clock.phases(ended), watch.clock.tls)
 
     def get_model(self, model_id: str) -> ModelInfo:
         status, payload, _, _ = self._get_json(model_path(model_id))
         # Some deployments wrap the object; accept {"data": {...}} as well as the bare object.
-        if (
-            isinstance(payload, dict)
-            and "id" not in payload
-            and isinstance(payload.get("data"), dict)
-        ):
+        if isinstance(payload, dict) and "id" not in payload and "data" in payload:
             payload = payload["data"]
         model = ModelInfo.from_api(payload)
         if model is None:
@@ -210,40 +181,27 @@ class PinferenceClient:
         return model
 
     def chat_probe(
-        self,
-        model_id: str,
-        *,
-        max_tokens: int = CHAT_PROBE_MAX_TOKENS,
-        prompt: str = CHAT_PROBE_PROMPT,
-        total_timeout: float | None = None,
+        self, model_id: str, *, max_tokens: int = CHAT_PROBE_MAX_TOKENS
     ) -> ChatProbeResult:
         """Stream a tiny chat completion from `model_id` and time it (see `chatprobe`).
 
-        The whole exchange, stream included, ends within `total_timeout` (default: the
-        client's), and the stream is capped at `max_bytes`. Failures raise PinferenceError
-        with the usual reasons: the HTTP status's, timeout (the deadline, or a stream that
-        stalls past the read timeout), connection_error, and invalid_response for a stream
-        that ends before `[DONE]`, breaks its JSON or carries an error.
+        The whole exchange, stream included, ends within the total timeout and is capped at
+        `max_bytes`. Failures raise PinferenceError with the usual reasons: the HTTP
+        status's, timeout, connection_error, and invalid_response for a stream that ends
+        before `[DONE]`, breaks its JSON or carries an error.
         """
         from .chatprobe import ChatStream, EventStream, StreamError, chat_request
 
-        if not isinstance(model_id, str) or not model_id:
-            raise InvalidModelId("model id must not be empty")
-        if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1:
-            raise ValueError("max_tokens must be an integer >= 1")
-        total = self.total_timeout if total_timeout is None else total_timeout
-        body = json.dumps(chat_request(model_id, prompt, max_tokens)).encode()
-        with self._exchange("POST", "chat/completions", total, body=body) as (response, watch):
+        request = chat_request(model_id, max_tokens)
+        with self._exchange("POST", "chat/completions", json=request) as (response, watch):
             stream = ChatStream(time.monotonic())
             events = EventStream()
             head = b""  # the start of the body: the API's message if it is not a stream
             try:
                 for piece in self._body(response, watch):
-                    if len(head) < _HEAD_BYTES:
-                        head += piece[: _HEAD_BYTES - len(head)]
-                    now = time.monotonic()
+                    head += piece[: _HEAD_BYTES - len(head)]
                     for data in events.feed(piece):
-                        stream.feed(data, now)
+                        stream.feed(data, time.monotonic())
                     if stream.done is not None:
                         break  # what may follow [DONE] is not waited for
                 else:
@@ -263,70 +221,58 @@ class PinferenceClient:
                     api_message=exc.api_message,
                 ) from None
         reason = result.finish_reason  # the server's words: shown, so scrubbed
-        return dataclasses.replace(
-            result, finish_reason=None if reason is None else self._clean(reason)
-        )
+        return dataclasses.replace(result, finish_reason=reason and self._clean(reason))
 
-    def url(self, path: str) -> str:
-        return f"{self.settings.base_url}/{path}"
-
-    def _get_json(
-        self, path: str, *, fresh: bool = False
-    ) -> tuple[int, Any, PhaseClock | None, float]:
-        """GET base_url/path: (status, decoded JSON without secrets, with `fresh` the
-        exchange's clock, its end), or PinferenceError. The whole exchange ends within
-        `total_timeout`, however slowly the server sends; see `transport`."""
-        from .transport import phase_clock
-
-        # The clock starts first: setting up the deadline is part of what the call costs.
-        with (
-            phase_clock(fresh=True) if fresh else contextlib.nullcontext() as clock,
-            self._exchange("GET", path, self.total_timeout) as (response, watch),
-        ):
+    def _get_json(self, path: str, *, fresh: bool = False) -> tuple[int, Any, Deadline, float]:
+        """GET base_url/path: (status, decoded JSON without secrets, the exchange's
+        deadline and clock, its end), or PinferenceError."""
+        with self._exchange("GET", path, fresh=fresh) as (response, watch):
             body = b"".join(self._body(response, watch))
             ended = time.monotonic()
-        status = response.status_code
         try:
             payload = load_json(body)
         except JSONError as exc:
-            message = f"response is {exc}"
-            raise self._error(Reason.INVALID_RESPONSE, message, status=status) from None
+            raise self._error(
+                Reason.INVALID_RESPONSE, f"response is {exc}", status=response.status_code
+            ) from None
         # Whatever the API sends back (names, ids, owners...) may echo the key or the URL's
         # credentials: both front ends get data with them already removed.
-        return status, redact_data(payload, self.settings.secrets), clock, ended
+        return response.status_code, redact_data(payload, self.settings.secrets), watch, ended
 
     @contextlib.contextmanager
     def _exchange(
-        self, method: str, path: str, total: float, *, body: bytes | None = None
+        self, method: str, path: str, *, json: object = None, fresh: bool = False
     ) -> Iterator[tuple[requests.Response, Deadline]]:
-        """One request to the configured origin under a `total` deadline, its 2xx response
-        given to the block; anything else raises PinferenceError with its reason.
+        """One request to the configured origin under the total deadline (see `transport`),
+        its 2xx response given to the block; anything else raises PinferenceError.
 
         Credentials go to the configured origin only: a redirect is not followed (requests
         would strip Authorization on the way to another host, but not the team header) and
         ~/.netrc is never read (requests would otherwise put its password in place of the
         key). requests' errors the block raises while reading are transport failures too."""
         import requests
+        from urllib3.exceptions import HTTPError
 
-        from .transport import deadline
+        from . import transport
 
-        headers = {"Accept": "application/json" if body is None else "text/event-stream"}
-        if body is not None:
-            headers["Content-Type"] = "application/json"
-        connect = min(self.connect_timeout, total)
+        if self._session is None:
+            self._session = transport.session()
+        accept = "application/json" if json is None else "text/event-stream"
+        headers = {"User-Agent": USER_AGENT, "Accept": accept, **self.settings.headers()}
+        connect = min(self.connect_timeout, self.total_timeout)
         failure: PinferenceError | None = None
-        with deadline(total) as watch:
+        with transport.deadline(self.total_timeout, fresh) as watch:
             try:
-                with self.session.request(
+                with self._session.request(
                     method,
-                    self.url(path),
-                    data=body,
-                    headers={**headers, **self.settings.headers()},
+                    f"{self.settings.base_url}/{path}",
+                    json=json,
+                    headers=headers,
                     timeout=(connect, self.read_timeout),
                     stream=True,
                     allow_redirects=False,
                     auth=_no_netrc,
-                    **self._verify(),
+                    verify=self.ca_file or None,  # None: requests' own choice (certifi, env)
                 ) as response:
                     if 200 <= response.status_code < 300:
                         yield response, watch
@@ -334,103 +280,66 @@ class PinferenceClient:
                         failure = self._http_error(response, watch)
             except PinferenceError as exc:
                 failure = exc
-            except (requests.RequestException, OSError, ValueError) as exc:
-                # ValueError: requests decodes a redirect's Location as UTF-8 even when it
-                # follows none (the answer is then not valid HTTP).
-                failure = self._error(*self._transport_failure(exc, connect))
+            except (requests.RequestException, HTTPError, OSError, ValueError) as exc:
+                reason, message = transport.describe_failure(exc, connect, self.read_timeout)
+                failure = self._error(reason, message)
         if watch.expired:  # whatever the read returned, it was cut at the deadline
-            failure = self._error(Reason.TIMEOUT, self._total_timeout_message(total))
+            failure = self._error(
+                Reason.TIMEOUT,
+                f"no complete answer within {self.total_timeout:g}s (total deadline)",
+            )
         if failure is not None:
             raise failure
-
-    def _verify(self) -> dict[str, Any]:
-        # Only when set: requests then keeps its usual choice (the session's, or
-        # REQUESTS_CA_BUNDLE) otherwise.
-        return {"verify": self.ca_file} if self.ca_file else {}
-
-    def _total_timeout_message(self, seconds: float) -> str:
-        return f"no complete answer within {seconds:g}s (total deadline)"
-
-    def _transport_failure(self, exc: Exception, connect: float) -> tuple[Reason, str]:
-        import requests
-
-        if isinstance(exc, requests.ConnectTimeout):
-            return Reason.TIMEOUT, f"cannot connect within {connect:g}s (connect timeout)"
-        from .transport import describe_failure, read_timed_out
-
-        if isinstance(exc, (requests.Timeout, TimeoutError)) or read_timed_out(exc):
-            return Reason.TIMEOUT, f"no data for {self.read_timeout:g}s (read timeout)"
-
-        return describe_failure(exc)
 
     def _body(self, response: requests.Response, deadline: Deadline) -> Iterator[bytes]:
         """The body as it arrives, decompressed, capped at `max_bytes`: each read returns
         what is there (`read1`), so an event is seen when it comes, and urllib3 (2.6 and
         later) decompresses no more than the read asks for, so a compressed bomb stops at
-        the cap having used about that much memory. urllib3's errors become requests'."""
-        from requests import exceptions as rex
-        from urllib3 import exceptions as u3
-
+        the cap having used about that much memory."""
+        too_large = self._error(
+            Reason.INVALID_RESPONSE,
+            f"response larger than {self.max_bytes} bytes",
+            status=response.status_code,
+        )
         declared = response.headers.get("Content-Length", "")
         if declared.isdigit() and int(declared) > self.max_bytes:
-            raise self._too_large(response.status_code)
+            raise too_large
         size = 0
-        while True:
-            try:
-                piece = response.raw.read1(65536, decode_content=True)
-            except u3.DecodeError as exc:
-                raise rex.ContentDecodingError(exc) from exc
-            except u3.ReadTimeoutError as exc:
-                raise rex.ConnectionError(exc) from exc
-            except u3.SSLError as exc:
-                raise rex.SSLError(exc) from exc
-            except u3.HTTPError as exc:  # ProtocolError and the like: the frame broke
-                raise rex.ChunkedEncodingError(exc) from exc
-            if not piece:
-                return
+        while piece := response.raw.read1(65536, decode_content=True):
             size += len(piece)
             if size > self.max_bytes:
-                raise self._too_large(response.status_code)
-            # The transport's watchdog ends a slow exchange; this check is for sessions
-            # that do not have it (a SOCKS proxy).
-            if time.monotonic() > deadline.at:
-                raise self._error(Reason.TIMEOUT, self._total_timeout_message(deadline.seconds))
+                raise too_large
+            if deadline.expired:  # through a SOCKS proxy, whose sockets are not watched
+                return
             yield piece
 
-    def _too_large(self, status: int) -> PinferenceError:
-        return self._error(
-            Reason.INVALID_RESPONSE, f"response larger than {self.max_bytes} bytes", status=status
-        )
-
     def _http_error(self, response: requests.Response, deadline: Deadline) -> PinferenceError:
-        status = response.status_code
+        status, origin = response.status_code, self.settings.safe_base_url
         if 300 <= status < 400:
-            where = response.headers.get("Location", "")
-            target = redact_url(urljoin(self.url(""), where)) if where else "nowhere"
+            where = urljoin(f"{self.settings.base_url}/", response.headers.get("Location", ""))
             return self._error(
                 Reason.INVALID_RESPONSE,
-                f"redirect to {target} not followed (credentials go to "
-                f"{self.settings.safe_base_url} only)",
+                f"redirect to {redact_url(where)} not followed (credentials go to {origin} only)",
                 status=status,
             )
         body = b"".join(self._body(response, deadline))
-        retry_after = (
-            parse_retry_after(response.headers.get("Retry-After")) if status == 429 else None
-        )
         return self._error(
             reason_for_status(status),
-            f"{response.reason or 'error'} from {self.settings.safe_base_url}",
+            f"{response.reason or 'error'} from {origin}",
             status=status,
             api_message=api_error_message(body),
-            retry_after=retry_after,
+            retry_after=parse_retry_after(response.headers.get("Retry-After"))
+            if status == 429
+            else None,
         )
 
-    def _error(self, reason: Reason, message: str, **kwargs: Any) -> PinferenceError:
-        api_message = kwargs.pop("api_message", None)
+    def _error(
+        self, reason: Reason, message: str, *, api_message: str | None = None, **kwargs: Any
+    ) -> PinferenceError:
         return PinferenceError(
             reason,
             self._clean(message),
-            api_message=None if api_message is None else self._clean(api_message),
+            api_message=api_message and self._clean(api_message),
             url=self.settings.safe_base_url,
             **kwargs,
         )

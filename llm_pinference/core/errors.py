@@ -67,24 +67,19 @@ def error_body_message(data: object) -> str | None:
     return None
 
 
-def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
+def parse_retry_after(value: str | None) -> float | None:
     """Retry-After as seconds: either delta-seconds or an HTTP date. None if absent/invalid."""
     if not value:
         return None
-    value = value.strip()
     try:
         seconds = float(value)
     except ValueError:
         try:
-            when = email.utils.parsedate_to_datetime(value)
+            when = email.utils.parsedate_to_datetime(value).timestamp()
         except (TypeError, ValueError, OverflowError):  # a zone or year past datetime's
             return None
-        if when is None:
-            return None
-        seconds = when.timestamp() - (time.time() if now is None else now)
-    if not math.isfinite(seconds):
-        return None
-    return max(0.0, seconds)
+        seconds = when - time.time()
+    return max(0.0, seconds) if math.isfinite(seconds) else None
 
 
 class PinferenceError(Exception):
@@ -109,39 +104,29 @@ class PinferenceError(Exception):
         super().__init__(str(self))
 
     def __str__(self) -> str:
-        parts = [self.reason.value]
-        if self.status is not None:
-            parts.append(f"(HTTP {self.status})")
-        text = " ".join(parts) + ": " + self.message
+        status = "" if self.status is None else f" (HTTP {self.status})"
+        text = f"{self.reason.value}{status}: {self.message}"
         if self.api_message and self.api_message not in self.message:
             text += f": {self.api_message}"
         if self.retry_after is not None:
             text += f" (retry after {self.retry_after:g}s)"
         return text
 
-    def __repr__(self) -> str:
-        return (
-            f"{type(self).__name__}(reason={self.reason.value!r}, status={self.status!r}, "
-            f"message={self.message!r}, api_message={self.api_message!r}, "
-            f"retry_after={self.retry_after!r})"
-        )
 
-
-class InvalidModelId(PinferenceError, ValueError):
-    """A model id refused before any request: it is empty, or one of its path segments is
-    `.` or `..` in some spelling (`%2e%2E`, `..;x`, fullwidth dots) that a server or proxy
-    on the way could resolve, sending the request (and the key) outside `/models/`.
-    Reason `client_error`, no status; also a ValueError, for configuration checks
-    (`.message` is the text without the reason prefix)."""
+class InvalidInput(PinferenceError, ValueError):
+    """Input refused before any request. Reason `client_error`, no status; also a
+    ValueError, for configuration checks (`.message` is the text without the reason)."""
 
     def __init__(self, message: str) -> None:
         super().__init__(Reason.CLIENT_ERROR, message)
 
 
-class InvalidSetting(PinferenceError, ValueError):
-    """A key or team id that HTTP cannot carry in a header, refused where it is read: the
-    message names where it came from, never the value. Reason `client_error`, no status;
-    also a ValueError, for configuration checks."""
+class InvalidModelId(InvalidInput):
+    """A model id that is empty, or has a path segment that is `.` or `..` in some spelling
+    (`%2e%2E`, `..;x`, fullwidth dots) that a server or proxy on the way could resolve,
+    sending the request (and the key) outside `/models/`."""
 
-    def __init__(self, message: str) -> None:
-        super().__init__(Reason.CLIENT_ERROR, message)
+
+class InvalidSetting(InvalidInput):
+    """A key or team id that HTTP cannot carry in a header; the message names where it
+    came from, never the value."""

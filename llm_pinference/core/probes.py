@@ -23,12 +23,11 @@ class Phases:
     """Seconds spent in each phase of one request; they add up to `total`.
 
     resolve: from the start of the call until the host name is resolved (as with
-    blackbox_exporter, it holds the client's own setup too: ~1 ms here, the deadline's
-    timer and requests' preparation, which is most of it on loopback);
+    blackbox_exporter, it holds the client's own setup too: ~1 ms here);
     connect: the TCP connect; tls: the TLS handshake (0 for http);
-    processing: until the first byte of the response (the request sent, the server
-    working); transfer: from that first byte to the end of the body. On a reused
-    connection resolve, connect and tls are 0.
+    processing: until the response's head has arrived (the request sent, the server
+    working); transfer: from then to the end of the body. On a reused connection resolve,
+    connect and tls are 0.
     """
 
     resolve: float
@@ -47,13 +46,9 @@ class Phases:
 
 
 class PhaseClock:
-    """The instants one exchange passes through.
-
-    The connection classes of `transport` note them for the thread's current clock: the
-    host name resolved, the TCP connection made, the TLS handshake done, the first
-    byte of the response read. The client notes the start and the end. With `fresh`, a
-    kept-alive connection is closed before the request, so that a new one is made.
-    """
+    """The instants one exchange passes through, marked by the transport's connections.
+    With `fresh`, a kept-alive connection is closed before the request, so that a new one
+    is made."""
 
     def __init__(self, fresh: bool = False) -> None:
         self.fresh = fresh
@@ -64,11 +59,6 @@ class PhaseClock:
         self.first_byte: float | None = None
         self.tls: TLSInfo | None = None
 
-    @property
-    def has_connected(self) -> bool:
-        """True once this exchange made a connection of its own."""
-        return self.connected is not None
-
     def mark_resolved(self) -> None:
         if self.resolved is None:  # the first address tried; later ones are connect time
             self.resolved = time.monotonic()
@@ -77,13 +67,11 @@ class PhaseClock:
         if self.connected is None:
             self.connected = time.monotonic()
 
-    def mark_secured(self, info: TLSInfo | None) -> None:
-        if self.secured is None:
-            self.secured = time.monotonic()
-            self.tls = info
+    def mark_secured(self, info: TLSInfo) -> None:
+        self.secured = time.monotonic()
+        self.tls = info
 
     def mark_first_byte(self) -> None:
-        # The last response's wins: a proxy's answer to CONNECT, or a redirect, comes first.
         self.first_byte = time.monotonic()
 
     def phases(self, ended: float) -> Phases:

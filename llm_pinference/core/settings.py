@@ -91,42 +91,26 @@ MAX_CONFIG_BYTES = 1024 * 1024
 
 def load_prime_config(path: Path | None = None) -> dict[str, object]:
     """The prime CLI's config as a dict; {} when missing. Only a regular file is read (a
-    FIFO or a device there would block or never end), opened without blocking; whatever
-    is wrong with it is said once, on one line, and never raises."""
+    FIFO or a device there would block or never end); whatever is wrong with it is said
+    once, on one line, and never raises."""
     path = prime_config_path() if path is None else path
+    config: object = None
     try:
-        data = _read_regular(path)
+        found = path.stat()
+        if not stat.S_ISREG(found.st_mode):
+            why = "not a regular file"
+        elif found.st_size > MAX_CONFIG_BYTES:
+            why = f"larger than {MAX_CONFIG_BYTES} bytes"
+        else:
+            config = load_json(path.read_bytes())
+            why = "expected a JSON object"
     except FileNotFoundError:
         return {}
-    except _Refused as exc:
-        return _ignored(path, str(exc))
     except OSError as exc:
-        return _ignored(path, f"cannot read it ({os_reason(exc)})")
-    try:
-        config = load_json(data)
+        why = f"cannot read it ({os_reason(exc)})"
     except JSONError as exc:
-        return _ignored(path, f"not valid JSON ({exc.detail})")
-    if not isinstance(config, dict):
-        return _ignored(path, "expected a JSON object")
-    return config
-
-
-class _Refused(Exception):
-    pass
-
-
-def _read_regular(path: Path) -> bytes:
-    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0)
-    fd = os.open(path, flags)
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise _Refused("not a regular file")
-        data = os.read(fd, MAX_CONFIG_BYTES + 1)
-    finally:
-        os.close(fd)
-    if len(data) > MAX_CONFIG_BYTES:
-        raise _Refused(f"larger than {MAX_CONFIG_BYTES} bytes")
-    return data
+        why = f"not valid JSON ({exc.detail})"
+    return config if isinstance(config, dict) else _ignored(path, why)
 
 
 def _ignored(path: Path, why: str) -> dict[str, object]:

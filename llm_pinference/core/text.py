@@ -6,7 +6,6 @@ Standard library only, cheap to import: llm imports the plugin (and so this) on 
 
 from __future__ import annotations
 
-import functools
 import json
 import re
 from collections.abc import Iterable
@@ -16,7 +15,9 @@ REDACTED = "***"
 #: messages and hide nothing (such a key is not a real one).
 MIN_SECRET_LENGTH = 4
 
-_URL_USERINFO = re.compile(r"^(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<userinfo>[^@/?#]*@)")
+_URL = re.compile(
+    r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?:(?P<userinfo>[^@/?#]*)@)?(?P<rest>[^?#]*)"
+)
 # C0 and C1 controls, DEL, and the escape introducer: what a terminal or log reader would act
 # on; and lone surrogates (JSON can carry them), which no output stream can encode.
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
@@ -32,6 +33,8 @@ DURATION_UNITS: tuple[tuple[str, float], ...] = (
     ("ms", 0.001),
 )
 
+
+_DURATION = re.compile("".join(rf"(?:(?P<{u}>\d+(?:\.\d+)?){u})?" for u, _ in DURATION_UNITS))
 
 #: API objects nest 6 levels deep; JSON past this is refused (nothing downstream, the cache
 #: file or a re-encoding, then meets a structure that exhausts the stack).
@@ -77,57 +80,29 @@ def redact(text: str, secrets: Iterable[str | None]) -> str:
 
 
 def redact_data(value: object, secrets: Iterable[str | None]) -> object:
-    """Decoded JSON with every secret replaced in every string, keys included.
-
-    A copy; iterative, so any depth is safe. The value itself when there is no secret.
-    """
-    wanted = tuple(s for s in secrets if s and len(s) >= MIN_SECRET_LENGTH)
-    if not wanted:
-        return value
-
-    def fresh(item: object) -> object:
-        if isinstance(item, dict):
-            return {}
-        if isinstance(item, list):
-            return []
-        return redact(item, wanted) if isinstance(item, str) else item
-
-    root = fresh(value)
-    todo: list[tuple[object, object]] = [(value, root)]
-    while todo:
-        source, target = todo.pop()
-        if isinstance(source, dict) and isinstance(target, dict):
-            pairs = [(redact(str(k), wanted), v) for k, v in source.items()]
-        elif isinstance(source, list) and isinstance(target, list):
-            pairs = [(None, v) for v in source]
-        else:
-            continue
-        for key, item in pairs:
-            copy = fresh(item)
-            if isinstance(target, dict):
-                target[key] = copy
-            else:
-                target.append(copy)  # type: ignore[union-attr]
-            if isinstance(item, (dict, list)):
-                todo.append((item, copy))
-    return root
+    """Decoded JSON (nested at most MAX_JSON_DEPTH) with every secret replaced in every
+    string, keys included."""
+    if isinstance(value, str):
+        return redact(value, secrets)
+    if isinstance(value, list):
+        return [redact_data(item, secrets) for item in value]
+    if isinstance(value, dict):
+        return {redact(str(k), secrets): redact_data(v, secrets) for k, v in value.items()}
+    return value
 
 
 def url_secrets(url: str | None) -> tuple[str, ...]:
     """The credentials embedded in a URL (`https://user:pass@host/`), to redact elsewhere."""
-    if not url:
+    match = _URL.match(url or "")
+    if match is None or match["userinfo"] is None:
         return ()
-    match = _URL_USERINFO.match(url)
-    if match is None:
-        return ()
-    userinfo = match["userinfo"][:-1]
-    user, _, password = userinfo.partition(":")
-    return tuple(part for part in (userinfo, password, user) if part)
+    user, _, password = match["userinfo"].partition(":")
+    return tuple(part for part in (match["userinfo"], password, user) if part)
 
 
 def redact_url(url: str) -> str:
     """The URL without user info, query or fragment: safe to show, log and use as a key."""
-    match = re.match(r"^(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?:[^@/?#]*@)?(?P<rest>[^?#]*)", url)
+    match = _URL.match(url)
     return match["scheme"] + match["rest"] if match else url.split("?", 1)[0].split("#", 1)[0]
 
 
@@ -163,11 +138,6 @@ def format_duration(seconds: float) -> str:
     return "".join(parts)
 
 
-@functools.cache
-def _duration_pattern() -> re.Pattern[str]:  # compiled on first use: imported by every command
-    return re.compile("".join(rf"(?:(?P<{u}>\d+(?:\.\d+)?){u})?" for u, _ in DURATION_UNITS))
-
-
 def parse_duration(text: str) -> float:
     """Prometheus' duration syntax -> seconds: `500ms`, `30s`, `1m30s`, `7d`, `0` (units
     largest first, each at most once; `1.5h` too). ValueError with a one-line message if
@@ -175,7 +145,7 @@ def parse_duration(text: str) -> float:
     text = text.strip() if isinstance(text, str) else ""
     if text == "0":
         return 0.0
-    match = _duration_pattern().fullmatch(text)
+    match = _DURATION.fullmatch(text)
     if not text or match is None:
         raise ValueError(f"not a duration: {text!r} (examples: 500ms, 30s, 1m30s, 24h, 7d)")
     return sum(float(match[unit]) * scale for unit, scale in DURATION_UNITS if match[unit])

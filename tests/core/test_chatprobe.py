@@ -19,7 +19,7 @@ from llm_pinference.core.chatprobe import (
     token_usage,
 )
 from llm_pinference.core.client import PinferenceClient
-from llm_pinference.core.errors import InvalidModelId, PinferenceError, Reason
+from llm_pinference.core.errors import PinferenceError, Reason
 from llm_pinference.core.models import Pricing
 from llm_pinference.core.settings import Settings
 from llm_pinference.core.text import REDACTED
@@ -74,9 +74,9 @@ def test_a_probe_streams_a_tiny_completion_and_times_it(fake: FakePinference) ->
     assert sent.headers["authorization"] == f"Bearer {KEY}"
 
 
-def test_max_tokens_and_prompt_are_the_callers(fake: FakePinference) -> None:
-    result = client(fake).chat_probe(MODEL, max_tokens=3, prompt="say hi")
-    assert (result.usage.prompt_tokens, result.usage.output_tokens) == (2, 3)
+def test_max_tokens_are_the_callers(fake: FakePinference) -> None:
+    result = client(fake).chat_probe(MODEL, max_tokens=3)
+    assert result.usage.output_tokens == 3
     assert json.loads(fake.requests_for("chat")[0].body)["max_tokens"] == 3
 
 
@@ -159,7 +159,7 @@ def test_a_stream_that_stalls_is_a_timeout(fake: FakePinference) -> None:
 def test_a_slow_stream_is_cut_at_the_total_deadline(fake: FakePinference) -> None:
     fake.set_fault("chat", Fault(mode="drip", drip_part="body", drip_bytes=20, drip_interval=0.1))
     started = time.monotonic()
-    err = failure(lambda: client(fake, read_timeout=1.0).chat_probe(MODEL, total_timeout=0.8))
+    err = failure(lambda: client(fake, read_timeout=1.0, total_timeout=0.8).chat_probe(MODEL))
     assert str(err) == "timeout: no complete answer within 0.8s (total deadline)"
     assert 0.75 <= time.monotonic() - started < 4  # a hang bound
 
@@ -207,15 +207,6 @@ def test_the_servers_words_are_scrubbed(fake: FakePinference) -> None:
     result = client(fake).chat_probe(MODEL)
     assert KEY not in repr(result)
     assert result.finish_reason == f"stop {REDACTED}\\x1b[31m"  # the escape made visible
-
-
-def test_bad_arguments_are_refused_before_any_request(fake: FakePinference) -> None:
-    with pytest.raises(InvalidModelId):
-        client(fake).chat_probe("")
-    for bad in (0, -1, True, 2.5):
-        with pytest.raises(ValueError, match="max_tokens"):
-            client(fake).chat_probe(MODEL, max_tokens=bad)  # type: ignore[arg-type]
-    assert fake.requests_for("chat") == []
 
 
 # --- the event stream reader ----------------------------------------------------------

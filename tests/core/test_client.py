@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 import pytest
-import requests
 import responses
 
 from llm_pinference.core.client import PinferenceClient, check_model_id, model_path
@@ -77,17 +76,6 @@ def test_html_error_body_has_no_api_message():
     responses.get(f"{BASE}/models", status=502, body="<html><h1>Bad gateway</h1></html>")
     err = error_for(client().list_models)
     assert (err.reason, err.status, err.api_message) == (Reason.SERVER_ERROR, 502, None)
-
-
-@responses.activate
-def test_timeout_and_connection_errors():
-    responses.get(f"{BASE}/models", body=requests.ReadTimeout("read timed out"))
-    assert error_for(client().list_models).reason is Reason.TIMEOUT
-    responses.replace(responses.GET, f"{BASE}/models", body=requests.ConnectTimeout("x"))
-    assert error_for(client().list_models).reason is Reason.TIMEOUT
-    responses.replace(responses.GET, f"{BASE}/models", body=requests.ConnectionError("refused"))
-    err = error_for(client().list_models)
-    assert err.reason is Reason.CONNECTION_ERROR and err.status is None
 
 
 @responses.activate
@@ -294,38 +282,17 @@ def test_an_empty_list_and_one_usable_entry_are_fine():
     assert ([m.id for m in result.models], result.skipped) == (["a"], 1)
 
 
-BASE = "https://api.test/api/v1"
-
-
 def refusal(model_id: str) -> str:
     with pytest.raises(InvalidModelId) as info:
         check_model_id(model_id)
     return str(info.value)
 
 
-@pytest.mark.parametrize("length", [10, 79, 80])
-def test_a_refused_id_up_to_80_characters_is_shown_whole(length: int) -> None:
+@pytest.mark.parametrize("length", [10, 79, 80, 81, 82, 5000])
+def test_a_refused_id_is_shown_up_to_80_characters(length: int) -> None:
     model_id = "../" + "x" * (length - 3)
-    assert f"invalid model id '{model_id}': " in refusal(model_id)
-
-
-@pytest.mark.parametrize("length", [81, 82, 5000])
-def test_a_longer_refused_id_is_cut_to_80_characters(length: int) -> None:
-    model_id = "../" + "x" * (length - 3)
-    shown = "'../" + "x" * 74 + "...'"  # 80 characters between the quotes
-    assert f"invalid model id {shown}: " in refusal(model_id)
-
-
-@responses.activate
-@pytest.mark.parametrize(
-    "body", [{"object": "list"}, {"data": "none"}, {"models": {"a": 1}}, "a string"]
-)
-def test_an_answer_without_a_model_list_says_so(body: object) -> None:
-    responses.get(f"{BASE}/models", json=body)
-    with pytest.raises(PinferenceError) as info:
-        PinferenceClient(Settings(base_url=BASE)).list_models()
-    assert info.value.reason is Reason.INVALID_RESPONSE and info.value.status == 200
-    assert "model list has no `data` or `models` array" in str(info.value)
+    shown = model_id if length <= 80 else "../" + "x" * 74 + "..."  # 80 characters
+    assert f"invalid model id '{shown}': " in refusal(model_id)
 
 
 def test_a_client_closed_before_any_request_closes_quietly() -> None:

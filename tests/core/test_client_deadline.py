@@ -13,25 +13,22 @@ from __future__ import annotations
 
 import contextlib
 import http.client
-import shutil
 import socket
 import ssl
-import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
+from typing import Any
 
 import pytest
-import requests
 
+from harness.pki import Certificates
 from llm_pinference import cache as catalog
 from llm_pinference.core.client import PinferenceClient
 from llm_pinference.core.errors import PinferenceError, Reason
 from llm_pinference.core.settings import Settings
 from llm_pinference.core.transport import WatchedHTTPSConnection, deadline
 from pinference_fake import FakePinference, Fault
-from tests.support import in_ci
 
 TOTAL = 1.5
 HANG = 3.0  # past the deadline: only a call that something else ended (5 s, 10 s) gets there
@@ -39,7 +36,7 @@ INTERVAL = 0.25  # each dripped byte arrives 4x faster than the read timeout
 SMALL_BODY = '{"object":"list","data":[{"id":"a/b"}]}       '  # 46 bytes: one chunk
 
 
-def client(base_url: str, **kwargs: float) -> PinferenceClient:
+def client(base_url: str, **kwargs: Any) -> PinferenceClient:
     kwargs.setdefault("connect_timeout", 1.0)
     kwargs.setdefault("read_timeout", 1.0)
     kwargs.setdefault("total_timeout", TOTAL)
@@ -196,29 +193,11 @@ def test_the_total_deadline_bounds_a_stalled_tls_handshake(silent_tls_port: int)
     assert_cut_at(elapsed, TOTAL)
 
 
-@pytest.fixture(scope="module")
-def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    if shutil.which("openssl") is None:
-        if in_ci():
-            pytest.fail("openssl is needed for the TLS deadline test")
-        pytest.skip("openssl is not installed")
-    folder = tmp_path_factory.mktemp("tls")
-    cert, key = folder / "cert.pem", folder / "key.pem"
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-         "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
-         "-keyout", str(key), "-out", str(cert)],
-        check=True, capture_output=True, timeout=60,
-    )  # fmt: skip
-    return cert, key
-
-
 @pytest.fixture
-def dripping_tls_server(certificate: tuple[Path, Path]) -> Iterator[int]:
+def dripping_tls_server(pki: Certificates) -> Iterator[int]:
     """A TLS server that completes the handshake, then drips its status line."""
-    cert, key = certificate
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.load_cert_chain(cert, key)
+    context.load_cert_chain(pki.chain, pki.leaf_key)
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
     listener.listen(4)
@@ -244,29 +223,19 @@ def dripping_tls_server(certificate: tuple[Path, Path]) -> Iterator[int]:
         thread.join(5)
 
 
-def test_the_total_deadline_holds_over_tls(
-    dripping_tls_server: int, certificate: tuple[Path, Path]
-) -> None:
-    session = requests.Session()
-    session.trust_env = False  # else REQUESTS_CA_BUNDLE would replace `verify`
-    session.verify = str(certificate[0])
-    api = PinferenceClient(
-        Settings(base_url=f"https://127.0.0.1:{dripping_tls_server}/api/v1"),
-        connect_timeout=1, read_timeout=1, total_timeout=TOTAL, session=session,
-    )  # fmt: skip
-    elapsed, err = timed_failure(api.list_models)
+def test_the_total_deadline_holds_over_tls(dripping_tls_server: int, pki: Certificates) -> None:
+    url = f"https://127.0.0.1:{dripping_tls_server}/api/v1"
+    elapsed, err = timed_failure(client(url, ca_file=str(pki.ca)).list_models)
     assert err.reason is Reason.TIMEOUT, err
     assert_cut_at(elapsed, TOTAL)
 
 
 def test_a_tls_connection_made_inside_the_request_is_watched(
-    dripping_tls_server: int, certificate: tuple[Path, Path]
+    dripping_tls_server: int, pki: Certificates
 ) -> None:
     # http.client connects inside request() when nobody connected first: the TLS socket
     # then reaches the deadline through connect().
-    conn = WatchedHTTPSConnection(
-        "127.0.0.1", dripping_tls_server, ca_certs=str(certificate[0]), timeout=1
-    )
+    conn = WatchedHTTPSConnection("127.0.0.1", dripping_tls_server, ca_certs=str(pki.ca), timeout=1)
     started = time.monotonic()
     with deadline(TOTAL), pytest.raises((OSError, http.client.HTTPException)):
         conn.request("GET", "/api/v1/models")

@@ -80,8 +80,11 @@ def netrc(isolated_env: Path) -> None:
 @pytest.mark.parametrize("call", CALLS)
 def test_netrc_is_never_read(raw_server: RawServer, key: str | None, call: str) -> None:
     raw_server.answer = lambda head: (
-        ok(b"data: [DONE]\n\n") if head.startswith(b"POST") else ok(MODELS.replace(b"[", b"", 1)
-        .replace(b"]", b"", 1)) if b"/models/" in head else ok(MODELS)
+        ok(b"data: [DONE]\n\n")
+        if head.startswith(b"POST")
+        else ok(MODELS.replace(b"[", b"", 1).replace(b"]", b"", 1))
+        if b"/models/" in head
+        else ok(MODELS)
     )
     client = PinferenceClient(Settings(api_key=key, base_url=raw_server.base_url))
     CALLS[call](client)

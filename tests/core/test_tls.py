@@ -1,6 +1,6 @@
 """What a fresh probe learns from its TLS connection (the handshake time, the protocol
 version, the leaf's expiry and the earliest expiry of the served chain), how the trusted
-CA file is loaded and shared, how TLS failures read, and reading certificates.
+CA file is loaded and shared, and how TLS failures read.
 
 Expected expiries are read back with `openssl x509 -enddate` (harness.pki), not with the
 code under test.
@@ -15,12 +15,12 @@ from typing import Any
 
 import pytest
 
-from harness.pki import EC_KEY, Certificates, enddate, openssl
+from harness.pki import EC_KEY, Certificates, openssl
 from llm_pinference.core import transport
 from llm_pinference.core.client import PinferenceClient
 from llm_pinference.core.errors import PinferenceError, Reason
 from llm_pinference.core.settings import Settings
-from llm_pinference.core.tlsinfo import TLSInfo, not_after, served_chain, tls_info, tls_version_name
+from llm_pinference.core.tlsinfo import TLSInfo, tls_info, tls_version_name
 from pinference_fake import FakePinference
 
 KEY = "pit_tls_probe_key_0123456789"
@@ -129,90 +129,18 @@ def test_tls_to_a_plain_http_server_is_a_tls_error(fake: FakePinference) -> None
     assert str(err).startswith("connection_error: TLS error talking to the API"), str(err)
 
 
-def der(cert: Path) -> bytes:
-    return ssl.PEM_cert_to_DER_cert(cert.read_text())
+def test_without_the_served_chain_the_leaf_is_read(pki: Certificates) -> None:
+    class ProxiedTLS:  # urllib3's TLS-in-TLS socket: no CPython SSL object under it
+        def getpeercert(self) -> dict[str, str]:
+            return {
+                "notAfter": time.strftime("%b %d %H:%M:%S %Y GMT", time.gmtime(pki.leaf_expiry))
+            }
 
+        def version(self) -> str:
+            return "TLSv1.3"
 
-def test_not_after_reads_utctime_and_generalizedtime(pki: Certificates, tmp_path: Path) -> None:
-    assert not_after(der(pki.leaf)) == pki.leaf_expiry  # UTCTime (before 2050)
-    late, key = tmp_path / "late.pem", tmp_path / "late.key"
-    openssl("req", "-x509", *EC_KEY, "-days", "20000", "-subj", "/CN=late",
-            "-keyout", str(key), "-out", str(late))  # fmt: skip
-    assert time.gmtime(enddate(late)).tm_year > 2050  # GeneralizedTime
-    assert not_after(der(late)) == enddate(late)
-    for garbage in (b"", b"\x30\x03\x02\x01\x01", der(pki.leaf)[:100], b"\x30\x84" + b"\xff" * 8):
-        assert not_after(garbage) is None
-
-
-def tlv(tag: int, value: bytes) -> bytes:
-    assert len(value) < 128
-    return bytes([tag, len(value)]) + value
-
-
-def certificate_expiring(tag: int, when: bytes) -> bytes:
-    """Just enough of a DER certificate for notAfter: version, serial, algorithm, issuer,
-    validity (the fields that follow do not matter)."""
-    validity = tlv(0x30, tlv(tag, when) + tlv(tag, when))
-    tbs = tlv(0xA0, tlv(0x02, b"\x02")) + tlv(0x02, b"\x01") + tlv(0x30, b"") + tlv(0x30, b"")
-    return tlv(0x30, tlv(0x30, tbs + validity) + tlv(0x30, b""))
-
-
-@pytest.mark.parametrize(
-    ("tag", "when", "expected"),
-    [
-        (0x17, b"491231235959Z", "2049-12-31 23:59:59"),  # UTCTime: 00-49 are 20xx
-        (0x17, b"500101000000Z", "1950-01-01 00:00:00"),  # 50-99 are 19xx
-        (0x18, b"20500101000000Z", "2050-01-01 00:00:00"),
-        (0x18, b"20991231235959.5Z", "2099-12-31 23:59:59"),  # fractions are dropped
-        (0x17, b"491231235959+0100", None),  # RFC 5280: UTC, with Z
-        (0x17, b"4912312359Z", None),  # seconds are required
-        (0x18, b"20991331000000Z", None),  # month 13
-    ],
-)
-def test_not_after_time_forms(tag: int, when: bytes, expected: str | None) -> None:
-    found = not_after(certificate_expiring(tag, when))
-    shown = None if found is None else time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(found))
-    assert shown == expected
-
-
-class _Certificate:
-    """Stands in for CPython's certificate objects (public_bytes() is PEM)."""
-
-    def __init__(self, path: Path) -> None:
-        self.pem = path.read_text()
-
-    def public_bytes(self) -> str:
-        return self.pem
-
-
-def test_the_served_chain_on_every_python(pki: Certificates) -> None:
-    leaf, ca = der(pki.leaf), der(pki.ca)
-
-    class Modern:  # Python 3.13+: a public method with DER bytes
-        def get_unverified_chain(self) -> list[bytes]:
-            return [leaf, ca]
-
-    class Older:  # 3.10-3.12: the C object's method, certificate objects
-        class _SSLObject:
-            def get_unverified_chain(self) -> list[_Certificate]:
-                return [_Certificate(pki.leaf), _Certificate(pki.ca)]
-
-        _sslobj = _SSLObject()
-
-        def getpeercert(self, binary_form: bool = False) -> bytes:
-            return leaf
-
-    class LeafOnly:  # anything else with getpeercert (an SSLTransport through a proxy)
-        def getpeercert(self, binary_form: bool = False) -> bytes:
-            assert binary_form
-            return leaf
-
-    assert served_chain(Modern()) == served_chain(Older()) == [leaf, ca]
-    assert served_chain(LeafOnly()) == [leaf]
-    assert served_chain(object()) == []
-    assert tls_info(object()) == TLSInfo(None, None, None, 0)
-    info = tls_info(Older())
-    assert (info.earliest_expiry, info.leaf_expiry) == (pki.ca_expiry, pki.leaf_expiry)
+    expiry = pki.leaf_expiry
+    assert tls_info(ProxiedTLS()) == TLSInfo("TLS 1.3", expiry, expiry, 1)
 
 
 @pytest.mark.parametrize(
@@ -240,48 +168,14 @@ def test_a_ca_file_that_cannot_be_used_is_named(https_fake: FakePinference, tmp_
     assert not https_fake.requests_for("list")  # no request went out
 
 
-def test_a_ca_folder_is_shared_too(
+def test_a_ca_folder_is_trusted_and_shared_too(
     https_fake: FakePinference, pki: Certificates, tmp_path: Path
 ) -> None:
     folder = tmp_path / "certs"  # OpenSSL's hashed-name layout (what `openssl rehash` makes)
     folder.mkdir()
     subject_hash = openssl("x509", "-hash", "-noout", "-in", str(pki.ca)).strip()
     (folder / f"{subject_hash}.0").write_text(pki.ca.read_text())
+    transport._context.cache_clear()
     api = client(https_fake.base_url, ca_file=str(folder))
     assert all(api.list_models(fresh=True).models for _ in range(2))
-    assert transport._contexts[(None, str(folder))][1].verify_mode == ssl.CERT_REQUIRED
-
-
-def test_what_the_shared_context_leaves_to_urllib3(pki: Certificates, tmp_path: Path) -> None:
-    def conn(**kwargs: Any) -> transport.WatchedHTTPSConnection:
-        kwargs.setdefault("ca_certs", str(pki.ca))
-        return transport.WatchedHTTPSConnection("127.0.0.1", cert_reqs="CERT_REQUIRED", **kwargs)
-
-    context = transport._shared_context(conn())
-    assert context is not None and context is transport._shared_context(conn())
-    assert context.verify_mode == ssl.CERT_REQUIRED and context.check_hostname
-    assert context.get_ca_certs()[0]["subject"] == ((("commonName", "pinference test CA"),),)
-    # Whatever a caller set up itself keeps urllib3's own handling, one setting at a time.
-    own = [
-        {"ssl_context": ssl.create_default_context()},
-        {"ca_cert_data": pki.ca.read_text()},
-        {"cert_file": str(pki.leaf), "key_file": str(pki.leaf_key)},
-        {"ssl_version": ssl.PROTOCOL_TLS_CLIENT},
-        {"ssl_minimum_version": ssl.TLSVersion.TLSv1_3},
-        {"ssl_maximum_version": ssl.TLSVersion.TLSv1_2},
-        {"assert_fingerprint": "00" * 32},
-        {"assert_hostname": "example.org"},
-        {"ca_certs": None},
-    ]
-    for kwargs in own:
-        assert transport._shared_context(conn(**kwargs)) is None, kwargs
-    unverified = conn()
-    unverified.cert_reqs = "CERT_NONE"
-    assert transport._shared_context(unverified) is None
-    assert transport._shared_context(conn(ca_certs=str(tmp_path / "missing.pem"))) is None
-    # One context per CA file, and never more than a handful of files remembered.
-    for i in range(12):
-        copy = tmp_path / f"ca-{i}.pem"
-        copy.write_text(pki.ca.read_text())
-        assert transport._shared_context(conn(ca_certs=str(copy))) is not None
-        assert len(transport._contexts) <= 8
+    assert transport._context.cache_info().misses == 1
