@@ -17,25 +17,10 @@ import pytest
 
 from harness.pki import EC_KEY, Certificates, openssl
 from llm_pinference.core import transport
-from llm_pinference.core.client import PinferenceClient
-from llm_pinference.core.errors import PinferenceError, Reason
-from llm_pinference.core.settings import Settings
+from llm_pinference.core.errors import Reason
 from llm_pinference.core.tlsinfo import TLSInfo, tls_info, tls_version_name
 from pinference_fake import FakePinference
-
-KEY = "pit_tls_probe_key_0123456789"
-
-
-def client(base_url: str, **kwargs: Any) -> PinferenceClient:
-    kwargs.setdefault("total_timeout", 5.0)
-    return PinferenceClient(Settings(api_key=KEY, base_url=base_url), **kwargs)
-
-
-def failure(call: Any) -> PinferenceError:
-    with pytest.raises(PinferenceError) as info:
-        call()
-    assert KEY not in str(info.value) and KEY not in repr(info.value)
-    return info.value
+from tests.support import client, failure
 
 
 def test_a_fresh_probe_over_https_reads_the_handshake_and_the_served_chain(

@@ -4,32 +4,16 @@ from __future__ import annotations
 
 import ssl
 import time
-from typing import Any
 
 import pytest
 import requests
 
 from harness.pki import Certificates
-from llm_pinference.core.client import PinferenceClient
-from llm_pinference.core.errors import PinferenceError, Reason
-from llm_pinference.core.settings import Settings
+from llm_pinference.core.errors import Reason
 from llm_pinference.core.tlsinfo import TLSInfo
 from pinference_fake import FakePinference, Fault
 from tests.fake.helpers import QUICK, TIMEOUT
-
-KEY = "pit_tls_probe_key_0123456789"
-
-
-def client(base_url: str, **kwargs: Any) -> PinferenceClient:
-    kwargs.setdefault("total_timeout", 5.0)
-    return PinferenceClient(Settings(api_key=KEY, base_url=base_url), **kwargs)
-
-
-def failure(call: Any) -> PinferenceError:
-    with pytest.raises(PinferenceError) as info:
-        call()
-    assert KEY not in str(info.value) and KEY not in repr(info.value)
-    return info.value
+from tests.support import client, failure
 
 
 def test_a_leaf_served_alone_is_the_earliest_expiry(pki: Certificates) -> None:
