@@ -79,7 +79,7 @@ SLOW = frozenset({"llm_pinference/core/transport.py"})
 RULES_TARGET = "rules"
 RULES = ROOT / "prometheus" / "pinference.rules.yml"
 RULES_TESTS = ROOT / "prometheus" / "tests"
-EDGE_RULE_TESTS = ROOT / "tests" / "alerting" / "test_rules_edges.py"
+EDGE_RULE_TESTS = ROOT / "tests" / "alerting" / "test_rule_windows.py"
 PROMTOOL_TIMEOUT = 120
 
 # mutmut's verdicts: caught, not caught, and neither (reported, left out of the score).
@@ -331,7 +331,7 @@ class TestGroup:
 
 
 def edge_rule_files() -> dict[str, dict[str, Any]]:
-    """The promtool cases kept in tests/alerting/test_rules_edges.py (PROMTOOL_FILES)."""
+    """The promtool cases kept in tests/alerting/test_rule_windows.py (PROMTOOL_FILES)."""
     if not EDGE_RULE_TESTS.exists():
         return {}
     sys.path.insert(0, str(ROOT))  # its own imports (tests.alerting.helpers)
