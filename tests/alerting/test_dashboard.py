@@ -321,7 +321,9 @@ def test_queries_are_scoped_to_job_instance_and_account(panels: list[dict[str, A
                     continue
                 assert 'job="$job"' in selector, where
                 # the error budget is per account over every exporter: no instance label
-                if not name.startswith("account:pinference_list_errors:"):
+                if not name.startswith(
+                    ("account:pinference_list_errors:", "account:pinference_list_probes:")
+                ):
                     assert 'instance=~"$instance"' in selector, where
                 if not is_exporter_level(name):
                     assert 'account=~"$account"' in selector, where
@@ -510,8 +512,8 @@ def test_error_budget_row(dashboard: dict[str, Any], panels: list[dict[str, Any]
     (remaining,) = exprs_of(row[1])
     failures, probes = availability.removeprefix("1 - (").removesuffix(")").split(" / ")
     # the month's allowance: at least the probes 30 days hold at the probe interval
-    full = "2592000 / scalar(min(pinference_probe_interval_seconds{"
-    assert remaining.startswith(f"1 - ({failures} / clamp_min({probes}, {full}")
+    full = "2592000 * max by (account) (account:pinference_list_probes:min_rate{"
+    assert remaining.startswith(f"1 - ({failures} / ({probes} > {full}")
     assert remaining.endswith(") / scalar(1 - pinference:slo_objective:ratio)")
     assert exprs_of(row[2]) == ["pinference:slo_objective:ratio"]
     records = {r["record"] for g in load_yaml(RULES)["groups"] for r in g["rules"] if "record" in r}

@@ -135,8 +135,10 @@ SUSTAINED = ("slo.test.yml", "a sustained 1% error rate tickets but never pages"
 BLIP = ("slo.test.yml", "a 2-minute blip does nothing")
 PAGES = ("slo.test.yml", "each page threshold, just above and just below")
 TLS = ("tls.test.yml", "certificate expiry, just above and just below 14 days")
-INFERENCE = ("inference.test.yml",
-             "chat probes failing while the list works, just above and just below half")
+INFERENCE = (
+    "inference.test.yml",
+    "chat probes failing while the list works, just above and just below half",
+)
 TTFT = ("inference.test.yml", "time to first token, just above and just below 5s")
 REFUSED = ("failures.test.yml", "the last probe refused for 5 minutes, a blip and flapping")
 
@@ -215,9 +217,9 @@ MUTATIONS: list[tuple[str, str, str, bool, tuple[str, str]]] = [
     ("PinferenceErrorBudgetBurnFast", "for: 2m", "for: 0s", False, REVOKED),
     ("PinferenceErrorBudgetBurnFast", PAGED, "", False, OUTAGE_5XX),
     ("PinferenceErrorBudgetBurnSlow", "ratio_rate3d", "ratio_rate6h", False, BLIP),
-    ("account:pinference_list_errors:ratio_rate1h", "3600 /", "1 /", False, FRESH),
-    ("account:pinference_list_errors:ratio_rate3d", "259200 /", "1 /", False, OLD_BLIP),
-    ("account:pinference_list_errors:ratio_rate3d", "259200 /", "1 /", False, SUSTAINED),
+    ("account:pinference_list_errors:ratio_rate1h", "3600 *", "1 *", True, FRESH),
+    ("account:pinference_list_errors:ratio_rate3d", "259200 *", "1 *", True, OLD_BLIP),
+    ("account:pinference_list_errors:ratio_rate3d", "259200 *", "1 *", True, SUSTAINED),
     ("PinferenceTLSCertExpiringSoon", "< 14 * 86400", "< 28 * 86400", False, TLS),
     ("PinferenceTLSCertExpiringSoon", "< 14 * 86400", "< 7 * 86400", False, TLS),
     ("PinferenceTLSCertExpiringSoon", "for: 10m", "for: 20m", False, TLS),
@@ -390,7 +392,12 @@ def test_github_anchor_slugging() -> None:
 
 
 # Joins with a series of the exporter itself (no account label) go on job and instance.
-EXPORTER_LEVEL_JOINS = {("PinferenceProbesStale", "job, instance")}
+EXPORTER_LEVEL_JOINS = {
+    ("PinferenceProbesStale", "job, instance"),
+    ("account:pinference_list_probes:min_rate", "job, instance"),
+}
+# An account's slowest exporter: the one aggregation across exporters by design.
+ACROSS_EXPORTER_CLAUSES = {("account:pinference_list_probes:min_rate", "job, account")}
 # Joins with the per-account record of an outage that paged (no instance label).
 PAGED_JOINS = {
     (name, "job, account")
@@ -417,6 +424,8 @@ def test_aggregations_keep_job_instance_and_account() -> None:
             if name in ACROSS_EXPORTERS:
                 assert "instance" not in labels and {"job", "account"} <= labels, (name, clause)
                 continue
+            if (name, clause.strip()) in ACROSS_EXPORTER_CLAUSES:
+                continue
             if (name, clause.strip()) in PAGED_JOINS:
                 assert "account:pinference_list_outage:paged1h" in rule["expr"], name
                 continue
@@ -440,6 +449,9 @@ def test_severities_are_what_operators_expect() -> None:
 # ------------------------------------------------------------------ the objective
 
 
+MIN_RATE = "account:pinference_list_probes:min_rate"
+
+
 def test_the_objective_is_one_setting_in_one_place() -> None:
     recorded = records()
     (objective,) = [r for r in all_rules() if r.get("record") == OBJECTIVE]
@@ -455,9 +467,10 @@ def test_the_objective_is_one_setting_in_one_place() -> None:
         assert record["expr"].count('endpoint="list"') == 2
         assert record["expr"].count("sum by (job, account)") == 2
         floor = FLOORED.get(window)
-        assert ("clamp_min(" in record["expr"]) is (floor is not None), window
-        if floor:
-            assert f"), {floor} / scalar(min(pinference_probe_interval_seconds" in record["expr"]
+        floored = f"> {floor} * {MIN_RATE}" in record["expr"]
+        assert floored is (floor is not None), window
+        if floor:  # at least the probes a full window holds at the account's own interval
+            assert f"or {floor} * {MIN_RATE}" in record["expr"]
     for name in ("PinferenceErrorBudgetBurnFast", "PinferenceErrorBudgetBurnSlow"):
         expr = RULES_BY_NAME[name]["expr"]
         assert expr.count(f"scalar(1 - {OBJECTIVE})") == expr.count("ratio_rate")

@@ -241,18 +241,19 @@ def test_version_and_help(capsys: pytest.CaptureFixture[str]) -> None:
         assert flag in help_text
 
 
-def test_the_readme_config_examples_are_valid(
+def test_the_documented_config_examples_are_valid(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     import re
+    import textwrap
 
     import yaml
 
     from tests.exporter.helpers import ROOT
 
-    readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    section = readme.split("## The exporter\n", 1)[1].split("\n## ", 1)[0]
-    blocks = re.findall(r"```yaml\n(.*?)```", section, flags=re.S)
+    doc = (ROOT / "docs" / "exporter.md").read_text(encoding="utf-8")
+    found = re.findall(r"^( *)```yaml\n(.*?)^\1```", doc, flags=re.S | re.M)
+    blocks = [textwrap.dedent(block) for _, block in found]
     assert len(blocks) == 2
     (tmp_path / "key").write_text("sk-example-key")
     for block in blocks:
