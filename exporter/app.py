@@ -26,7 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from prometheus_client import ProcessCollector, generate_latest, make_wsgi_app
-from prometheus_client.registry import Collector, CollectorRegistry
+from prometheus_client.registry import CollectorRegistry
 
 from llm_pinference.core.text import redact_url
 
@@ -68,11 +68,9 @@ class Exporter:
         config: ExporterConfig,
         *,
         loader: Callable[[], ExporterConfig] | None = None,
-        process: Collector | None = None,
     ) -> None:
         """`loader` builds the config again from its sources, for `reload()`; without it,
-        a reload re-applies the config given here. `process` yields the per-scrape
-        process_* families (default: prometheus_client's ProcessCollector on /proc)."""
+        a reload re-applies the config given here."""
         self._loader = loader or (lambda: config)
         self._reload_lock = threading.Lock()  # one reload at a time
         self._after_reload: list[Callable[[ExporterConfig], None]] = []
@@ -85,7 +83,7 @@ class Exporter:
         self._ready = False
         self.registry = CollectorRegistry(auto_describe=True)  # names for a name[] filter
         self.registry.register(PinferenceCollector(self._reading))
-        self.registry.register(process if process is not None else ProcessCollector(registry=None))
+        self.registry.register(ProcessCollector(registry=None))
         self.app = ExporterApp(
             make_wsgi_app(self.registry),
             lambda: self._current.config,
@@ -97,14 +95,11 @@ class Exporter:
         self._listening: list[ListenAddress] = []  # what the servers were bound to
         self._threads: list[threading.Thread] = []
         self._probing = False
-        self._stopped = False
 
     def __repr__(self) -> str:
         url = self.url if self._servers else "not started"
         targets = " ".join(redact_url(a.config.base_url) for a in self._accounts.values())
         return f"<Exporter {url} target={targets}>"
-
-    # what it is now
 
     @property
     def config(self) -> ExporterConfig:
@@ -152,8 +147,6 @@ class Exporter:
         successful, when = self._reload_result
         accounts = [(name, a.state.snapshot()) for name, a in current.accounts.items()]
         return Reading(accounts, current.config.probe_interval, successful, when)
-
-    # building and reloading
 
     def _build(self, config: ExporterConfig) -> _Current:
         """The accounts for `config`, reusing what the current ones can give."""
@@ -224,14 +217,10 @@ class Exporter:
         """Call `hook(config)` after each successful reload (e.g. to apply log settings)."""
         self._after_reload.append(hook)
 
-    # lifecycle
-
     def start(self, *, probe: bool = True) -> Exporter:
         """Listen on every address (raises ListenError, an OSError, if one cannot be bound);
         probe in the background unless `probe=False`, for tests that drive cycles with
         `run_probe_cycle()`."""
-        if self._stopped:
-            raise RuntimeError("a stopped Exporter cannot start again: make a new one")
         if not self._servers:
             servers: list[ExporterServer] = []
             try:
@@ -260,7 +249,6 @@ class Exporter:
 
     def stop(self, timeout: float = 1.0) -> None:
         """Stop probing and serving; a request or probe in flight does not delay this."""
-        self._stopped = True
         self._probing = False
         for account in self._accounts.values():
             account.prober.stop(timeout)
@@ -277,8 +265,6 @@ class Exporter:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
-
-    # use
 
     def run_probe_cycle(self) -> bool:
         """One list probe plus the get probes of every account, now (one account after the

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 from pinference_exporter import cli
-from pinference_exporter.config import (
+from pinference_exporter.config import ExporterConfig
+from pinference_exporter.options import (
     ConfigError,
-    ExporterConfig,
     ListenAddress,
     parse_duration,
     parse_listen_address,
@@ -184,10 +184,10 @@ def test_bad_values_exit_2_with_one_line(name: str, capsys: pytest.CaptureFixtur
 BAD_FILES = {
     "not yaml": ("probe: [unclosed", "not valid YAML (line"),
     "not a mapping": ("- a\n- b\n", "expected a mapping of sections"),
-    "unknown section": ("prob:\n  interval: 1s\n", "unknown section 'prob'"),
+    "unknown section": ("prob:\n  interval: 1s\n", "unknown key 'prob'"),
     "unknown key": ("probe:\n  intervall: 1s\n", "unknown key 'probe.intervall'"),
     "number as duration": ("probe:\n  interval: 30\n", "probe.interval: 30 is not a duration"),
-    "section not a mapping": ("web: 8795\n", "section 'web' must be a mapping"),
+    "section not a mapping": ("web: 8795\n", "'web' must be a mapping"),
     "models not a list": ("probe:\n  models: {a: 1}\n", "is not a list of model ids"),
     "bool as integer": ("probe:\n  concurrency: true\n", "probe.concurrency"),
     "empty key file": ("api:\n  key_file: empty\n", "is empty"),
