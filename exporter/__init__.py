@@ -23,7 +23,8 @@ from typing import TYPE_CHECKING, Any
 from llm_pinference import __version__
 
 from . import needs_extra
-from .config import AccountConfig, ConfigError, ExporterConfig, parse_duration
+from .config import AccountConfig, ExporterConfig
+from .options import ConfigError, parse_duration
 
 if TYPE_CHECKING:
     from .app import Exporter

@@ -26,9 +26,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from prometheus_client import ProcessCollector, generate_latest, make_wsgi_app
-from prometheus_client.registry import Collector, CollectorRegistry
+from prometheus_client.registry import CollectorRegistry
 
-from llm_pinference.core.settings import Settings
 from llm_pinference.core.text import redact_url
 
 from .collector import PinferenceCollector, Reading
@@ -63,41 +62,20 @@ class _Current:
     accounts: dict[str, _Account]  # in config order
 
 
-class ReloadStatus:
-    """The outcome of the last load of the config files (for the reload metrics)."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self.successful = True
-        self.success_time = time.time()
-
-    def record(self, error: str | None) -> None:
-        with self._lock:
-            self.successful = error is None
-            if error is None:
-                self.success_time = time.time()
-
-    def read(self) -> tuple[bool, float]:
-        with self._lock:
-            return self.successful, self.success_time
-
-
 class Exporter:
     def __init__(
         self,
         config: ExporterConfig,
         *,
         loader: Callable[[], ExporterConfig] | None = None,
-        process: Collector | None = None,
     ) -> None:
         """`loader` builds the config again from its sources, for `reload()`; without it,
-        a reload re-applies the config given here. `process` yields the per-scrape
-        process_* families (default: prometheus_client's ProcessCollector on /proc)."""
+        a reload re-applies the config given here."""
         self._loader = loader or (lambda: config)
         self._reload_lock = threading.Lock()  # one reload at a time
         self._after_reload: list[Callable[[ExporterConfig], None]] = []
-        self.reload_status = ReloadStatus()
-        self.web = WebConfigWatcher(config.web, on_result=self.reload_status.record)
+        self._reload_result = (True, time.time())  # successful?, time of the last success
+        self.web = WebConfigWatcher(config.web, on_result=self._record_reload)
         self.recent = RecentProbes()  # every account's last probes, for the landing page
         self._current = _Current(config, {})
         self._current = self._build(config)
@@ -105,7 +83,7 @@ class Exporter:
         self._ready = False
         self.registry = CollectorRegistry(auto_describe=True)  # names for a name[] filter
         self.registry.register(PinferenceCollector(self._reading))
-        self.registry.register(process if process is not None else ProcessCollector(registry=None))
+        self.registry.register(ProcessCollector(registry=None))
         self.app = ExporterApp(
             make_wsgi_app(self.registry),
             lambda: self._current.config,
@@ -117,14 +95,11 @@ class Exporter:
         self._listening: list[ListenAddress] = []  # what the servers were bound to
         self._threads: list[threading.Thread] = []
         self._probing = False
-        self._stopped = False
 
     def __repr__(self) -> str:
         url = self.url if self._servers else "not started"
         targets = " ".join(redact_url(a.config.base_url) for a in self._accounts.values())
         return f"<Exporter {url} target={targets}>"
-
-    # what it is now
 
     @property
     def config(self) -> ExporterConfig:
@@ -150,11 +125,6 @@ class Exporter:
     def state(self) -> ProbeState:
         return next(iter(self._accounts.values())).state
 
-    @property
-    def settings(self) -> Settings:
-        """The first account's settings (the only one, without a list of accounts)."""
-        return next(iter(self._accounts.values())).config.settings
-
     def secrets(self) -> list[str]:
         """Every account's key and base-URL credentials: what logs must never show."""
         return [s for a in self._accounts.values() for s in a.config.settings.secrets]
@@ -169,13 +139,14 @@ class Exporter:
         return View(current.config, accounts, self._ready, self.recent, self.web.current(),
                     tuple(self.secrets()))  # fmt: skip
 
+    def _record_reload(self, error: str | None) -> None:
+        self._reload_result = (False, self._reload_result[1]) if error else (True, time.time())
+
     def _reading(self) -> Reading:
         current = self._current
-        successful, when = self.reload_status.read()
+        successful, when = self._reload_result
         accounts = [(name, a.state.snapshot()) for name, a in current.accounts.items()]
         return Reading(accounts, current.config.probe_interval, successful, when)
-
-    # building and reloading
 
     def _build(self, config: ExporterConfig) -> _Current:
         """The accounts for `config`, reusing what the current ones can give."""
@@ -235,10 +206,10 @@ class Exporter:
             config = self._loader()
             self.apply(config)
         except ConfigError as exc:
-            self.reload_status.record(str(exc))
+            self._record_reload(str(exc))
             log.error("reload failed; keeping the previous configuration", extra=kv(err=str(exc)))
             raise
-        self.reload_status.record(None)
+        self._record_reload(None)
         for hook in self._after_reload:
             hook(config)
 
@@ -246,14 +217,10 @@ class Exporter:
         """Call `hook(config)` after each successful reload (e.g. to apply log settings)."""
         self._after_reload.append(hook)
 
-    # lifecycle
-
     def start(self, *, probe: bool = True) -> Exporter:
         """Listen on every address (raises ListenError, an OSError, if one cannot be bound);
         probe in the background unless `probe=False`, for tests that drive cycles with
         `run_probe_cycle()`."""
-        if self._stopped:
-            raise RuntimeError("a stopped Exporter cannot start again: make a new one")
         if not self._servers:
             servers: list[ExporterServer] = []
             try:
@@ -282,7 +249,6 @@ class Exporter:
 
     def stop(self, timeout: float = 1.0) -> None:
         """Stop probing and serving; a request or probe in flight does not delay this."""
-        self._stopped = True
         self._probing = False
         for account in self._accounts.values():
             account.prober.stop(timeout)
@@ -300,8 +266,6 @@ class Exporter:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
-    # use
-
     def run_probe_cycle(self) -> bool:
         """One list probe plus the get probes of every account, now (one account after the
         other); False if a 429 pause skipped one."""
@@ -312,28 +276,20 @@ class Exporter:
         return generate_latest(self.registry).decode()
 
     @property
-    def ports(self) -> list[int]:
-        if not self._servers:
-            raise RuntimeError("the exporter is not started")
-        return [server.port for server in self._servers]
-
-    @property
     def port(self) -> int:
         """The port of the first listen address."""
-        return self.ports[0]
+        return self._servers[0].port
 
     @property
     def urls(self) -> list[str]:
         """Where to reach each listener from this machine (loopback for every-interface)."""
         scheme = web.scheme if (web := self.web.current()) else "http"
         urls = []
-        for address, port in zip(self._listening, self.ports, strict=True):
+        for address, server in zip(self._listening, self._servers, strict=True):
             host = {"": "127.0.0.1", "0.0.0.0": "127.0.0.1", "::": "::1"}.get(
                 address.host, address.host
             )
-            if ":" in host:
-                host = f"[{host}]"
-            urls.append(f"{scheme}://{host}:{port}")
+            urls.append(f"{scheme}://{f'[{host}]' if ':' in host else host}:{server.port}")
         return urls
 
     @property

@@ -45,6 +45,9 @@ class ChatSchedule:
     started: deque[float] = field(default_factory=deque)  # the last hour's probes (their cycle)
     last_reason: dict[str, str | None] = field(default_factory=dict)  # per model, as logged
 
+    def copy(self) -> ChatSchedule:
+        return ChatSchedule(self.next_cycle, deque(self.started), dict(self.last_reason))
+
 
 class ChatProber:
     def __init__(
@@ -67,14 +70,8 @@ class ChatProber:
         self._thread: threading.Thread | None = None
         self._target = redact_url(account.base_url)
 
-    @property
-    def enabled(self) -> bool:
-        return bool(self.account.chat_models)
-
-    # lifecycle
-
     def start(self) -> None:
-        if self._thread is None and self.enabled:
+        if self._thread is None and self.account.chat_models:
             self._thread = threading.Thread(
                 target=self._loop, name=f"pinference-chat-{self.account.name}", daemon=True
             )
@@ -94,22 +91,17 @@ class ChatProber:
 
     def handover(self) -> ChatSchedule:
         with self._lock:
-            given = self._schedule
-            return ChatSchedule(given.next_cycle, deque(given.started), dict(given.last_reason))
+            return self._schedule.copy()
 
     def take_over(self, schedule: ChatSchedule) -> None:
         with self._lock:
-            self._schedule = ChatSchedule(
-                schedule.next_cycle, deque(schedule.started), dict(schedule.last_reason)
-            )
+            self._schedule = schedule.copy()
 
     def next_cycle_in(self) -> float | None:
         """Seconds until the next cycle is due (None: at once, once the first list is in)."""
         with self._lock:
             due = self._schedule.next_cycle
         return None if due is None else max(0.0, due - time.monotonic())
-
-    # the loop
 
     def _loop(self) -> None:
         # The first cycle waits for the first list (it gives the prices), a while at most.

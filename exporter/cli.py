@@ -16,7 +16,7 @@ import logging
 import signal
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, NoReturn
 
 from llm_pinference.core.text import format_duration, redact_url
@@ -120,17 +120,13 @@ def _main(argv: Sequence[str] | None, signals: list[int]) -> int:
         return 2
     except SystemExit as exc:  # --help and --version
         return int(exc.code or 0)
-    logs = _logging(exporter)
+
+    def logs(config: ExporterConfig) -> None:
+        setup_logging(config.log_level, config.log_format, secrets=exporter.secrets)
+
     logs(config)
     exporter.after_reload(logs)
     return _serve(exporter, signals)
-
-
-def _logging(exporter: Exporter) -> Callable[[ExporterConfig], None]:
-    def apply(config: ExporterConfig) -> None:
-        setup_logging(config.log_level, config.log_format, secrets=exporter.secrets)
-
-    return apply
 
 
 def _serve(exporter: Exporter, signals: list[int]) -> int:
@@ -141,8 +137,6 @@ def _serve(exporter: Exporter, signals: list[int]) -> int:
         return 1
     config = exporter.config
     try:
-        for url in exporter.urls:
-            log.info("listening", extra=kv(address=url))
         log.info(
             "starting pinference-exporter",
             extra=kv(
@@ -157,19 +151,13 @@ def _serve(exporter: Exporter, signals: list[int]) -> int:
             ),
         )
         for account in exporter.accounts:
-            fields = kv(
-                account=account.name,
-                target=redact_url(account.base_url),
-                team=account.team_id,
-                auth="bearer" if account.api_key else "none",
-                watched=len(account.probe_models),
-            )
-            if account.chat_models:  # billed: say so at start
-                fields["kv"].update(
-                    chat_models=len(account.chat_models),
-                    chat_interval=format_duration(account.chat_interval),
-                )
-            log.info("account", extra=fields)
+            chat = {"chat_models": len(account.chat_models),  # billed: say so at start
+                    "chat_interval": format_duration(account.chat_interval)}  # fmt: skip
+            log.info("account", extra=kv(
+                account=account.name, target=redact_url(account.base_url),
+                team=account.team_id, auth="bearer" if account.api_key else "none",
+                watched=len(account.probe_models), **(chat if account.chat_models else {}),
+            ))  # fmt: skip
         exporter.start()  # the probers
         while True:
             while not signals:

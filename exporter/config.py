@@ -40,25 +40,11 @@ from .options import (
     Target,
     account_name,
     default,
-    parse_duration,
     parse_listen_address,
     parse_option,
     shown,
 )
 from .webconfig import WebConfig, load_web_config
-
-__all__ = [
-    "DEFAULT_ACCOUNT",
-    "AccountConfig",
-    "ConfigError",
-    "ExporterConfig",
-    "ListenAddress",
-    "build_config",
-    "load_config_file",
-    "parse_duration",
-    "parse_listen_address",
-    "read_key_file",
-]
 
 DEFAULT_ACCOUNT = "default"
 ACCOUNTS_KEY = "accounts"  # the config file's list of accounts
@@ -238,46 +224,17 @@ def _account(entry: dict[str, Any], where: str = "") -> AccountConfig:
 
 
 def load_config_file(path: str | Path) -> Values:
-    """Read the YAML config file into parsed values keyed like `probe.interval`.
-
-    Unknown sections and keys are errors (a typo must not silently fall back to a default).
-    Relative file paths are resolved against the config file's directory.
-    """
+    """Read the YAML config file into parsed values keyed like `probe.interval`; relative
+    file paths are relative to the file's directory."""
     path = Path(path)
-    sections = sorted({key.split(".")[0] for key in OPTIONS_BY_KEY} | {ACCOUNTS_KEY})
     data = load_yaml(path, "config file")
     if not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected a mapping of sections ({', '.join(sections)})")
-    values: dict[str, Any] = {}
-    accounts: tuple[tuple[str, dict[str, Any]], ...] | None = None
-    for section, body in mapping(data, str(path)).items():
-        if section == ACCOUNTS_KEY:
-            accounts = _accounts(body, path)
-            continue
-        if section not in sections:
-            raise ConfigError(
-                f"{path}: unknown section {shown(section)} (known: {', '.join(sections)})"
-            )
-        if body is not None and not isinstance(body, dict):
-            raise ConfigError(f"{path}: section {shown(section)} must be a mapping")
-        for name, value in _flattened(body or {}, f"{section}.", OPTIONS_BY_KEY, str(path)):
-            key = f"{section}.{name}"
-            option = OPTIONS_BY_KEY.get(key)
-            if option is None:
-                known = ", ".join(k.split(".", 1)[1] for k in OPTIONS_BY_KEY
-                                  if k.startswith(f"{section}."))  # fmt: skip
-                raise ConfigError(f"{path}: unknown key {shown(key)} (known in {section}: {known})")
-            if value is not None:
-                values[key] = _file_value(option, value, path, f"{path}: {key}")
+        raise ConfigError(f"{path}: expected a mapping of sections (api, log, models, probe, "
+                          f"web, {ACCOUNTS_KEY})")  # fmt: skip
+    accounts = _accounts(data.pop(ACCOUNTS_KEY), path) if ACCOUNTS_KEY in data else None
+    values = {o.key: v for o, v in _read_options(data, OPTIONS_BY_KEY, path, str(path)).items()}
     origins = {key: f"{path}: {key}" for key in values}
     return Values(values, origins, accounts, str(path))
-
-
-def _file_value(option: Option, value: object, path: Path, where: str) -> Any:
-    parsed = parse_option(option, value, where)
-    if option.is_path:
-        parsed = str(path.parent / Path(parsed).expanduser())
-    return parsed
 
 
 def _accounts(body: object, path: Path) -> tuple[tuple[str, dict[str, Any]], ...]:
@@ -285,40 +242,44 @@ def _accounts(body: object, path: Path) -> tuple[tuple[str, dict[str, Any]], ...
     if not isinstance(body, list) or not body:
         raise ConfigError(f"{path}: {ACCOUNTS_KEY} must be a non-empty list of accounts")
     by_key = {o.account_key: o for o in ACCOUNT_OPTIONS if o.account_key}
-    known = ", ".join(["name", *by_key])
     entries = []
     for index, entry in enumerate(body):
         where = f"{path}: {ACCOUNTS_KEY}[{index}]"
-        if not isinstance(entry, dict):
-            raise ConfigError(f"{where}: expected a mapping ({known})")
-        if "name" not in entry:
+        given = mapping(entry, where)
+        if "name" not in given:
             raise ConfigError(f"{where}: every account needs a name")
-        fields: dict[str, Any] = {"name": entry["name"]}
-        for name, value in _flattened(entry, "", by_key, where):
-            option = by_key.get(name)
-            if option is None and name != "name":
-                raise ConfigError(f"{where}: unknown key {shown(name)} (known: {known})")
-            if option is not None and value is not None:
-                fields[option.field] = _file_value(option, value, path, f"{where}: {name}")
-        entries.append((where, fields))
+        name = given.pop("name")
+        fields = {o.field: v for o, v in _read_options(given, by_key, path, where).items()}
+        entries.append((where, {"name": name, **fields}))
     return tuple(entries)
 
 
-def _flattened(
-    body: dict[Any, Any], prefix: str, known: Mapping[str, object], where: str
-) -> list[tuple[str, Any]]:
-    """The (name, value) pairs of a section, a nested mapping that holds options of its
-    own (`chat: {models: [...]}`) spelled out as `chat.models`."""
-    pairs: list[tuple[str, Any]] = []
-    for name, value in mapping(body, where).items():
-        nested = f"{prefix}{name}."
-        if isinstance(value, dict) and any(key.startswith(nested) for key in known):
-            pairs += [
-                (f"{name}.{inner}", v) for inner, v in _flattened(value, nested, known, where)
-            ]
-        else:
-            pairs.append((name, value))
-    return pairs
+def _read_options(
+    body: object, known: Mapping[str, Option], path: Path, where: str
+) -> dict[Option, Any]:
+    """The parsed options of a mapping keyed like `known`, nested mappings spelled out
+    (`probe: {chat: {models: [...]}}` is `probe.chat.models`). Unknown keys are errors: a
+    typo must not silently fall back to a default."""
+    found: dict[Option, Any] = {}
+
+    def walk(body: object, prefix: str) -> None:
+        for name, value in mapping(body, where).items():
+            key = prefix + name
+            if any(k.startswith(f"{key}.") for k in known):
+                if value is not None and not isinstance(value, dict):
+                    raise ConfigError(f"{where}: {shown(key)} must be a mapping")
+                walk(value, f"{key}.")
+            elif key not in known:
+                siblings = ", ".join(k for k in known if k.startswith(prefix))
+                raise ConfigError(f"{where}: unknown key {shown(key)} (known: {siblings})")
+            elif value is not None:
+                option, parsed = known[key], parse_option(known[key], value, f"{where}: {key}")
+                if option.is_path:
+                    parsed = str(path.parent / Path(parsed).expanduser())
+                found[option] = parsed
+
+    walk(body, "")
+    return found
 
 
 def check_ca_file(path: str) -> None:

@@ -14,15 +14,9 @@ import stat
 from pathlib import Path
 from typing import Any, ClassVar
 
-from llm_pinference.core.text import os_reason
+from llm_pinference.core.text import MAX_JSON_DEPTH, os_reason
 
-from .options import (
-    MAX_CONFIG_BYTES,
-    MAX_JSON_DEPTH,
-    MAX_YAML_NODES,
-    ConfigError,
-    shown,
-)
+from .options import MAX_CONFIG_BYTES, MAX_YAML_NODES, ConfigError, shown
 
 
 def read_file(path: str | Path, what: str, limit: int = MAX_CONFIG_BYTES) -> str:

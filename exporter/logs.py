@@ -3,7 +3,7 @@
     ts=2025-01-02T03:04:05.678Z level=warn logger=exporter.prober msg="probe failed" endpoint=list
 
 Structured fields go in `extra=kv(...)`. Every formatted line passes through a redaction
-of the API key: defence in depth, as nothing logged should contain it in the first place.
+of the API keys: defence in depth, as nothing logged should contain one in the first place.
 """
 
 from __future__ import annotations
@@ -18,15 +18,10 @@ from typing import Any, TextIO
 
 from llm_pinference.core.text import redact
 
-LEVELS = {
-    "debug": logging.DEBUG,
-    "info": logging.INFO,
-    "warn": logging.WARNING,
-    "error": logging.ERROR,
-}
-_NAMES = {logging.DEBUG: "debug", logging.INFO: "info", logging.WARNING: "warn",
-          logging.ERROR: "error", logging.CRITICAL: "error"}  # fmt: skip
-_BARE = re.compile(r"^[^\s\"=\\]+$")
+LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warn": logging.WARNING,
+          "error": logging.ERROR}  # fmt: skip
+_NAMES = {number: name for name, number in LEVELS.items()} | {logging.CRITICAL: "error"}
+_BARE = re.compile(r"[^\s\"=\\]+")
 
 
 def kv(**fields: Any) -> dict[str, Any]:
@@ -34,75 +29,51 @@ def kv(**fields: Any) -> dict[str, Any]:
     return {"kv": fields}
 
 
-Secrets = Iterable[str | None] | Callable[[], Iterable[str | None]]
-
-
-class _Formatter(logging.Formatter):
-    def __init__(self, secrets: Secrets = ()) -> None:
+class Formatter(logging.Formatter):
+    def __init__(self, as_json: bool, secrets: Callable[[], Iterable[str | None]]) -> None:
         super().__init__()
-        # A callable is asked on every line: a reload may bring new keys.
-        self._secrets = secrets if callable(secrets) else tuple(secrets)
+        self._json = as_json
+        self._secrets = secrets  # asked on every line: a reload may bring new keys
 
-    @property
-    def secrets(self) -> tuple[str, ...]:
-        found = self._secrets() if callable(self._secrets) else self._secrets
-        return tuple(s for s in found if s)
-
-    def fields(self, record: logging.LogRecord) -> dict[str, Any]:
+    def format(self, record: logging.LogRecord) -> str:
         ts = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
         data: dict[str, Any] = {
             "ts": f"{ts}.{int(record.msecs):03d}Z",
             "level": _NAMES.get(record.levelno, record.levelname.lower()),
             "logger": record.name,
             "msg": record.getMessage(),
+            **getattr(record, "kv", {}),
         }
-        data.update(getattr(record, "kv", {}) or {})
         if record.exc_info and record.exc_info[1] is not None:
-            # One line: the exception type and message, never a multi-line traceback.
-            exc = record.exc_info[1]
+            exc = record.exc_info[1]  # one line, never a multi-line traceback
             data["err"] = f"{type(exc).__name__}: {exc}"
-        return data
-
-    def format(self, record: logging.LogRecord) -> str:
-        return redact(self.render(self.fields(record)), self.secrets)
-
-    def render(self, data: dict[str, Any]) -> str:
-        raise NotImplementedError
+        if self._json:
+            line = json.dumps(data, default=str, ensure_ascii=False)
+        else:
+            line = " ".join(f"{key}={_logfmt(value)}" for key, value in data.items())
+        return redact(line, self._secrets())
 
 
-class LogfmtFormatter(_Formatter):
-    def render(self, data: dict[str, Any]) -> str:
-        return " ".join(f"{key}={_logfmt_value(value)}" for key, value in data.items())
-
-
-class JsonFormatter(_Formatter):
-    def render(self, data: dict[str, Any]) -> str:
-        return json.dumps(data, default=str, ensure_ascii=False)
-
-
-def _logfmt_value(value: Any) -> str:
+def _logfmt(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, float):
         return f"{value:.6g}"
     text = "" if value is None else str(value)
-    if _BARE.match(text):
+    if _BARE.fullmatch(text):
         return text
-    escaped = text.replace("\\", "\\\\").replace('"', '\\"')
-    escaped = escaped.replace("\n", "\\n").replace("\r", "\\r").replace("\t", "\\t")
-    return f'"{escaped}"'
+    return json.dumps(text, ensure_ascii=False)  # quoted, with \" \\ \n \r \t escaped
 
 
 def setup_logging(
-    level: str = "info",
-    fmt: str = "logfmt",
-    secrets: Secrets = (),
+    level: str,
+    fmt: str,
+    secrets: Callable[[], Iterable[str | None]],
     stream: TextIO | None = None,
-) -> logging.Handler:
+) -> None:
     """Send every logger's records (ours, the core's, urllib3's) to one formatted handler."""
     handler = logging.StreamHandler(stream or sys.stderr)
-    formatter = JsonFormatter(secrets) if fmt == "json" else LogfmtFormatter(secrets)
-    handler.setFormatter(formatter)
+    handler.setFormatter(Formatter(fmt == "json", secrets))
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)
@@ -110,4 +81,3 @@ def setup_logging(
     root.setLevel(LEVELS[level])
     # urllib3's connection chatter is noise even at debug; its warnings still show.
     logging.getLogger("urllib3").setLevel(max(LEVELS[level], logging.INFO))
-    return handler

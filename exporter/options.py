@@ -25,12 +25,11 @@ from llm_pinference.core.settings import (
     normalise_base_url,
 )
 from llm_pinference.core.text import (
-    DURATION_UNITS,
-    MAX_JSON_DEPTH,
     format_duration,
     printable,
     redact_url,
 )
+from llm_pinference.core.text import parse_duration as core_parse_duration
 
 DEFAULT_TIMEOUT = 10.0  # or half the interval, if that is shorter
 DEFAULT_JITTER = 0.1
@@ -74,21 +73,13 @@ def shown(value: object) -> str:
 
 # --- value parsers ------------------------------------------------------------------
 
-# Prometheus' own duration syntax: integer amounts, units in this order, each at most once.
-_DURATION_RE = re.compile(
-    "".join(rf"(?:(?P<{u}>[0-9]{{1,12}}){u})?" for u, _ in DURATION_UNITS), re.ASCII
-)
-
 
 def parse_duration(text: object) -> float:
     """`500ms`, `30s`, `1m30s`, `2h` (Prometheus syntax) -> seconds; `0` is zero."""
-    text = text.strip() if isinstance(text, str) else text
-    if text == "0":
-        return 0.0
-    match = _DURATION_RE.fullmatch(text) if isinstance(text, str) and text else None
-    if match is None:
-        raise ConfigError(f"{shown(text)} is not a duration (use e.g. 500ms, 30s, 1m30s)")
-    return sum(int(match[u]) * scale for u, scale in DURATION_UNITS if match[u])
+    try:
+        return core_parse_duration(text if isinstance(text, str) else "")
+    except ValueError:
+        raise ConfigError(f"{shown(text)} is not a duration (use e.g. 500ms, 30s, 1m30s)") from None
 
 
 @dataclass(frozen=True)
@@ -363,61 +354,29 @@ def parse_option(option: Option, value: object, where: str) -> Any:
 
 
 def markdown() -> str:
-    """docs/configuration.md, from the table (`python -m pinference_exporter.options`)."""
+    """The table of docs/configuration.md (`python -m pinference_exporter.options`)."""
 
-    def cell(text: str) -> str:
-        return text.replace("|", "\\|")
+    def cell(text: str | None) -> str:
+        return (text or "").replace("|", "\\|")
+
+    def code(name: str | None) -> str:
+        return f"`{name}`" if name else ""
 
     rows = [
         f"| `{o.flag}`{' (repeatable)' if o.repeat else ''} | `{o.key}` | "
-        f"{f'`{o.account_key}`' if o.account_key else ''} | {f'`{o.env}`' if o.env else ''} | "
+        f"{code(o.account_key)} | {code(o.env)} | "
         f"{cell(o.default_help or ('' if o.default is None else o.show(o.default)))} | "
         f"{cell(o.help)} |"
         for o in OPTIONS
     ]
-    return "\n".join(
-        [
-            "# Configuration reference",
-            "",
-            "<!-- Generated from exporter/options.py by `python -m pinference_exporter.options`;",
-            "     tests/exporter/test_options.py fails when this file differs. Do not edit. -->",
-            "",
-            "Every option is a flag and a key of the YAML file given with `--config.file` "
-            "(`--probe.interval` is `probe: {interval: 30s}`); flags win over the file, the file "
-            "over the environment, the environment over the defaults. Durations use Prometheus' "
-            "syntax (`500ms`, `30s`, `1m30s`). Relative paths in the file are relative to it.",
-            "",
-            "The `api.*` and `probe.*` keys marked with a per-account key describe the one account "
-            "`default`. A file may list `accounts` instead, each entry with a `name` (letters, "
-            "digits, `_` and `-`) and those per-account keys (nested: `chat: {models: [...]}`); "
-            "nothing then comes from the environment, and the one-account flags are refused.",
-            "",
-            "| flag | file key | per-account key | environment | default | meaning |",
-            "|---|---|---|---|---|---|",
-            *rows,
-            "| `--config.file` | | | | | the YAML file of these keys; read again on SIGHUP |",
-            "| `--config.check` | | | | | check the flags and every file, print `ok`, exit |",
-            "",
-            "## Files",
-            "",
-            "The config file, the web config, certificates and CA files are read only if they "
-            f"are regular files of at most {MAX_CONFIG_BYTES >> 10} KiB of UTF-8 text; API key "
-            f"and TLS key files of at most {MAX_KEY_BYTES >> 10} KiB. An empty file, a FIFO or "
-            f"a device, a YAML document nested deeper than {MAX_JSON_DEPTH} levels or whose "
-            f"aliases expand to more than {MAX_YAML_NODES} values, and an encrypted TLS key (no "
-            "passphrase is ever asked for) are errors. An API key must be "
-            "one word of printable ASCII: a BOM or a zero-width space is refused, and the message "
-            "names the file, never the key.",
-            "",
-            "A bad value at start-up is one line on stderr and exit status 2. On reload (SIGHUP, "
-            "`POST /-/reload` with `--web.enable-lifecycle`) it keeps the running config, logs "
-            "the reason once and sets `pinference_exporter_config_last_reload_successful` to 0. "
-            "The web config (`--web.config.file`: exporter-toolkit's `tls_server_config`, "
-            "`http_server_config`, `basic_auth_users`) is read again when one of its files "
-            "changes; a change that does not load keeps the last good one, logged once per change.",
-            "",
-        ]
-    )
+    return "\n".join([
+        "| flag | file key | per-account key | environment | default | meaning |",
+        "|---|---|---|---|---|---|",
+        *rows,
+        "| `--config.file` | | | | | the YAML file of these keys; read again on SIGHUP |",
+        "| `--config.check` | | | | | check the flags and every file, print `ok`, exit |",
+        "",
+    ])  # fmt: skip
 
 
 if __name__ == "__main__":

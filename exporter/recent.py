@@ -1,9 +1,8 @@
 """The last probes across accounts, for the landing page's "Recent probes" and the debug
 log of each (as blackbox_exporter keeps them), and each watched model's latest probe.
 
-The prober hands every finished list and get probe to `RecentProbes.add`; what is kept is
-what a person debugging needs and nothing secret: the URL without user info, the request
-headers with the key replaced, the outcome, the phases of a list probe.
+What is kept is what a person debugging needs and nothing secret: the URL without user info,
+the request headers with the key replaced, the outcome, the phases of a list probe.
 """
 
 from __future__ import annotations
@@ -40,23 +39,6 @@ class ProbeRecord:
     phases: Phases | None  # list probes that succeeded (a new connection each)
 
 
-def request_headers(account: AccountConfig) -> tuple[tuple[str, str], ...]:
-    """What the probe's request carries besides requests' own defaults, key redacted."""
-    sent = {"User-Agent": USER_AGENT, "Accept": "application/json",
-            **account.settings.headers()}  # fmt: skip
-    return tuple((k, f"Bearer {REDACTED}" if k == "Authorization" else v) for k, v in sent.items())
-
-
-def probe_url(account: AccountConfig, model: str | None) -> str:
-    base = redact_url(account.base_url)
-    if model is None:
-        return f"{base}/models"
-    try:
-        return f"{base}/{model_path(model)}"
-    except InvalidModelId:  # never requested: the client refused it
-        return f"{base}/models/(refused id)"
-
-
 class RecentProbes:
     """A bounded ring of probe records, thread-safe; newest first when read."""
 
@@ -79,7 +61,15 @@ class RecentProbes:
         error: str | None = None,
         phases: Phases | None = None,
     ) -> None:
-        headers, url = request_headers(account), probe_url(account, model)
+        sent = {"User-Agent": USER_AGENT, "Accept": "application/json",
+                **account.settings.headers()}  # fmt: skip
+        headers = tuple((k, f"Bearer {REDACTED}" if k == "Authorization" else v)
+                        for k, v in sent.items())  # fmt: skip
+        try:
+            path = model_path(model) if model is not None else "models"
+        except InvalidModelId:  # never requested: the client refused it
+            path = "models/(refused id)"
+        url = f"{redact_url(account.base_url)}/{path}"
         with self._lock:
             record = ProbeRecord(next(self._ids), finished, account.name, endpoint, model, url,
                                  headers, duration, status, reason, error, phases)  # fmt: skip
@@ -97,6 +87,5 @@ class RecentProbes:
 
     def find(self, probe_id: int) -> ProbeRecord | None:
         with self._lock:
-            found = [r for r in self._ring if r.id == probe_id]
-            found += [r for r in self._latest.values() if r.id == probe_id]
-        return found[0] if found else None
+            kept = [*self._ring, *self._latest.values()]
+        return next((r for r in kept if r.id == probe_id), None)

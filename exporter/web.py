@@ -1,12 +1,12 @@
 """The WSGI app (/, /logs, the telemetry path, /-/healthy, /-/ready, /-/reload) and the servers.
 
 Metrics are prometheus_client's own `make_wsgi_app` (OpenMetrics and gzip negotiated, a
-`name[]` filter). Every GET route answers HEAD too (the same headers, no body), after the
-same basic auth. The server is wsgiref's, one daemon thread per connection, speaking
-HTTP/1.1 with keep-alive (a TLS scrape reuses its handshake); TLS handshakes run in those
-threads too, so a slow client cannot stall the accept loop. The web config (TLS context,
-basic auth, headers) is looked up for each connection and request, so a rotated
-certificate or password applies without a restart.
+`name[]` filter). Every GET route answers HEAD too (the GET answer's headers, no body),
+after the same basic auth. The server is wsgiref's with prometheus_client's thread per
+connection, speaking HTTP/1.1 with keep-alive (a TLS scrape reuses its handshake); TLS
+handshakes run in those threads too, so a slow client cannot stall the accept loop. The web
+config is looked up for each connection and request: a rotated certificate or password
+applies without a restart.
 """
 
 from __future__ import annotations
@@ -14,12 +14,14 @@ from __future__ import annotations
 import logging
 import socket
 import socketserver
-import ssl
 import sys
 from collections.abc import Callable, Iterable
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs
-from wsgiref.simple_server import ServerHandler, WSGIRequestHandler, WSGIServer
+from wsgiref.simple_server import ServerHandler, WSGIRequestHandler
+
+from prometheus_client.exposition import ThreadingWSGIServer
 
 from llm_pinference.core.text import one_line
 
@@ -33,8 +35,7 @@ log = logging.getLogger("pinference_exporter.web")
 
 HANDSHAKE_TIMEOUT = 10.0
 REQUEST_TIMEOUT = 30.0  # an idle or trickling client gives up its thread after this
-GET_ONLY = ("GET", "HEAD")
-RELOAD_METHODS = ("POST", "PUT")  # as Prometheus accepts them
+SERVER = f"pinference-exporter/{build.version()}"  # no runtime version in Server
 
 StartResponse = Callable[..., Any]
 Environ = dict[str, Any]
@@ -49,8 +50,8 @@ class ExporterApp:
         web: WebConfigWatcher,
         reload: Callable[[], None],
     ) -> None:
-        """`metrics` answers GET on the telemetry path; `config` is read for each request;
-        `view` (every account's state) only by the pages that show it, not by scrapes."""
+        """`config` is read for each request; `view` (every account's state) only by the
+        pages that show it, not by scrapes."""
         self._metrics = metrics
         self._config = config
         self._view = view
@@ -65,136 +66,98 @@ class ExporterApp:
             return start_response(status, [*headers, *extra], *exc)
 
         try:
-            auth = web.auth if web is not None else None
-            if auth is not None and not auth.allows(environ.get("HTTP_AUTHORIZATION")):
-                return _plain(respond, "401 Unauthorized", "Unauthorized\n", [(
+            if web and web.auth and not web.auth.allows(environ.get("HTTP_AUTHORIZATION")):
+                return _text(respond, "401 Unauthorized", "Unauthorized\n", [(
                     "WWW-Authenticate", 'Basic realm="pinference-exporter", charset="UTF-8"'
                 )])  # fmt: skip
-            if environ.get("REQUEST_METHOD") == "HEAD":
-                return self._head(environ, respond)
             return self._route(environ, respond)
         except Exception:  # a bug must cost one 500, not a traceback per request on stderr
             log.exception("request failed", extra={"kv": {"path": environ.get("PATH_INFO")}})
-            return _plain(respond, "500 Internal Server Error", "internal error\n")
+            return _text(respond, "500 Internal Server Error", "internal error\n")
 
-    def _head(self, environ: Environ, start_response: StartResponse) -> list[bytes]:
-        """The GET answer's status and headers, Content-Length included, without the body."""
-        answer: list[Any] = []
-
-        def capture(status: str, headers: list[tuple[str, str]], *exc: Any) -> Any:
-            answer[:] = [status, list(headers)]
-            return lambda data: None
-
-        body = self._route({**environ, "REQUEST_METHOD": "GET"}, capture)
-        size = sum(len(chunk) for chunk in body)
-        if hasattr(body, "close"):
-            body.close()
-        status, headers = answer
-        if not any(name.lower() == "content-length" for name, _ in headers):
-            headers.append(("Content-Length", str(size)))
-        start_response(status, headers)
-        return []
-
-    def _route(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
+    def _route(  # noqa: PLR0911 (one return per answer)
+        self, environ: Environ, respond: StartResponse
+    ) -> Iterable[bytes]:
         config = self._config()
-        path = environ.get("PATH_INFO") or "/"
-        method = environ.get("REQUEST_METHOD")
+        path, method = environ.get("PATH_INFO") or "/", environ.get("REQUEST_METHOD")
         if path == "/-/reload":
-            return self._reload_route(config, method, start_response)
-        routes = {"/": self._landing, "/logs": self._probe_log, "/-/healthy": self._healthy,
-                  "/-/ready": self._ready}  # fmt: skip
-        if path != config.telemetry_path and path not in routes:
-            return _plain(start_response, "404 Not Found", "Not Found\n")
-        if method not in GET_ONLY:
-            return _plain(start_response, "405 Method Not Allowed", "GET or HEAD only\n",
-                          [("Allow", ", ".join(GET_ONLY))])  # fmt: skip
+            return self._reload_route(config, method, respond)
+        if path not in (config.telemetry_path, "/", "/logs", "/-/healthy", "/-/ready"):
+            return _text(respond, "404 Not Found", "Not Found\n")
+        if method not in ("GET", "HEAD"):
+            return _text(respond, "405 Method Not Allowed", "GET or HEAD only\n",
+                         [("Allow", "GET, HEAD")])  # fmt: skip
         if path == config.telemetry_path:
-            return self._metrics(environ, start_response)
-        return routes[path](environ, start_response)
+            return self._metrics({**environ, "REQUEST_METHOD": "GET"}, respond)  # HEAD too
+        if path == "/-/healthy":
+            return _text(respond, "200 OK", "Healthy\n")
+        view = self._view()
+        if path == "/-/ready":  # every account's first list probe has finished
+            if view.ready:
+                return _text(respond, "200 OK", "Ready\n")
+            return _text(respond, "503 Service Unavailable",
+                         "Not ready: the first list probe has not finished\n")  # fmt: skip
+        if path == "/":
+            return _text(respond, "200 OK", landing_page(view), html=True)
+        wanted = parse_qs(environ.get("QUERY_STRING") or "").get("id", [""])[0]
+        record = view.recent.find(int(wanted)) if wanted.isdecimal() and len(wanted) < 20 else None
+        if record is None:
+            return _text(respond, "404 Not Found", "No such probe: only the recent ones are kept\n")
+        return _text(respond, "200 OK", probe_log_page(record, view.secrets), html=True)
 
     def _reload_route(
-        self, config: ExporterConfig, method: str | None, start_response: StartResponse
+        self, config: ExporterConfig, method: str | None, respond: StartResponse
     ) -> list[bytes]:
         if not config.enable_lifecycle:
-            return _plain(start_response, "403 Forbidden",
-                          "Lifecycle API is not enabled (--web.enable-lifecycle).\n")  # fmt: skip
-        if method not in RELOAD_METHODS:
-            return _plain(start_response, "405 Method Not Allowed", "POST or PUT only\n",
-                          [("Allow", ", ".join(RELOAD_METHODS))])  # fmt: skip
+            return _text(respond, "403 Forbidden",
+                         "Lifecycle API is not enabled (--web.enable-lifecycle).\n")  # fmt: skip
+        if method not in ("POST", "PUT"):  # as Prometheus accepts them
+            return _text(respond, "405 Method Not Allowed", "POST or PUT only\n",
+                         [("Allow", "POST, PUT")])  # fmt: skip
         try:
             self._reload()
         except ConfigError as exc:
-            return _plain(start_response, "500 Internal Server Error",
-                          f"failed to reload config: {one_line(str(exc))}\n")  # fmt: skip
-        return _plain(start_response, "200 OK", "Reloaded\n")
-
-    def _landing(self, environ: Environ, start_response: StartResponse) -> list[bytes]:
-        return _html(start_response, landing_page(self._view()))
-
-    def _probe_log(self, environ: Environ, start_response: StartResponse) -> list[bytes]:
-        wanted = parse_qs(environ.get("QUERY_STRING") or "").get("id", [""])[0]
-        view = self._view()
-        page = probe_log_page(view.recent.find(int(wanted)), view.secrets) if (
-            wanted.isdecimal() and len(wanted) < 20) else None  # fmt: skip
-        if page is None:
-            return _plain(start_response, "404 Not Found",
-                          "No such probe: only the recent ones are kept\n")  # fmt: skip
-        return _html(start_response, page)
-
-    def _healthy(self, environ: Environ, start_response: StartResponse) -> list[bytes]:
-        return _plain(start_response, "200 OK", "Healthy\n")
-
-    def _ready(self, environ: Environ, start_response: StartResponse) -> list[bytes]:
-        # Ready once every account's list probe has finished, whatever its outcome: the
-        # metrics are real.
-        if self._view().ready:
-            return _plain(start_response, "200 OK", "Ready\n")
-        return _plain(start_response, "503 Service Unavailable",
-                      "Not ready: the first list probe has not finished\n")  # fmt: skip
+            return _text(respond, "500 Internal Server Error",
+                         f"failed to reload config: {one_line(str(exc))}\n")  # fmt: skip
+        return _text(respond, "200 OK", "Reloaded\n")
 
 
-def _html(start_response: StartResponse, page: str) -> list[bytes]:
-    data = page.encode()
-    start_response("200 OK", [("Content-Type", "text/html; charset=utf-8"),
-                              ("Content-Length", str(len(data)))])  # fmt: skip
-    return [data]
-
-
-def _plain(
-    start_response: StartResponse,
+def _text(
+    respond: StartResponse,
     status: str,
     body: str,
     headers: list[tuple[str, str]] | None = None,
+    html: bool = False,
 ) -> list[bytes]:
     data = body.encode()
-    start_response(
-        status,
-        [("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", str(len(data))),
-         *(headers or [])],
-    )  # fmt: skip
+    kind = "text/html" if html else "text/plain"
+    respond(status, [("Content-Type", f"{kind}; charset=utf-8"),
+                     ("Content-Length", str(len(data))), *(headers or [])])  # fmt: skip
     return [data]
 
 
 # --- the servers --------------------------------------------------------------------
 
 
-SERVER = f"pinference-exporter/{build.version()}"  # no runtime version in Server
-
-
 class _Answer(ServerHandler):
-    """wsgiref's response writer, answering HTTP/1.1; a response whose length is unknown
-    closes the connection (the end of the body is then the end of the connection)."""
+    """wsgiref's response writer, answering HTTP/1.1 (HEAD without the body); a response of
+    unknown length closes the connection (its end is then the end of the body)."""
 
     http_version = "1.1"
     server_software = SERVER
 
     def cleanup_headers(self) -> None:
-        super().cleanup_headers()
+        super().cleanup_headers()  # a one-chunk body gets its Content-Length here
         handler = self.request_handler  # type: ignore[attr-defined]
         if "Content-Length" not in self.headers:
             handler.close_connection = True
         if handler.close_connection:
             self.headers["Connection"] = "close"
+
+    def send_headers(self) -> None:
+        super().send_headers()
+        if self.environ["REQUEST_METHOD"] == "HEAD":
+            self._write = lambda data: None  # type: ignore[method-assign]
 
 
 class _Handler(WSGIRequestHandler):
@@ -208,17 +171,10 @@ class _Handler(WSGIRequestHandler):
     # write would wait for the client's delayed ACK (Nagle), ~40 ms a scrape.
     wbufsize = 64 * 1024
     disable_nagle_algorithm = True
+    handle = BaseHTTPRequestHandler.handle  # the keep-alive loop (wsgiref's does one request)
 
     def version_string(self) -> str:
         return SERVER
-
-    def handle(self) -> None:
-        self.close_connection = True
-        while True:
-            self.handle_one_request()
-            self.wfile.flush()
-            if self.close_connection:
-                return
 
     def handle_one_request(self) -> None:
         """wsgiref's handle() for one request, on a connection that may carry more."""
@@ -229,7 +185,6 @@ class _Handler(WSGIRequestHandler):
         if len(self.raw_requestline) > 65536:
             self.requestline = self.request_version = self.command = ""
             self.send_error(414)
-            self.close_connection = True
             return
         if not self.parse_request():  # an error was sent
             return
@@ -245,17 +200,7 @@ class _Handler(WSGIRequestHandler):
                                                  "request": format % args}})  # fmt: skip
 
 
-class ListenError(OSError):
-    """An address that cannot be listened on; `str()` says which and why."""
-
-    def __init__(self, address: ListenAddress, exc: OSError) -> None:
-        reason = exc.strerror or type(exc).__name__
-        super().__init__(exc.errno, f"cannot listen on {address}: {reason}")
-        self.address = address
-
-
-class ExporterServer(socketserver.ThreadingMixIn, WSGIServer):
-    daemon_threads = True  # in-flight requests never hold up shutdown
+class ExporterServer(ThreadingWSGIServer):
     allow_reuse_address = True
     request_queue_size = 64
 
@@ -270,8 +215,7 @@ class ExporterServer(socketserver.ThreadingMixIn, WSGIServer):
             self.socket.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
         # TCPServer's bind, skipping HTTPServer's getfqdn() (a reverse DNS lookup).
         socketserver.TCPServer.server_bind(self)
-        host, port = self.server_address[:2]
-        self.server_name, self.server_port = str(host), int(port)
+        self.server_name, self.server_port = str(self.server_address[0]), self.port
         self.setup_environ()
 
     def finish_request(self, request: Any, client_address: Any) -> None:
@@ -282,7 +226,7 @@ class ExporterServer(socketserver.ThreadingMixIn, WSGIServer):
         request.settimeout(HANDSHAKE_TIMEOUT)
         try:
             tls = web.ssl_context.wrap_socket(request, server_side=True)
-        except (OSError, ssl.SSLError) as exc:
+        except OSError as exc:  # ssl.SSLError is an OSError
             log.debug("TLS handshake failed", extra={"kv": {"client": client_address[0],
                                                             "err": str(exc)}})  # fmt: skip
             return
@@ -293,9 +237,8 @@ class ExporterServer(socketserver.ThreadingMixIn, WSGIServer):
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         # Timeouts and resets from clients are routine: one debug line, not a traceback.
-        exc = sys.exc_info()[1]
         log.debug("connection error", extra={"kv": {"client": client_address[0],
-                                                    "err": repr(exc)}})  # fmt: skip
+                                                    "err": repr(sys.exc_info()[1])}})  # fmt: skip
 
     @property
     def port(self) -> int:
@@ -303,11 +246,11 @@ class ExporterServer(socketserver.ThreadingMixIn, WSGIServer):
 
 
 def listen(address: ListenAddress, app: ExporterApp, web: WebConfigWatcher) -> ExporterServer:
-    """A server bound to `address` (not serving yet); ListenError if it cannot bind."""
+    """A server bound to `address` (not serving yet); an OSError saying which if it cannot."""
     try:
         return ExporterServer(address, app, web)
     except OSError as exc:
-        raise ListenError(address, exc) from None
+        raise OSError(exc.errno, f"cannot listen on {address}: {exc.strerror or exc}") from None
 
 
 def _resolve(address: ListenAddress) -> tuple[socket.AddressFamily, tuple[str, int], bool]:
@@ -316,8 +259,7 @@ def _resolve(address: ListenAddress) -> tuple[socket.AddressFamily, tuple[str, i
         if socket.has_dualstack_ipv6():
             return socket.AF_INET6, ("::", address.port), True
         return socket.AF_INET, ("0.0.0.0", address.port), False
-    infos = socket.getaddrinfo(
+    family, _, _, _, sockaddr = socket.getaddrinfo(
         address.host, address.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
-    )
-    family, _, _, _, sockaddr = infos[0]
+    )[0]
     return family, (str(sockaddr[0]), address.port), False

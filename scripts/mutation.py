@@ -271,9 +271,7 @@ def number_variants(text: str) -> list[str]:
 
 
 def duration_variants(text: str) -> list[str]:
-    from pinference_exporter.config import parse_duration
-
-    from llm_pinference.core.text import format_duration
+    from llm_pinference.core.text import format_duration, parse_duration
 
     seconds = parse_duration(text)
     if seconds == 0:

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 from pinference_exporter import cli
-from pinference_exporter.config import (
+from pinference_exporter.config import ExporterConfig
+from pinference_exporter.options import (
     ConfigError,
-    ExporterConfig,
     ListenAddress,
     parse_duration,
     parse_listen_address,
@@ -17,28 +17,13 @@ from pinference_exporter.config import (
 
 from llm_pinference import __version__
 from llm_pinference.core.settings import DEFAULT_BASE_URL
-from llm_pinference.core.text import format_duration, redact_url
 
 
-@pytest.mark.parametrize(
-    ("text", "seconds"),
-    [("500ms", 0.5), ("30s", 30), ("1m30s", 90), ("2h", 7200), ("1d", 86400), ("0", 0),
-     ("1h1m1s1ms", 3661.001)],
-)  # fmt: skip
-def test_parse_duration(text: str, seconds: float) -> None:
-    assert parse_duration(text) == pytest.approx(seconds)
-
-
-@pytest.mark.parametrize("text", ["", "30", "1.5s", "1s1m", "-1s", "5 s", "1ms1s", "abc", None, 30])
-def test_parse_duration_rejects(text: object) -> None:
-    with pytest.raises(ConfigError, match="not a duration"):
-        parse_duration(text)
-
-
-def test_format_duration() -> None:
-    assert [format_duration(s) for s in (90, 0.5, 30, 3600.25, 0)] == [
-        "1m30s", "500ms", "30s", "1h250ms", "0s",
-    ]  # fmt: skip
+def test_durations_are_the_cores_with_a_config_error() -> None:
+    assert parse_duration("1m30s") == 90 and parse_duration("0") == 0
+    for text in ("30", "1s1m", None, 30):
+        with pytest.raises(ConfigError, match="is not a duration"):
+            parse_duration(text)
 
 
 @pytest.mark.parametrize(
@@ -55,11 +40,6 @@ def test_parse_listen_address(text: str, expected: ListenAddress) -> None:
 def test_parse_listen_address_rejects(text: str) -> None:
     with pytest.raises(ConfigError, match="not a listen address"):
         parse_listen_address(text)
-
-
-def test_redact_url() -> None:
-    assert redact_url("https://u:p@host:1/api/v1?key=x#f") == "https://host:1/api/v1"
-    assert redact_url("http://127.0.0.1:8/api") == "http://127.0.0.1:8/api"
 
 
 def test_defaults(config_from: Callable[[list[str]], ExporterConfig]) -> None:
@@ -149,7 +129,6 @@ def test_settings_repr_never_shows_the_key(
 
 BAD_ARGS = {
     "duration": (["--probe.interval=abc"], "--probe.interval: 'abc' is not a duration"),
-    "decimal duration": (["--probe.timeout=1.5s"], "--probe.timeout"),
     "timeout >= interval": (
         ["--probe.interval=5s", "--probe.timeout=5s"],
         "--probe.timeout (5s) must be shorter than --probe.interval (5s)",
@@ -205,10 +184,10 @@ def test_bad_values_exit_2_with_one_line(name: str, capsys: pytest.CaptureFixtur
 BAD_FILES = {
     "not yaml": ("probe: [unclosed", "not valid YAML (line"),
     "not a mapping": ("- a\n- b\n", "expected a mapping of sections"),
-    "unknown section": ("prob:\n  interval: 1s\n", "unknown section 'prob'"),
+    "unknown section": ("prob:\n  interval: 1s\n", "unknown key 'prob'"),
     "unknown key": ("probe:\n  intervall: 1s\n", "unknown key 'probe.intervall'"),
     "number as duration": ("probe:\n  interval: 30\n", "probe.interval: 30 is not a duration"),
-    "section not a mapping": ("web: 8795\n", "section 'web' must be a mapping"),
+    "section not a mapping": ("web: 8795\n", "'web' must be a mapping"),
     "models not a list": ("probe:\n  models: {a: 1}\n", "is not a list of model ids"),
     "bool as integer": ("probe:\n  concurrency: true\n", "probe.concurrency"),
     "empty key file": ("api:\n  key_file: empty\n", "is empty"),

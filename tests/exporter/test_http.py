@@ -11,7 +11,6 @@ import pytest
 import requests
 from pinference_exporter import AccountConfig, Exporter, ExporterConfig
 from pinference_exporter.config import ConfigError
-from pinference_exporter.web import ListenError
 from pinference_exporter.webconfig import load_web_config
 
 from llm_pinference import __version__
@@ -184,7 +183,7 @@ def test_every_listen_address_serves_and_a_busy_one_fails_the_start(
         port = busy.getsockname()[1]
         config = ExporterConfig(accounts=(AccountConfig(base_url=fake.base_url),),
                                 listen_address=("127.0.0.1:0", f"127.0.0.1:{port}"))  # fmt: skip
-        with pytest.raises(ListenError, match=f"cannot listen on 127.0.0.1:{port}: "):
+        with pytest.raises(OSError, match=f"cannot listen on 127.0.0.1:{port}: "):
             Exporter(config).start(probe=False)
 
 

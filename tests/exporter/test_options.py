@@ -8,7 +8,14 @@ from pathlib import Path
 
 from pinference_exporter import Exporter, cli
 from pinference_exporter.config import AccountConfig, ExporterConfig
-from pinference_exporter.options import OPTIONS, Target, markdown
+from pinference_exporter.options import (
+    MAX_CONFIG_BYTES,
+    MAX_KEY_BYTES,
+    MAX_YAML_NODES,
+    OPTIONS,
+    Target,
+    markdown,
+)
 
 from pinference_fake import FakePinference
 from tests.exporter.helpers import ROOT, make_certificate, scrape
@@ -68,10 +75,12 @@ def test_docs_metrics_lists_every_family_with_its_labels(tmp_path: Path) -> None
 
 
 def test_docs_configuration_is_generated_from_the_table() -> None:
-    """docs/configuration.md is `python -m pinference_exporter.options`'s output; it names
-    every flag, file key, per-account key and environment variable of the table."""
+    """docs/configuration.md holds `python -m pinference_exporter.options`'s table, which
+    names every flag, file key, per-account key and environment variable, and the limits."""
     committed = (ROOT / "docs" / "configuration.md").read_text(encoding="utf-8")
-    assert committed == markdown(), "regenerate: python -m pinference_exporter.options"
+    assert markdown() in committed, "regenerate: python -m pinference_exporter.options"
+    for limit in (MAX_CONFIG_BYTES >> 10, MAX_KEY_BYTES >> 10, MAX_YAML_NODES):
+        assert f" {limit} " in committed, limit
     for option in OPTIONS:
         for name in (option.flag, option.key, option.account_key, option.env):
             assert name is None or f"`{name}`" in committed, name
