@@ -16,7 +16,6 @@ import json
 import math
 import os
 import sys
-import time
 import typing
 from collections.abc import AsyncGenerator, Callable, Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -57,8 +56,7 @@ from .openai_http import (
 )
 
 if TYPE_CHECKING:  # imported when models are registered, not for `llm --help`
-    from .cache import Entry, Listing
-    from .core.models import ModelInfo
+    from .cache import Lookup
 
 # Images only: llm's vision default also allows PDFs, which the API does not promise.
 IMAGE_TYPES = frozenset({"image/png", "image/jpeg", "image/webp", "image/gif"})
@@ -77,39 +75,16 @@ class _PinferenceModel:
     api_base: str | None
     model_name: str
     vision: bool
-    _line = ""
-    _options = 0
-    _source: Entry | None = None
-    _info: ModelInfo | None = None
 
     def __init__(
-        self,
-        model_id: str,
-        *,
-        line: str,
-        options: int,
-        team_id: str | None = None,
-        source: Entry | None = None,
-        **kwargs: Any,
+        self, model_id: str, *, line: str, options: int, team_id: str | None, **kwargs: Any
     ) -> None:
         super().__init__(model_id, **kwargs)  # llm's Chat / AsyncChat
         self._line = line
         self._options = options
         self.team_id = team_id
-        self._source = source
         # Immutable (llm only reads it): every model of a kind can share one.
         self.attachment_types = IMAGE_TYPES if self.vision else frozenset()
-
-    @property
-    def info(self) -> ModelInfo:
-        """The model's metadata, from the cached list on first use (registering models
-        never needs it)."""
-        if self._info is None:
-            from .core.models import ModelInfo, owner_from_id
-
-            found = self._source.model(self.model_name) if self._source is not None else None
-            self._info = found or ModelInfo(self.model_name, owner_from_id(self.model_name))
-        return self._info
 
     @property
     def Options(self) -> type[llm.Options]:
@@ -162,36 +137,28 @@ class _PinferenceModel:
             inner = logging_client()
         return openai.OpenAI(**kwargs, http_client=GuardedClient(timeout=timeout, inner=inner))
 
-    def explain(self, exc: openai.APIError, key: str | None) -> None:
-        """Rewrite an openai error's message in place to one bounded, redacted line, keeping
-        its type so callers' `except openai.RateLimitError` still works."""
+    def failure(self, exc: BaseException, key: str | None) -> openai.APIError:
+        """What to raise for what a prompt raised: an openai error (the guard's own when
+        openai wrapped it), or what llm's reading of the answer raised as the
+        invalid_response it is; its message rewritten in place to one bounded, redacted
+        line, keeping its type so callers' `except openai.RateLimitError` still works."""
+        if isinstance(exc, openai.APIError):
+            error = unwrapped(exc)
+        else:
+            request = http_lib.Request("POST", f"{self.api_base}/chat/completions")
+            error = InvalidChatResponse(
+                f"the answer could not be read: {type(exc).__name__}", request
+            )
+            error.__cause__ = exc
         secrets: tuple[str | None, ...] = (key,)
         with contextlib.suppress(Exception):
             secrets += (self.get_key(key),)
         text = prompt_error_message(
-            exc, base_url=self.api_base, model_id=self.model_name, secrets=secrets
+            error, base_url=self.api_base, model_id=self.model_name, secrets=secrets
         )
-        exc.args = (text,)
-        exc.message = text
-
-    def failure(
-        self, exc: BaseException, key: str | None
-    ) -> tuple[openai.APIError, BaseException | None]:
-        """What to raise for what a prompt raised, and its cause: an openai error (the
-        guard's own when openai wrapped it), or what llm's reading of the answer raised as
-        an invalid_response; its message rewritten to one redacted line."""
-        if isinstance(exc, openai.APIError):
-            error = unwrapped(exc)
-            cause = error.__cause__
-        else:
-            error, cause = self.unreadable(exc), exc
-        self.explain(error, key)
-        return error, cause
-
-    def unreadable(self, exc: BaseException) -> InvalidChatResponse:
-        """What llm's reading of an answer raised, as the invalid_response it is."""
-        request = http_lib.Request("POST", f"{self.api_base}/chat/completions")
-        return InvalidChatResponse(f"the answer could not be read: {type(exc).__name__}", request)
+        error.args = (text,)
+        error.message = text
+        return error
 
     def __str__(self) -> str:
         return self._line  # what `llm models` shows and `llm models -q` searches
@@ -209,10 +176,10 @@ class PinferenceChat(_PinferenceModel, Chat):
         try:
             yield from super().execute(prompt, stream, response, conversation, key)
         except (openai.APIError, *UNREADABLE) as exc:
-            error, cause = self.failure(exc, key)
+            error = self.failure(exc, key)
             if error is exc:
                 raise
-            raise error from cause
+            raise error from error.__cause__
 
 
 class PinferenceAsyncChat(_PinferenceModel, AsyncChat):
@@ -228,14 +195,14 @@ class PinferenceAsyncChat(_PinferenceModel, AsyncChat):
             async for event in super().execute(prompt, stream, response, conversation, key):
                 yield event
         except (openai.APIError, *UNREADABLE) as exc:
-            error, cause = self.failure(exc, key)
+            error = self.failure(exc, key)
             if error is exc:
                 raise
-            raise error from cause
+            raise error from error.__cause__
 
 
 def model_builder(
-    settings: Settings, source: Entry | None = None
+    settings: Settings,
 ) -> Callable[[Sequence[Any]], tuple[PinferenceChat, PinferenceAsyncChat]]:
     """What builds the sync and async llm models of a registration record (see
     registration.py) by llm's own constructors; it raises ValueError for a record that is
@@ -243,7 +210,7 @@ def model_builder(
     every model is looked up once, here."""
     from .registration import CAPABILITIES, OPTIONS_LIMIT, SCHEMA, TOOLS, VISION
 
-    shared = {"api_base": settings.base_url, "team_id": settings.team_id, "source": source}
+    shared = {"api_base": settings.base_url, "team_id": settings.team_id}
     kinds = [
         {
             **shared,
@@ -273,13 +240,6 @@ def model_builder(
         )
 
     return build
-
-
-def build_models(
-    record: Sequence[Any], settings: Settings, source: Entry | None = None
-) -> tuple[PinferenceChat, PinferenceAsyncChat]:
-    """The two models of one registration record."""
-    return model_builder(settings, source)(record)
 
 
 # Options: what `-o` accepts, per model (registration.option_names); llm refuses the rest
@@ -429,19 +389,17 @@ UNREADABLE = (
 def prompt_timeout(env: Mapping[str, str] | None = None) -> float:
     """LLM_PINFERENCE_TIMEOUT when it is a number of seconds > 0, else DEFAULT_TIMEOUT."""
     value = (os.environ if env is None else env).get(TIMEOUT_ENV, "").strip()
-    if not value:
-        return DEFAULT_TIMEOUT
     try:
-        seconds = float(value)
+        seconds = float(value or DEFAULT_TIMEOUT)
     except ValueError:
         seconds = math.nan
-    if not (math.isfinite(seconds) and seconds > 0):
-        warn_once(
-            f"llm-pinference: ignoring {TIMEOUT_ENV}={shown(value)!r}: not a number of "
-            f"seconds > 0; using {DEFAULT_TIMEOUT:g}"
-        )
-        return DEFAULT_TIMEOUT
-    return seconds
+    if math.isfinite(seconds) and seconds > 0:
+        return seconds
+    warn_once(
+        f"llm-pinference: ignoring {TIMEOUT_ENV}={shown(value)!r}: not a number of "
+        f"seconds > 0; using {DEFAULT_TIMEOUT:g}"
+    )
+    return DEFAULT_TIMEOUT
 
 
 def http_timeout(seconds: float) -> http_lib.Timeout:
@@ -449,21 +407,6 @@ def http_timeout(seconds: float) -> http_lib.Timeout:
 
 
 # Hooks
-
-
-def _warn_failed_fetch(listing: Listing, secrets: Iterable[str | None]) -> None:
-    from .cache import Source
-
-    assert listing.error is not None
-    warn_once(
-        failed_fetch_warning(
-            listing.error,
-            now=time.time(),
-            fetched_at=listing.fetched_at if listing.source is Source.STALE else None,
-            retry_at=listing.retry_at,
-            secrets=secrets,
-        )
-    )
 
 
 def _safe_settings() -> Settings:
@@ -499,12 +442,13 @@ def register_models(register: Callable[..., None]) -> None:
 def _register_listed(register: Callable[..., None], settings: Settings) -> None:
     # Not configured: no request from every llm command. A list cached by `llm pinference
     # models` or `refresh` (which work without a key) is used, at any age, without a word.
-    listing = open_catalog(settings).listing(fetch=bool(settings.api_key))
-    if listing.error is not None:
-        _warn_failed_fetch(listing, (settings.api_key,))
-    build = model_builder(settings, listing.entry)
+    lookup: Lookup = open_catalog(settings).get(fetch=bool(settings.api_key))
+    if lookup.error is not None and lookup.retry_at is not None:
+        secrets = (settings.api_key,)
+        warn_once(failed_fetch_warning(lookup.error, lookup.fetched_at, lookup.retry_at, secrets))
+    build = model_builder(settings)
     failed = 0
-    for record in listing.records:
+    for record in lookup.records:
         try:
             register(*build(record))
         except Exception:  # one odd model must not hide the others
@@ -512,8 +456,8 @@ def _register_listed(register: Callable[..., None], settings: Settings) -> None:
     if failed:
         warn_once(f"llm-pinference: skipped {failed} model(s) that could not be registered")
     wanted = requested_model(sys.argv)
-    if wanted is not None and all(record[0] != wanted for record in listing.records):
-        warn_once(unknown_model_hint(wanted, bool(settings.api_key), listing.fetched_at))
+    if wanted is not None and all(record[0] != wanted for record in lookup.records):
+        warn_once(unknown_model_hint(wanted, bool(settings.api_key), lookup.fetched_at))
 
 
 def requested_model(argv: Sequence[str]) -> str | None:
