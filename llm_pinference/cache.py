@@ -112,14 +112,6 @@ class Entry:
             self._models = tuple(parse_models(objects if isinstance(objects, list) else [])[0])
         return self._models
 
-    def stored(self) -> dict[str, Any]:
-        return {
-            "fetched_at": self.fetched_at,
-            "models": self.text,
-            "records": self.records,
-            "retry_at": self.retry_at,
-        }
-
 
 def _fetched(models: tuple[ModelInfo, ...], now: float) -> Entry:
     """A new list, with what is stored for it: each model's API object (kept by
@@ -131,9 +123,7 @@ def _fetched(models: tuple[ModelInfo, ...], now: float) -> Entry:
 
 
 def _number(value: object) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    return float(value) if math.isfinite(value) else None
+    return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else None
 
 
 def _entry(raw: Mapping[str, Any]) -> Entry:
@@ -290,7 +280,12 @@ class Catalog:
         accounts = _read(self.path)
         previous = accounts.pop(self.account, None)
         if entry is not None:
-            stored = entry.stored()
+            stored = {
+                "fetched_at": entry.fetched_at,
+                "models": entry.text,
+                "records": entry.records,
+                "retry_at": None,
+            }
         else:
             stored = {**(previous if isinstance(previous, dict) else {}), "retry_at": retry_at}
         accounts = dict(list(accounts.items())[1 - MAX_ACCOUNTS :])  # in order of writing

@@ -10,13 +10,11 @@ the cache path are in commands.py, the messages in messages.py; this module impo
 from __future__ import annotations
 
 import contextlib
-import enum
 import functools
 import json
 import math
 import os
 import sys
-import typing
 from collections.abc import AsyncGenerator, Callable, Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -262,21 +260,10 @@ def llm_options() -> type[llm.Options]:
     return getattr(openai_models, "OptionsForReasoning", Chat.Options)  # type: ignore[no-any-return]
 
 
-def reasoning_efforts() -> tuple[str, ...]:
-    """The reasoning_effort values the installed llm accepts: the one source of the option's
-    help (llm's own description names fewer than it accepts)."""
-    field = llm_options().model_fields.get("reasoning_effort")
-    for arg in typing.get_args(field.annotation) if field is not None else ():
-        if isinstance(arg, type) and issubclass(arg, enum.Enum):
-            return tuple(str(e.value) for e in arg)
-    return ()
-
-
 @functools.cache
 def option_fields() -> dict[str, tuple[Any, Any]]:
-    """Every option a model may offer: llm's own fields, `max_completion_tokens` (llm's
-    max_tokens under the name the model takes: llm sends options by their names), and
-    reasoning_effort's help naming the values accepted."""
+    """Every option a model may offer: llm's own fields, and `max_completion_tokens` (llm's
+    max_tokens under the name the model takes: llm sends options by their names)."""
     fields: dict[str, tuple[Any, Any]] = {
         name: (field.annotation, field) for name, field in llm_options().model_fields.items()
     }
@@ -285,13 +272,6 @@ def option_fields() -> dict[str, tuple[Any, Any]]:
         fields["max_completion_tokens"] = (
             annotation,
             pydantic.Field(None, description=f"{field.description} (the model's name for it)"),
-        )
-    if "reasoning_effort" in fields:
-        annotation, _ = fields["reasoning_effort"]
-        values = ", ".join(reasoning_efforts())
-        fields["reasoning_effort"] = (
-            annotation,
-            pydantic.Field(None, description=f"How hard a reasoning model thinks: {values}"),
         )
     return fields
 

@@ -143,14 +143,3 @@ def test_a_model_that_takes_max_completion_tokens_offers_that_name(
     assert fake.requests_for("chat")[-1].json["max_completion_tokens"] == 5
     result = invoke(["-m", "pinference/o/new", "hi", "-o", "max_tokens", "5"])
     assert result.exit_code != 0 and "max_tokens" in result.output
-
-
-def test_reasoning_effort_help_names_what_is_accepted() -> None:
-    accepted = plugin.reasoning_efforts()
-    assert {"low", "medium", "high"} <= set(accepted)
-    field = llm.get_model("pinference/deepseek/deepseek-r1-0528").Options.model_fields[
-        "reasoning_effort"
-    ]
-    assert field.description is not None and field.description.endswith(", ".join(accepted))
-    for value in accepted:  # every value the help names is accepted
-        llm.get_model("pinference/deepseek/deepseek-r1-0528").Options(reasoning_effort=value)
