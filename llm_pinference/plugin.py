@@ -3,8 +3,7 @@
 llm imports this module (and runs register_commands) on every command, `llm --help`
 included, and runs register_models on every prompt and every `llm.get_model()`: so the
 import is cheap (no requests), a warm cache never touches the network, and the hooks never
-raise (a raising hook breaks every model of every plugin). The commands, the key lookup and
-the cache path are in commands.py, the messages in messages.py; this module imports them.
+raise (a raising hook breaks every model of every plugin).
 """
 
 from __future__ import annotations
@@ -118,7 +117,8 @@ class _PinferenceModel:
         from .core.client import USER_AGENT  # not at import: llm imports this module for --help
 
         settings = self.request_settings(key)
-        timeout = http_timeout(prompt_timeout())
+        seconds = prompt_timeout()
+        timeout = http_lib.Timeout(seconds, connect=min(CONNECT_TIMEOUT, seconds))
         kwargs: dict[str, Any] = {
             "api_key": settings.api_key,
             "base_url": settings.base_url,
@@ -380,10 +380,6 @@ def prompt_timeout(env: Mapping[str, str] | None = None) -> float:
         f"seconds > 0; using {DEFAULT_TIMEOUT:g}"
     )
     return DEFAULT_TIMEOUT
-
-
-def http_timeout(seconds: float) -> http_lib.Timeout:
-    return http_lib.Timeout(seconds, connect=min(CONNECT_TIMEOUT, seconds))
 
 
 # Hooks
