@@ -43,7 +43,6 @@ from typing import Any
 from llm_pinference import cache as catalog
 from llm_pinference.core.models import parse_models
 from llm_pinference.core.settings import Settings
-from llm_pinference.registration import RECORDS
 from pinference_fake import FakePinference, generate_catalogue
 
 LLM = str(Path(sys.executable).with_name("llm"))
@@ -193,7 +192,7 @@ def prepare(home: Path, user_dir: Path, n_models: int) -> tuple[dict[str, str], 
     models = parse_models(generate_catalogue(n_models))[0]
     path = user_dir / catalog.CACHE_FILENAME
     settings = Settings(base_url=base_url)
-    catalog.Catalog(path, settings, fetch=lambda s: models, records=RECORDS).get()
+    catalog.Catalog(path, settings, fetch=lambda s: models).get()
     (user_dir / "openrouter_models.json").write_text(json.dumps(openrouter_catalogue(n_models)))
     return base_env(home, user_dir, base_url), path
 

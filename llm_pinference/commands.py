@@ -57,12 +57,10 @@ def current_settings(
 
 
 def open_catalog(settings: Settings) -> Catalog:
-    """The account's cache, storing the registration records beside every list it writes
-    (the hooks read only those)."""
+    """The account's model-list cache, in llm's directory."""
     from .cache import CACHE_FILENAME, Catalog
-    from .registration import RECORDS
 
-    return Catalog(llm.user_dir() / CACHE_FILENAME, settings, records=RECORDS)
+    return Catalog(llm.user_dir() / CACHE_FILENAME, settings)
 
 
 # Commands
@@ -162,19 +160,11 @@ def refresh_command(verbose: bool, key: str | None) -> None:
     """
     settings = current_settings(key)
     try:
-        result = open_catalog(settings).refresh()
+        before, after, saved = open_catalog(settings).refresh()
     except PinferenceError as exc:
         raise _fail(exc, settings) from None
-    lines = refresh_lines(
-        result.added,
-        result.removed,
-        unchanged=result.unchanged,
-        total=len(result.after),
-        had_cache=result.had_cache,
-        verbose=verbose,
-    )
-    click.echo("\n".join(lines))
-    if not result.saved:
+    click.echo("\n".join(refresh_lines(before, after, verbose)))
+    if not saved:
         warn("llm-pinference: could not write the model cache file")
 
 

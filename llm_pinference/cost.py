@@ -79,17 +79,9 @@ def _details(value: object) -> Mapping[str, Any]:
     return details if isinstance(details, dict) else {}
 
 
-_TURNS = (
-    "select model, input_tokens, output_tokens, token_details, datetime_utc"
-    " from turns where model like 'pinference/%'"
-)
-_RESPONSES = (
-    "select model, input_tokens, output_tokens, token_details, datetime_utc"
-    " from responses where model like 'pinference/%'"
-)
-_OLDER_RESPONSES = (
-    "select model, input_tokens, output_tokens, token_details, datetime_utc"
-    " from responses where model like 'pinference/%' and id not in (select id from turns)"
+_SELECT = (
+    "select model, input_tokens, output_tokens, token_details, datetime_utc from {}"
+    " where model like 'pinference/%'"
 )
 
 
@@ -99,11 +91,10 @@ def logged_usage(path: Path, model: str | None = None) -> list[LoggedUsage]:
     uri = path.resolve().as_uri() + "?mode=ro"
     with contextlib.closing(sqlite3.connect(uri, uri=True)) as db:
         tables = {row[0] for row in db.execute("select name from sqlite_master")}
-        queries = []
-        if "turns" in tables:
-            queries.append(_TURNS)
+        queries = [_SELECT.format("turns")] if "turns" in tables else []
         if "responses" in tables:
-            queries.append(_OLDER_RESPONSES if "turns" in tables else _RESPONSES)
+            older = " and id not in (select id from turns)" if queries else ""
+            queries.append(_SELECT.format("responses") + older)
         rows = [row for query in queries for row in db.execute(query)]
     return [
         LoggedUsage(
@@ -263,10 +254,9 @@ def run(
 
 def _price_list(catalog: Catalog, settings: Settings) -> dict[str, ModelInfo]:
     """The cached list (at any age; fetched once if there is none)."""
-    entry = catalog.cached()
-    if entry is not None and entry.has_list:
-        return {m.id: m for m in entry.models}
-    lookup = catalog.get(respect_backoff=False)
+    lookup = catalog.get(fetch=False)
+    if lookup.entry is None:
+        lookup = catalog.get(respect_backoff=False)
     if lookup.error is not None:
         message = describe_error(lookup.error, secrets=(settings.api_key,))
         warn(f"llm-pinference: no model list to price with: {message}")

@@ -18,7 +18,8 @@ import click
 from .core.errors import InvalidModelId, PinferenceError, Reason
 from .core.notices import first_time
 from .core.settings import ENV_KEY
-from .core.text import format_age, one_line, printable, redact, redact_url, url_secrets
+from .core.text import format_age, one_line, redact, redact_url, url_secrets
+from .core.text import printable as shown  # a string from the API, controls made visible
 
 if TYPE_CHECKING:  # the models module is only needed once models are listed
     from .core.models import ModelInfo
@@ -62,11 +63,6 @@ PROMPT_TIMEOUT_ADVICE = (
 )
 
 
-def shown(text: str) -> str:
-    """A string from the API as it may appear on a terminal: controls made visible."""
-    return printable(text)
-
-
 def describe_error(
     error: PinferenceError,
     *,
@@ -82,8 +78,8 @@ def describe_error(
     message may echo them), printable, and bounded: the API's words to DETAIL_LIMIT
     characters, the whole line to MESSAGE_LIMIT."""
     secrets = (*secrets, *url_secrets(error.url))
-    if isinstance(error, InvalidModelId):
-        return _clean(invalid_model_id(model_id, error), secrets, MESSAGE_LIMIT)
+    if isinstance(error, InvalidModelId):  # refused before any request: the core's words
+        return _clean(error.message, secrets, MESSAGE_LIMIT)
     url = redact_url(error.url) if error.url else "the API"
     status = f" (HTTP {error.status})" if error.status is not None else ""
     if advice is not None:
@@ -103,24 +99,6 @@ def describe_error(
     if detail and detail not in text:
         text += f" ({detail})"
     return _clean(text, secrets, MESSAGE_LIMIT)
-
-
-def invalid_model_id(model_id: str | None, error: InvalidModelId) -> str:
-    """An id refused before any request: it is not a model of the API, and sending it would
-    reach something else (a dot segment resolved by a server or proxy) or cannot be sent."""
-    if model_id is None:
-        return error.message
-    if not model_id.strip():
-        return "the model id must not be empty"
-    shown_id = "'" + one_line(shown(model_id), 120) + "'"
-    try:
-        model_id.encode("utf-8")
-    except UnicodeEncodeError:  # a lone surrogate: no URL can carry it
-        return f"invalid model id {shown_id}: it is not valid Unicode; nothing was sent"
-    return (
-        f"invalid model id {shown_id}: it would leave /models/ (a path segment is '.' or "
-        "'..', in some spelling); nothing was sent"
-    )
 
 
 def _clean(text: str, secrets: Iterable[str | None], limit: int) -> str:
@@ -147,22 +125,20 @@ def warn_once(message: str) -> None:
 
 def failed_fetch_warning(
     error: PinferenceError,
-    *,
-    now: float,
     fetched_at: float | None,
-    retry_at: float | None,
+    retry_at: float,
     secrets: Iterable[str | None] = (),
 ) -> str:
     """The hooks' one warning when the list could not be refreshed."""
+    now = time.time()
     if fetched_at is not None:
         fallback = f"Using the list cached {format_age(max(0.0, now - fetched_at))} ago"
     else:
         fallback = "No Pinference models until then"
-    retry = f"in {format_age(retry_at - now)}" if retry_at else "later"
     return (
         "llm-pinference: could not refresh the model list: "
         f"{describe_error(error, secrets=secrets)}. "
-        f"{fallback}; next try {retry} (or run `llm pinference refresh`)."
+        f"{fallback}; next try in {format_age(retry_at - now)} (or run `llm pinference refresh`)."
     )
 
 
@@ -205,12 +181,8 @@ def format_price(usd_per_mtok: float | None) -> str:
     return f"${usd_per_mtok:.4f}".rstrip("0").rstrip(".") if usd_per_mtok else "$0"
 
 
-def _flag(value: bool | None) -> str:
-    return "unknown" if value is None else ("yes" if value else "no")
-
-
-def _yes_no(value: bool | None) -> str:
-    return "" if value is None else ("yes" if value else "no")
+def _yes_no(value: bool | None, unknown: str = "unknown") -> str:
+    return unknown if value is None else ("yes" if value else "no")
 
 
 def model_line(model: ModelInfo) -> str:
@@ -294,7 +266,7 @@ def models_table(models: Iterable[ModelInfo], width: int | None = None) -> str:
                 format_price(p.cache_write),
                 format_context(m.context_window) or "",
                 format_context(m.max_output_tokens) or "",
-                _yes_no(m.reasoning),
+                _yes_no(m.reasoning, ""),
             )
         )
     widths = {i: max(len(row[i]) for row in rows) for i in range(len(MODELS_TABLE_HEADER))}
@@ -328,10 +300,10 @@ def model_details(model: ModelInfo) -> str:
     rows += [
         ("input", shown(", ".join(model.input_modalities)) or "-"),
         ("output", shown(", ".join(model.output_modalities)) or "-"),
-        ("vision", _flag(model.supports_vision)),
-        ("tools", _flag(model.supports_tools)),
-        ("schemas", _flag(model.supports_schema)),
-        ("reasoning", _flag(model.reasoning)),
+        ("vision", _yes_no(model.supports_vision)),
+        ("tools", _yes_no(model.supports_tools)),
+        ("schemas", _yes_no(model.supports_schema)),
+        ("reasoning", _yes_no(model.reasoning)),
         ("parameters", shown(", ".join(model.supported_parameters)) or "-"),
     ]
     width = max(len(name) for name, _ in rows)
@@ -348,16 +320,14 @@ def matches(model: ModelInfo, queries: Iterable[str]) -> bool:
 
 
 def refresh_lines(
-    added: Sequence[str],
-    removed: Sequence[str],
-    *,
-    unchanged: int,
-    total: int,
-    had_cache: bool,
-    verbose: bool = False,
+    before: Sequence[ModelInfo] | None, after: Sequence[ModelInfo], verbose: bool = False
 ) -> list[str]:
     """What `llm pinference refresh` prints: per side, the count and the first few ids
-    (every id, one per line, with verbose), then the totals."""
+    (every id, one per line, with verbose), then the totals (`before` None: no list)."""
+    old, new = [m.id for m in before or ()], [m.id for m in after]
+    old_ids, new_ids = set(old), set(new)
+    added = [i for i in new if i not in old_ids]
+    removed = [i for i in old if i not in new_ids]
     lines: list[str] = []
     for label, ids in (("Added", added), ("Removed", removed)):
         if not ids:
@@ -372,8 +342,8 @@ def refresh_lines(
             first = ", ".join(names[:REFRESH_IDS_SHOWN])
             more = len(names) - REFRESH_IDS_SHOWN
             lines.append(f"{label} {len(names)}: {first} and {more} more (--verbose lists them)")
-    summary = f"{len(added)} added, {len(removed)} removed, {unchanged} unchanged"
-    if not had_cache:
+    summary = f"{len(added)} added, {len(removed)} removed, {len(new) - len(added)} unchanged"
+    if before is None:
         summary += " (no previous list)"
-    lines.append(f"{summary}; {total} models in total")
+    lines.append(f"{summary}; {len(new)} models in total")
     return lines

@@ -202,7 +202,9 @@ class _Answer:
 _BROKEN = (http_lib.TransportError, http_lib.DecodingError)
 
 
-class _Body(http_lib.SyncByteStream):
+class _Body(http_lib.SyncByteStream, http_lib.AsyncByteStream):
+    """The answer's body, read (decoded) through an _Answer, by a sync or an async client."""
+
     def __init__(self, response: http_lib.Response, answer: _Answer) -> None:
         self.response, self.answer = response, answer
 
@@ -216,11 +218,6 @@ class _Body(http_lib.SyncByteStream):
 
     def close(self) -> None:
         self.response.close()
-
-
-class _AsyncBody(http_lib.AsyncByteStream):
-    def __init__(self, response: http_lib.Response, answer: _Answer) -> None:
-        self.response, self.answer = response, answer
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         try:
@@ -249,22 +246,17 @@ class _Verdicts:
             raise self._final
 
     def _wrap(
-        self, request: http_lib.Request, raw: http_lib.Response, stream: bool, async_: bool
+        self, request: http_lib.Request, raw: http_lib.Response, stream: bool
     ) -> http_lib.Response:
         """The response, its body read (decoded) through an _Answer."""
-        answer = _Answer(request, raw, stream)
         drop = {"content-encoding", "content-length", "transfer-encoding"}
         return http_lib.Response(
             raw.status_code,
             headers=[(k, v) for k, v in raw.headers.multi_items() if k.lower() not in drop],
-            stream=_AsyncBody(raw, answer) if async_ else _Body(raw, answer),
+            stream=_Body(raw, _Answer(request, raw, stream)),
             request=request,
             extensions=raw.extensions,
         )
-
-    def _verdict(self, error: openai.APIError) -> openai.APIError:
-        self._final = error
-        return error
 
 
 def unwrapped(exc: openai.APIError) -> openai.APIError:
@@ -289,9 +281,10 @@ class GuardedClient(openai.DefaultHttpxClient, _Verdicts):
         try:
             raw = sender(request, stream=True, **kwargs)
         except http_lib.ReadTimeout as exc:
-            raise self._verdict(openai.APITimeoutError(request=request)) from exc
+            self._final = openai.APITimeoutError(request=request)
+            raise self._final from exc
         try:
-            response = self._wrap(request, raw, stream, async_=False)
+            response = self._wrap(request, raw, stream)
             if not stream:
                 response.read()
         except openai.APIError as exc:
@@ -314,9 +307,10 @@ class GuardedAsyncClient(openai.DefaultAsyncHttpxClient, _Verdicts):
         try:
             raw = await super().send(request, stream=True, **kwargs)
         except http_lib.ReadTimeout as exc:
-            raise self._verdict(openai.APITimeoutError(request=request)) from exc
+            self._final = openai.APITimeoutError(request=request)
+            raise self._final from exc
         try:
-            response = self._wrap(request, raw, stream, async_=True)
+            response = self._wrap(request, raw, stream)
             if not stream:
                 await response.aread()
         except openai.APIError as exc:

@@ -3,21 +3,17 @@
 llm imports this module (and runs register_commands) on every command, `llm --help`
 included, and runs register_models on every prompt and every `llm.get_model()`: so the
 import is cheap (no requests), a warm cache never touches the network, and the hooks never
-raise (a raising hook breaks every model of every plugin). The commands, the key lookup and
-the cache path are in commands.py, the messages in messages.py; this module imports them.
+raise (a raising hook breaks every model of every plugin).
 """
 
 from __future__ import annotations
 
 import contextlib
-import enum
 import functools
 import json
 import math
 import os
 import sys
-import time
-import typing
 from collections.abc import AsyncGenerator, Callable, Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -57,8 +53,7 @@ from .openai_http import (
 )
 
 if TYPE_CHECKING:  # imported when models are registered, not for `llm --help`
-    from .cache import Entry, Listing
-    from .core.models import ModelInfo
+    from .cache import Lookup
 
 # Images only: llm's vision default also allows PDFs, which the API does not promise.
 IMAGE_TYPES = frozenset({"image/png", "image/jpeg", "image/webp", "image/gif"})
@@ -77,39 +72,16 @@ class _PinferenceModel:
     api_base: str | None
     model_name: str
     vision: bool
-    _line = ""
-    _options = 0
-    _source: Entry | None = None
-    _info: ModelInfo | None = None
 
     def __init__(
-        self,
-        model_id: str,
-        *,
-        line: str,
-        options: int,
-        team_id: str | None = None,
-        source: Entry | None = None,
-        **kwargs: Any,
+        self, model_id: str, *, line: str, options: int, team_id: str | None, **kwargs: Any
     ) -> None:
         super().__init__(model_id, **kwargs)  # llm's Chat / AsyncChat
         self._line = line
         self._options = options
         self.team_id = team_id
-        self._source = source
         # Immutable (llm only reads it): every model of a kind can share one.
         self.attachment_types = IMAGE_TYPES if self.vision else frozenset()
-
-    @property
-    def info(self) -> ModelInfo:
-        """The model's metadata, from the cached list on first use (registering models
-        never needs it)."""
-        if self._info is None:
-            from .core.models import ModelInfo, owner_from_id
-
-            found = self._source.model(self.model_name) if self._source is not None else None
-            self._info = found or ModelInfo(self.model_name, owner_from_id(self.model_name))
-        return self._info
 
     @property
     def Options(self) -> type[llm.Options]:
@@ -145,7 +117,8 @@ class _PinferenceModel:
         from .core.client import USER_AGENT  # not at import: llm imports this module for --help
 
         settings = self.request_settings(key)
-        timeout = http_timeout(prompt_timeout())
+        seconds = prompt_timeout()
+        timeout = http_lib.Timeout(seconds, connect=min(CONNECT_TIMEOUT, seconds))
         kwargs: dict[str, Any] = {
             "api_key": settings.api_key,
             "base_url": settings.base_url,
@@ -162,36 +135,28 @@ class _PinferenceModel:
             inner = logging_client()
         return openai.OpenAI(**kwargs, http_client=GuardedClient(timeout=timeout, inner=inner))
 
-    def explain(self, exc: openai.APIError, key: str | None) -> None:
-        """Rewrite an openai error's message in place to one bounded, redacted line, keeping
-        its type so callers' `except openai.RateLimitError` still works."""
+    def failure(self, exc: BaseException, key: str | None) -> openai.APIError:
+        """What to raise for what a prompt raised: an openai error (the guard's own when
+        openai wrapped it), or what llm's reading of the answer raised as the
+        invalid_response it is; its message rewritten in place to one bounded, redacted
+        line, keeping its type so callers' `except openai.RateLimitError` still works."""
+        if isinstance(exc, openai.APIError):
+            error = unwrapped(exc)
+        else:
+            request = http_lib.Request("POST", f"{self.api_base}/chat/completions")
+            error = InvalidChatResponse(
+                f"the answer could not be read: {type(exc).__name__}", request
+            )
+            error.__cause__ = exc
         secrets: tuple[str | None, ...] = (key,)
         with contextlib.suppress(Exception):
             secrets += (self.get_key(key),)
         text = prompt_error_message(
-            exc, base_url=self.api_base, model_id=self.model_name, secrets=secrets
+            error, base_url=self.api_base, model_id=self.model_name, secrets=secrets
         )
-        exc.args = (text,)
-        exc.message = text
-
-    def failure(
-        self, exc: BaseException, key: str | None
-    ) -> tuple[openai.APIError, BaseException | None]:
-        """What to raise for what a prompt raised, and its cause: an openai error (the
-        guard's own when openai wrapped it), or what llm's reading of the answer raised as
-        an invalid_response; its message rewritten to one redacted line."""
-        if isinstance(exc, openai.APIError):
-            error = unwrapped(exc)
-            cause = error.__cause__
-        else:
-            error, cause = self.unreadable(exc), exc
-        self.explain(error, key)
-        return error, cause
-
-    def unreadable(self, exc: BaseException) -> InvalidChatResponse:
-        """What llm's reading of an answer raised, as the invalid_response it is."""
-        request = http_lib.Request("POST", f"{self.api_base}/chat/completions")
-        return InvalidChatResponse(f"the answer could not be read: {type(exc).__name__}", request)
+        error.args = (text,)
+        error.message = text
+        return error
 
     def __str__(self) -> str:
         return self._line  # what `llm models` shows and `llm models -q` searches
@@ -209,10 +174,10 @@ class PinferenceChat(_PinferenceModel, Chat):
         try:
             yield from super().execute(prompt, stream, response, conversation, key)
         except (openai.APIError, *UNREADABLE) as exc:
-            error, cause = self.failure(exc, key)
+            error = self.failure(exc, key)
             if error is exc:
                 raise
-            raise error from cause
+            raise error from error.__cause__
 
 
 class PinferenceAsyncChat(_PinferenceModel, AsyncChat):
@@ -228,14 +193,14 @@ class PinferenceAsyncChat(_PinferenceModel, AsyncChat):
             async for event in super().execute(prompt, stream, response, conversation, key):
                 yield event
         except (openai.APIError, *UNREADABLE) as exc:
-            error, cause = self.failure(exc, key)
+            error = self.failure(exc, key)
             if error is exc:
                 raise
-            raise error from cause
+            raise error from error.__cause__
 
 
 def model_builder(
-    settings: Settings, source: Entry | None = None
+    settings: Settings,
 ) -> Callable[[Sequence[Any]], tuple[PinferenceChat, PinferenceAsyncChat]]:
     """What builds the sync and async llm models of a registration record (see
     registration.py) by llm's own constructors; it raises ValueError for a record that is
@@ -243,7 +208,7 @@ def model_builder(
     every model is looked up once, here."""
     from .registration import CAPABILITIES, OPTIONS_LIMIT, SCHEMA, TOOLS, VISION
 
-    shared = {"api_base": settings.base_url, "team_id": settings.team_id, "source": source}
+    shared = {"api_base": settings.base_url, "team_id": settings.team_id}
     kinds = [
         {
             **shared,
@@ -275,13 +240,6 @@ def model_builder(
     return build
 
 
-def build_models(
-    record: Sequence[Any], settings: Settings, source: Entry | None = None
-) -> tuple[PinferenceChat, PinferenceAsyncChat]:
-    """The two models of one registration record."""
-    return model_builder(settings, source)(record)
-
-
 # Options: what `-o` accepts, per model (registration.option_names); llm refuses the rest
 # before any request
 
@@ -302,21 +260,10 @@ def llm_options() -> type[llm.Options]:
     return getattr(openai_models, "OptionsForReasoning", Chat.Options)  # type: ignore[no-any-return]
 
 
-def reasoning_efforts() -> tuple[str, ...]:
-    """The reasoning_effort values the installed llm accepts: the one source of the option's
-    help (llm's own description names fewer than it accepts)."""
-    field = llm_options().model_fields.get("reasoning_effort")
-    for arg in typing.get_args(field.annotation) if field is not None else ():
-        if isinstance(arg, type) and issubclass(arg, enum.Enum):
-            return tuple(str(e.value) for e in arg)
-    return ()
-
-
 @functools.cache
 def option_fields() -> dict[str, tuple[Any, Any]]:
-    """Every option a model may offer: llm's own fields, `max_completion_tokens` (llm's
-    max_tokens under the name the model takes: llm sends options by their names), and
-    reasoning_effort's help naming the values accepted."""
+    """Every option a model may offer: llm's own fields, and `max_completion_tokens` (llm's
+    max_tokens under the name the model takes: llm sends options by their names)."""
     fields: dict[str, tuple[Any, Any]] = {
         name: (field.annotation, field) for name, field in llm_options().model_fields.items()
     }
@@ -325,13 +272,6 @@ def option_fields() -> dict[str, tuple[Any, Any]]:
         fields["max_completion_tokens"] = (
             annotation,
             pydantic.Field(None, description=f"{field.description} (the model's name for it)"),
-        )
-    if "reasoning_effort" in fields:
-        annotation, _ = fields["reasoning_effort"]
-        values = ", ".join(reasoning_efforts())
-        fields["reasoning_effort"] = (
-            annotation,
-            pydantic.Field(None, description=f"How hard a reasoning model thinks: {values}"),
         )
     return fields
 
@@ -429,41 +369,20 @@ UNREADABLE = (
 def prompt_timeout(env: Mapping[str, str] | None = None) -> float:
     """LLM_PINFERENCE_TIMEOUT when it is a number of seconds > 0, else DEFAULT_TIMEOUT."""
     value = (os.environ if env is None else env).get(TIMEOUT_ENV, "").strip()
-    if not value:
-        return DEFAULT_TIMEOUT
     try:
-        seconds = float(value)
+        seconds = float(value or DEFAULT_TIMEOUT)
     except ValueError:
         seconds = math.nan
-    if not (math.isfinite(seconds) and seconds > 0):
-        warn_once(
-            f"llm-pinference: ignoring {TIMEOUT_ENV}={shown(value)!r}: not a number of "
-            f"seconds > 0; using {DEFAULT_TIMEOUT:g}"
-        )
-        return DEFAULT_TIMEOUT
-    return seconds
-
-
-def http_timeout(seconds: float) -> http_lib.Timeout:
-    return http_lib.Timeout(seconds, connect=min(CONNECT_TIMEOUT, seconds))
+    if math.isfinite(seconds) and seconds > 0:
+        return seconds
+    warn_once(
+        f"llm-pinference: ignoring {TIMEOUT_ENV}={shown(value)!r}: not a number of "
+        f"seconds > 0; using {DEFAULT_TIMEOUT:g}"
+    )
+    return DEFAULT_TIMEOUT
 
 
 # Hooks
-
-
-def _warn_failed_fetch(listing: Listing, secrets: Iterable[str | None]) -> None:
-    from .cache import Source
-
-    assert listing.error is not None
-    warn_once(
-        failed_fetch_warning(
-            listing.error,
-            now=time.time(),
-            fetched_at=listing.fetched_at if listing.source is Source.STALE else None,
-            retry_at=listing.retry_at,
-            secrets=secrets,
-        )
-    )
 
 
 def _safe_settings() -> Settings:
@@ -499,12 +418,13 @@ def register_models(register: Callable[..., None]) -> None:
 def _register_listed(register: Callable[..., None], settings: Settings) -> None:
     # Not configured: no request from every llm command. A list cached by `llm pinference
     # models` or `refresh` (which work without a key) is used, at any age, without a word.
-    listing = open_catalog(settings).listing(fetch=bool(settings.api_key))
-    if listing.error is not None:
-        _warn_failed_fetch(listing, (settings.api_key,))
-    build = model_builder(settings, listing.entry)
+    lookup: Lookup = open_catalog(settings).get(fetch=bool(settings.api_key))
+    if lookup.error is not None and lookup.retry_at is not None:
+        secrets = (settings.api_key,)
+        warn_once(failed_fetch_warning(lookup.error, lookup.fetched_at, lookup.retry_at, secrets))
+    build = model_builder(settings)
     failed = 0
-    for record in listing.records:
+    for record in lookup.records:
         try:
             register(*build(record))
         except Exception:  # one odd model must not hide the others
@@ -512,8 +432,8 @@ def _register_listed(register: Callable[..., None], settings: Settings) -> None:
     if failed:
         warn_once(f"llm-pinference: skipped {failed} model(s) that could not be registered")
     wanted = requested_model(sys.argv)
-    if wanted is not None and all(record[0] != wanted for record in listing.records):
-        warn_once(unknown_model_hint(wanted, bool(settings.api_key), listing.fetched_at))
+    if wanted is not None and all(record[0] != wanted for record in lookup.records):
+        warn_once(unknown_model_hint(wanted, bool(settings.api_key), lookup.fetched_at))
 
 
 def requested_model(argv: Sequence[str]) -> str | None:

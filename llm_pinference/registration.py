@@ -12,10 +12,8 @@ beside each list, one compact record per model with what registration needs, rea
 - `capabilities`: VISION | TOOLS | SCHEMA, the bits for llm's constructor arguments;
 - `options`: the `-o` options the model offers, one bit per name of OPTION_NAMES.
 
-RECORDS.version names this derivation: change anything above (the line's wording, the
-option rules, the bit order) and bump it, and records of another version are derived
-afresh from the API objects (old caches are still read). No llm import: the commands
-write the records too, and llm imports this only when models are listed.
+Change anything above (the line's wording, the option rules, the bit order) and bump
+cache.VERSION: a cache of another version is not read. No llm import.
 """
 
 from __future__ import annotations
@@ -23,7 +21,6 @@ from __future__ import annotations
 import functools
 from typing import TYPE_CHECKING, Any
 
-from .cache import RecordFormat
 from .messages import model_line
 
 if TYPE_CHECKING:
@@ -52,7 +49,7 @@ OPTION_PARAMETERS: dict[str, tuple[str, ...]] = {
 }
 #: When the API does not say: llm's default set (reasoning_effort on reasoning models).
 DEFAULT_OPTIONS = frozenset(OPTION_PARAMETERS) - {"reasoning_effort", "max_completion_tokens"}
-#: Bit i of a record's options is OPTION_NAMES[i]. Append only (and bump RECORDS.version).
+#: Bit i of a record's options is OPTION_NAMES[i].
 OPTION_NAMES: tuple[str, ...] = (
     *(name for name in OPTION_PARAMETERS if name != "max_completion_tokens"),
     "image_detail",
@@ -101,6 +98,3 @@ def capabilities(info: ModelInfo) -> int:
 def record(info: ModelInfo) -> list[Any]:
     """One model's registration record (see the module's docstring)."""
     return [info.id, model_line(info), capabilities(info), option_bits(option_names(info))]
-
-
-RECORDS = RecordFormat(version=2, derive=record)

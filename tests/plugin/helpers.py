@@ -163,5 +163,5 @@ class ChatServer:
         from llm_pinference.core.settings import Settings
         from llm_pinference.registration import record
 
-        pair = plugin.build_models(record(ModelInfo("m", "m")), Settings(base_url=self.base_url))
+        pair = plugin.model_builder(Settings(base_url=self.base_url))(record(ModelInfo("m", "m")))
         return pair[1] if async_ else pair[0]

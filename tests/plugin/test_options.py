@@ -106,7 +106,7 @@ def test_one_class_per_distinct_option_set_at_5000_models() -> None:
     infos = parse_models(generate_catalogue(5000))[0]
     plugin.options_class.cache_clear()
     settings = Settings(base_url="http://x/v1")
-    built = [plugin.build_models(registration.record(info), settings) for info in infos]
+    built = [plugin.model_builder(settings)(registration.record(info)) for info in infos]
     classes = {id(m.Options) for pair in built for m in pair}
     option_sets = {registration.option_names(info) & plugin.known_options() for info in infos}
     assert len(classes) == len(option_sets) <= 16
@@ -119,8 +119,8 @@ def test_models_with_the_same_options_share_one_class() -> None:
     assert a is not None and b is not None
     settings = Settings(base_url="http://x/v1")
     (a_sync, a_async), (b_sync, _) = (
-        plugin.build_models(registration.record(a), settings),
-        plugin.build_models(registration.record(b), settings),
+        plugin.model_builder(settings)(registration.record(a)),
+        plugin.model_builder(settings)(registration.record(b)),
     )
     assert a_sync.Options is b_sync.Options is a_async.Options
     assert set(a_sync.Options.model_fields) == {"temperature"}
@@ -143,14 +143,3 @@ def test_a_model_that_takes_max_completion_tokens_offers_that_name(
     assert fake.requests_for("chat")[-1].json["max_completion_tokens"] == 5
     result = invoke(["-m", "pinference/o/new", "hi", "-o", "max_tokens", "5"])
     assert result.exit_code != 0 and "max_tokens" in result.output
-
-
-def test_reasoning_effort_help_names_what_is_accepted() -> None:
-    accepted = plugin.reasoning_efforts()
-    assert {"low", "medium", "high"} <= set(accepted)
-    field = llm.get_model("pinference/deepseek/deepseek-r1-0528").Options.model_fields[
-        "reasoning_effort"
-    ]
-    assert field.description is not None and field.description.endswith(", ".join(accepted))
-    for value in accepted:  # every value the help names is accepted
-        llm.get_model("pinference/deepseek/deepseek-r1-0528").Options(reasoning_effort=value)

@@ -283,7 +283,7 @@ def test_a_failing_catalog_never_breaks_llm(
         calls.append(1)
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(catalog.Catalog, "listing", broken)
+    monkeypatch.setattr(catalog.Catalog, "get", broken)
     warning = "llm-pinference: cannot list Pinference models"
     result = invoke(["models"])
     assert result.exit_code == 0
@@ -322,7 +322,7 @@ def test_one_damaged_record_does_not_hide_the_others(damage: Callable[[list], No
     invoke(["models"])
     data = read_cache()
     (entry,) = data["accounts"].values()
-    (record,) = [r for r in entry["records"][1] if r[0] == CHAT_MODEL]
+    (record,) = [r for r in entry["records"] if r[0] == CHAT_MODEL]
     damage(record)
     cache_file().write_text(json.dumps(data))
     reset_state()
