@@ -103,6 +103,7 @@ AUDIENCES = {
     "llm_pinference/messages.py": ("llm",),
     "llm_pinference/openai_http.py": ("llm",),
     "llm_pinference/commands.py": ("llm",),
+    "llm_pinference/cost.py": ("llm",),
     "llm_pinference": (),
     "exporter": ("exporter", "basic-auth"),
 }
