@@ -19,6 +19,7 @@ import logging
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from llm_pinference.core.chatprobe import estimate_cost
@@ -35,6 +36,47 @@ log = logging.getLogger("exporter.chat")
 
 HOUR = 3600.0
 MAX_RETRY_INTERVALS = 10
+
+
+def failure(exc: BaseException, account: AccountConfig, **fields: object) -> tuple[str, int, str]:
+    """(reason, status, one-line message) of a failed probe. An API failure's message names
+    the base URL: shown without any user info it may carry. Anything else is a bug, not an
+    API answer: logged with its type, and counted (as invalid_response) so it shows."""
+    if isinstance(exc, PinferenceError):
+        message = str(exc).replace(account.base_url, redact_url(account.base_url))
+        return exc.reason.value, exc.status or 0, message
+    message = f"unexpected {type(exc).__name__} while probing"
+    log.error(message, exc_info=exc, extra=kv(account=account.name, **fields))
+    return Reason.INVALID_RESPONSE.value, 0, message
+
+
+def start_loop(
+    name: str, stop: threading.Event, delay: Callable[[], float], cycle: Callable[[], object]
+) -> threading.Thread:
+    """A daemon thread that runs `cycle` whenever `delay()` (seconds) has run out, until
+    `stop`; a crashed cycle is logged and the loop goes on."""
+
+    def loop() -> None:
+        while not stop.is_set():
+            if (wait := delay()) > 0:
+                if stop.wait(wait):
+                    return
+                continue  # due again? (a 429 may have moved it meanwhile)
+            try:
+                cycle()
+            except Exception:  # keep probing whatever happened
+                log.exception("probe cycle crashed", extra=kv(thread=name))
+
+    thread = threading.Thread(target=loop, name=name, daemon=True)
+    thread.start()
+    return thread
+
+
+def changed(last: dict[str, str | None], key: str, reason: str | None) -> bool:
+    """Note `reason` (None: a success) as `key`'s last; True if that changes it: a failure
+    starting or changing reason warns, a recovery is news, repeats are debug."""
+    before, last[key] = last.get(key), reason
+    return before != reason
 
 
 @dataclass
@@ -65,17 +107,15 @@ class ChatProber:
         self._cycle_lock = threading.Lock()  # one cycle at a time (the loop, or a test)
         self._lock = threading.Lock()  # the schedule, briefly (a reload reads it)
         self._schedule = ChatSchedule()
+        self._first_wait = time.monotonic() + config.timeout + 1  # see _delay
         self._capped = False  # the cap skipped the last probe (logged once)
         self._client: PinferenceClient | None = None
         self._thread: threading.Thread | None = None
-        self._target = redact_url(account.base_url)
 
     def start(self) -> None:
         if self._thread is None and self.account.chat_models:
-            self._thread = threading.Thread(
-                target=self._loop, name=f"pinference-chat-{self.account.name}", daemon=True
-            )
-            self._thread.start()
+            name = f"pinference-chat-{self.account.name}"
+            self._thread = start_loop(name, self._stop, self._delay, self.run_cycle)
 
     def stop(self, timeout: float = 1.0) -> None:
         """Stop (the shared event is set by the caller); a probe in flight is dropped."""
@@ -103,22 +143,11 @@ class ChatProber:
             due = self._schedule.next_cycle
         return None if due is None else max(0.0, due - time.monotonic())
 
-    def _loop(self) -> None:
+    def _delay(self) -> float:
         # The first cycle waits for the first list (it gives the prices), a while at most.
-        until = time.monotonic() + self.config.timeout + 1
-        while not self.state.snapshot().list_done and time.monotonic() < until:
-            if self._stop.wait(0.05):
-                return
-        while not self._stop.is_set():
-            delay = self.next_cycle_in()
-            if delay and self._stop.wait(delay):
-                return
-            try:
-                self.run_cycle()
-            except Exception:  # keep probing whatever happened
-                log.exception("chat probe cycle crashed", extra=kv(account=self.account.name))
-                with self._lock:
-                    self._schedule.next_cycle = time.monotonic() + self.account.chat_interval
+        if self._first_wait > time.monotonic() and not self.state.snapshot().list_done:
+            return 0.05
+        return self.next_cycle_in() or 0.0
 
     def run_cycle(self) -> int:
         """One chat probe of each chat model, one after the other, now; the next cycle is
@@ -184,8 +213,7 @@ class ChatProber:
             output_tokens=result.usage.output_tokens, cost_usd=cost,
         ))  # fmt: skip
         with self._lock:
-            recovered = self._schedule.last_reason.get(model) is not None
-            self._schedule.last_reason[model] = None
+            recovered = changed(self._schedule.last_reason, model, None)
         log.log(logging.INFO if recovered else logging.DEBUG,
                 "chat probe recovered" if recovered else "chat probe succeeded",
                 extra=kv(account=self.account.name, model=model,
@@ -195,23 +223,16 @@ class ChatProber:
         return None
 
     def _failed(self, model: str, started: float, exc: BaseException) -> str:
-        """Log a failed chat probe (a new or changed reason warns, a repeat is debug);
-        returns its reason."""
-        if isinstance(exc, PinferenceError):
-            reason = exc.reason.value
-            message = str(exc).replace(self.account.base_url, self._target)
-        else:  # a bug, not an API answer: counted so it shows, logged with its type
-            reason, message = Reason.INVALID_RESPONSE.value, f"unexpected {type(exc).__name__}"
-            log.error(message, exc_info=exc, extra=kv(account=self.account.name, model=model))
+        """Log a failed chat probe; returns its reason."""
+        reason, _, message = failure(exc, self.account, model=model)
         with self._lock:
-            repeated = self._schedule.last_reason.get(model) == reason
-            self._schedule.last_reason[model] = reason
+            news = changed(self._schedule.last_reason, model, reason)
             retry_after = getattr(exc, "retry_after", None)
             if reason == Reason.RATE_LIMITED.value and retry_after:
                 wait = min(retry_after, MAX_RETRY_INTERVALS * self.account.chat_interval)
                 later = time.monotonic() + wait
                 self._schedule.next_cycle = max(self._schedule.next_cycle or 0.0, later)
-        log.log(logging.DEBUG if repeated else logging.WARNING, "chat probe failed",
+        log.log(logging.WARNING if news else logging.DEBUG, "chat probe failed",
                 extra=kv(account=self.account.name, model=model, reason=reason,
                          duration=round(time.monotonic() - started, 4), err=message))  # fmt: skip
         return reason

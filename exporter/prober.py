@@ -33,9 +33,9 @@ from dataclasses import dataclass, field
 
 from llm_pinference.core.client import PinferenceClient
 from llm_pinference.core.errors import PinferenceError, Reason
-from llm_pinference.core.text import format_duration, redact_url
+from llm_pinference.core.text import format_duration
 
-from .chatprober import ChatProber, ChatSchedule
+from .chatprober import ChatProber, ChatSchedule, changed, failure, start_loop
 from .clients import probe_client
 from .config import AccountConfig, ExporterConfig
 from .logs import kv
@@ -124,19 +124,18 @@ class Prober:
         self._thread: threading.Thread | None = None
         self._cursor = 0
         self._pause_deadline = 0.0  # time.monotonic() until which probing is paused
+        self._next_due = 0.0  # time.monotonic(); the first cycle runs at once (readiness)
         self._last_reason: dict[str, str | None] = {}
         self._watched = frozenset(account.probe_models)
-        self._target = redact_url(account.base_url)
         self.chat = ChatProber(config, account, state, self._stop)
 
     # lifecycle
 
     def start(self) -> Prober:
         if self._thread is None:
-            self._thread = threading.Thread(
-                target=self._loop, name=f"pinference-prober-{self.account.name}", daemon=True
-            )
-            self._thread.start()
+            delay = lambda: max(self._next_due - time.monotonic(), self.pause_remaining())  # noqa: E731
+            name = f"pinference-prober-{self.account.name}"
+            self._thread = start_loop(name, self._stop, delay, self._timed_cycle)
         self.chat.start()
         return self
 
@@ -177,31 +176,16 @@ class Prober:
 
     # the loop
 
-    def _loop(self) -> None:
+    def _timed_cycle(self) -> None:
+        """One cycle; the next is due an interval (jittered) after this one started."""
         interval = self.config.probe_interval
-        next_due = time.monotonic()  # the first cycle runs at once: readiness comes quickly
-        while not self._stop.is_set():
-            delay = max(next_due - time.monotonic(), self.pause_remaining())
-            if delay > 0 and self._stop.wait(delay):
-                return
-            if self.pause_remaining() > 0:  # a 429 arrived while we waited
-                continue
-            started = time.monotonic()
-            try:
-                self.run_cycle()
-            except Exception:  # keep probing whatever happened
-                log.exception("probe cycle crashed", extra=kv(account=self.account.name))
-            elapsed = time.monotonic() - started
-            if elapsed > interval:
-                log.warning(
-                    "probe cycle took longer than the interval",
-                    extra=kv(
-                        account=self.account.name,
-                        took=round(elapsed, 3),
-                        interval=format_duration(interval),
-                    ),
-                )
-            next_due = started + interval + self._rng.uniform(0, self.config.jitter * interval)
+        started = time.monotonic()
+        self._next_due = started + interval + self._rng.uniform(0, self.config.jitter * interval)
+        self.run_cycle()
+        if (elapsed := time.monotonic() - started) > interval:
+            log.warning("probe cycle took longer than the interval",
+                        extra=kv(account=self.account.name, took=round(elapsed, 3),
+                                 interval=format_duration(interval)))  # fmt: skip
 
     def run_cycle(self) -> bool:
         """One list probe and the get probes, synchronously; False if paused by a 429."""
@@ -306,17 +290,11 @@ class Prober:
         self.recent.add(self.account, "get", duration, finished, model=model, status=200)
         self._succeeded("get", duration, model=model)
 
-    @staticmethod
-    def _log_key(endpoint: str, fields: dict[str, object]) -> str:
-        """What a change is logged for: the list, or one model's get probes (models that
-        disagree, or a sample rotating through them, log only their own changes)."""
-        model = fields.get("model")
-        return f"{endpoint} {model}" if model is not None else endpoint
-
-    def _succeeded(self, endpoint: str, duration: float, **fields: object) -> None:
-        key = self._log_key(endpoint, fields)
-        recovered = self._last_reason.get(key) is not None
-        self._last_reason[key] = None
+    def _succeeded(self, endpoint: str, duration: float, model: str | None = None,
+                   **fields: object) -> None:  # fmt: skip
+        recovered = changed(self._last_reason, f"{endpoint} {model}", None)
+        if model is not None:
+            fields["model"] = model
         log.log(
             logging.INFO if recovered else logging.DEBUG,
             "probe recovered" if recovered else "probe succeeded",
@@ -324,29 +302,21 @@ class Prober:
                      **fields),
         )  # fmt: skip
 
-    def _failed(self, endpoint: str, started: float, exc: BaseException, **fields: object) -> None:
+    def _failed(self, endpoint: str, started: float, exc: BaseException,
+                model: str | None = None) -> None:  # fmt: skip
+        """Record a failed probe; log it, and warn when it starts or changes reason (per
+        model for get probes: models that disagree log only their own changes)."""
         duration = time.monotonic() - started
-        if isinstance(exc, PinferenceError):
-            reason, status = exc.reason.value, exc.status or 0
-            # Messages name the base URL: show it without any user info it may carry.
-            message = str(exc).replace(self.settings.base_url, self._target)
-        else:  # a bug, not an API answer: counted so it shows, logged with its type
-            reason, status = Reason.INVALID_RESPONSE.value, 0
-            message = f"unexpected {type(exc).__name__} while probing"
-            log.error(message, exc_info=exc, extra=kv(account=self.account.name, endpoint=endpoint))
-        model = fields.get("model")
+        fields = {"model": model} if model else {}
+        reason, status, message = failure(exc, self.account, endpoint=endpoint, **fields)
         self.state.record(endpoint, duration, finished := time.time(), status=status,
-                          reason=reason, error=message,
-                          model=model if isinstance(model, str) else None)  # fmt: skip
+                          reason=reason, error=message, model=model)  # fmt: skip
         self.recent.add(self.account, endpoint, duration, finished, status=status, reason=reason,
-                        error=message, model=model if isinstance(model, str) else None)  # fmt: skip
-        # Warn when the failure starts or changes reason; repeats go to debug.
-        key = self._log_key(endpoint, fields)
-        level = logging.DEBUG if self._last_reason.get(key) == reason else logging.WARNING
-        self._last_reason[key] = reason
-        log.log(level, "probe failed", extra=kv(account=self.account.name, endpoint=endpoint,
-                                                 reason=reason, duration=round(duration, 4),
-                                                 err=message, **fields))  # fmt: skip
+                        error=message, model=model)  # fmt: skip
+        news = changed(self._last_reason, f"{endpoint} {model}", reason)
+        log.log(logging.WARNING if news else logging.DEBUG, "probe failed",
+                extra=kv(account=self.account.name, endpoint=endpoint, reason=reason,
+                         duration=round(duration, 4), err=message, **fields))  # fmt: skip
         retry_after = getattr(exc, "retry_after", None)
         if reason == Reason.RATE_LIMITED.value and retry_after:
             self._pause(retry_after)

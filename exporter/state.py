@@ -36,13 +36,30 @@ MAX_COUNT = 2**53  # the largest count a float (the exposition's number) holds e
 
 
 @dataclass(frozen=True)
+class Histogram:
+    """Observations per bucket (+Inf last; not cumulative) and their sum."""
+
+    bounds: tuple[float, ...]
+    counts: tuple[int, ...]
+    total: float = 0.0
+
+    @classmethod
+    def empty(cls, bounds: tuple[float, ...]) -> Histogram:
+        return cls(bounds, (0,) * (len(bounds) + 1))
+
+    def observed(self, value: float) -> Histogram:
+        counts = list(self.counts)
+        counts[bisect.bisect_left(self.bounds, value)] += 1
+        return Histogram(self.bounds, tuple(counts), self.total + value)
+
+
+@dataclass(frozen=True)
 class EndpointStats:
     """What a scrape needs for one endpoint."""
 
     probes: int = 0
     failures: Mapping[str, int] = field(default_factory=lambda: dict.fromkeys(REASONS, 0))
-    buckets: tuple[int, ...] = (0,) * (len(BUCKETS) + 1)  # per bucket, +Inf last; not cumulative
-    duration_sum: float = 0.0
+    duration: Histogram = field(default_factory=lambda: Histogram.empty(BUCKETS))
     success: bool | None = None  # None before the first probe
     status_code: int = 0
     last_success: float | None = None
@@ -53,21 +70,16 @@ class EndpointStats:
     def recorded(
         self, duration: float, finished: float, status: int, reason: str | None, error: str | None
     ) -> EndpointStats:
-        buckets = list(self.buckets)
-        buckets[bisect.bisect_left(BUCKETS, duration)] += 1
-        failures = self.failures
-        if reason is not None:
-            failures = {**failures, reason: failures[reason] + 1}
+        ok = reason is None
         return EndpointStats(
             probes=self.probes + 1,
-            failures=failures,
-            buckets=tuple(buckets),
-            duration_sum=self.duration_sum + duration,
-            success=reason is None,
+            failures=_counted(self.failures, reason),
+            duration=self.duration.observed(duration),
+            success=ok,
             status_code=status,
-            last_success=finished if reason is None else self.last_success,
+            last_success=finished if ok else self.last_success,
             last_probe=finished,
-            last_error=error if reason is not None else self.last_error,
+            last_error=self.last_error if ok else error,
             last_reason=reason,
         )
 
@@ -94,24 +106,6 @@ class Connection:
 
     phases: Phases
     tls: TLSInfo | None  # None over http
-
-
-@dataclass(frozen=True)
-class Histogram:
-    """Observations per bucket (+Inf last; not cumulative) and their sum."""
-
-    bounds: tuple[float, ...]
-    counts: tuple[int, ...]
-    total: float = 0.0
-
-    @classmethod
-    def empty(cls, bounds: tuple[float, ...]) -> Histogram:
-        return cls(bounds, (0,) * (len(bounds) + 1))
-
-    def observed(self, value: float) -> Histogram:
-        counts = list(self.counts)
-        counts[bisect.bisect_left(self.bounds, value)] += 1
-        return Histogram(self.bounds, tuple(counts), self.total + value)
 
 
 @dataclass(frozen=True)
@@ -225,8 +219,6 @@ class ProbeState:
         probe on a new connection saw (phases, TLS); it replaces the previous one, and a
         failure leaves that in place (the last known phases and certificate). `model`: the
         model of a get probe, whose outcome the endpoint's state keeps (see `_judge_get`)."""
-        if reason is not None and reason not in REASONS:
-            raise ValueError(f"unknown reason {reason!r}")
         with self._lock:
             previous = self._endpoints[endpoint]
             self._endpoints[endpoint] = previous.recorded(duration, finished, status, reason, error)
@@ -248,20 +240,18 @@ class ProbeState:
     def record_chat(self, model: str, outcome: ChatOutcome) -> None:
         """Count one chat probe of a model that is chat-probed (others are ignored: a
         probe that was in flight when a reload removed its model)."""
-        if outcome.reason is not None and outcome.reason not in REASONS:
-            raise ValueError(f"unknown reason {outcome.reason!r}")
         cost = _amount(outcome.cost_usd)
         with self._lock:
             stats = self._chat.get(model)
             if stats is None:
                 return
+            failures = _counted(stats.failures, outcome.reason)
+            stats = replace(stats, probes=stats.probes + 1, failures=failures)
             if outcome.reason is not None:
-                failures = {**stats.failures, outcome.reason: stats.failures[outcome.reason] + 1}
-                self._chat[model] = replace(stats, probes=stats.probes + 1, failures=failures)
+                self._chat[model] = stats
                 return
             self._chat[model] = replace(
                 stats,
-                probes=stats.probes + 1,
                 ttft=stats.ttft if outcome.ttft is None else stats.ttft.observed(outcome.ttft),
                 duration=stats.duration.observed(outcome.duration),
                 output_tokens=stats.output_tokens + _count(outcome.output_tokens),
@@ -275,21 +265,16 @@ class ProbeState:
             return self._prices.get(model)
 
     def record_catalog(self, models: Iterable[ModelInfo], finished: float) -> tuple[int, int]:
-        """Store a successful list; returns (added, removed) since the previous one."""
+        """Store a successful list; returns (added, removed) since the previous one (the
+        first list is a baseline, not a change)."""
         models = list(models)
         catalog = ListedModels.build(models, self.max_series, finished)
-        with self._lock:
-            previous = self._catalog
-            chat = set(self._chat)
-        prices = {m.id: m.pricing for m in models if m.id in chat}
-        added = removed = 0
-        if previous is not None:  # the first list is a baseline, not a change
-            now, before = set(catalog.ids), set(previous.ids)
-            added, removed = len(now - before), len(before - now)
-        # Only the prober records, one cycle at a time: `previous` is still current here.
+        # Only the prober records, one cycle at a time: `previous` stays current.
+        previous = set(self._catalog.ids if self._catalog else catalog.ids)
+        added, removed = len(set(catalog.ids) - previous), len(previous - set(catalog.ids))
         with self._lock:
             self._catalog = catalog
-            self._prices = prices
+            self._prices = {m.id: m.pricing for m in models if m.id in self._chat}
             self._changes["added"] += added
             self._changes["removed"] += removed
         return added, removed
@@ -355,6 +340,15 @@ class ProbeState:
                 connection=self._connection,
                 chat=MappingProxyType(dict(self._chat)),
             )
+
+
+def _counted(failures: Mapping[str, int], reason: str | None) -> Mapping[str, int]:
+    """The failure counts with one more of `reason` (None: a success, counted elsewhere)."""
+    if reason is None:
+        return failures
+    if reason not in REASONS:
+        raise ValueError(f"unknown reason {reason!r}")
+    return {**failures, reason: failures[reason] + 1}
 
 
 def _text(value: object) -> str:

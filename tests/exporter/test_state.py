@@ -23,11 +23,12 @@ def test_bucket_bounds_are_inclusive() -> None:
     for duration in (0.0, 0.005, 0.0050001, 30.0, 31.0):
         state.record("list", duration, time.time())
     stats = state.snapshot().endpoints["list"]
-    assert stats.buckets[0] == 2  # 0 and exactly 0.005 are "le 0.005"
-    assert stats.buckets[1] == 1
-    assert stats.buckets[len(BUCKETS) - 1] == 1  # exactly 30 is "le 30"
-    assert stats.buckets[-1] == 1  # above 30 is +Inf only
-    assert stats.probes == 5 and stats.duration_sum == pytest.approx(61.0100001)
+    counts = stats.duration.counts
+    assert counts[0] == 2  # 0 and exactly 0.005 are "le 0.005"
+    assert counts[1] == 1
+    assert counts[len(BUCKETS) - 1] == 1  # exactly 30 is "le 30"
+    assert counts[-1] == 1  # above 30 is +Inf only
+    assert stats.probes == 5 and stats.duration.total == pytest.approx(61.0100001)
 
 
 def test_unknown_reason_is_refused() -> None:
