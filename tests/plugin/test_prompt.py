@@ -86,25 +86,6 @@ def test_async_prompt(fake: FakePinference, stream: bool) -> None:
     assert body["model"] == CHAT and bool(body.get("stream")) is stream
 
 
-def test_options_reach_the_request(fake: FakePinference) -> None:
-    args = ["-m", "pinference/" + CHAT, "hi", "-o", "temperature", "0.2", "-o", "max_tokens", "50"]
-    assert invoke(args).exit_code == 0
-    (body,) = chat_bodies(fake)
-    assert body["temperature"] == 0.2 and body["max_tokens"] == 50
-
-
-def test_reasoning_effort_for_reasoning_models_only(fake: FakePinference) -> None:
-    result = invoke(["-m", "pinference/" + REASONING, "hi", "-o", "reasoning_effort", "low"])
-    assert result.exit_code == 0, result.output
-    (body,) = chat_bodies(fake)
-    assert body["reasoning_effort"] == "low"
-
-    result = invoke(["-m", "pinference/" + CHAT, "hi", "-o", "reasoning_effort", "low"])
-    assert result.exit_code != 0
-    assert "reasoning_effort" in result.output and "Extra inputs are not permitted" in result.output
-    assert len(chat_bodies(fake)) == 1  # refused before any request
-
-
 def test_tool_call_round_trip(fake: FakePinference) -> None:
     function = "def lucky_number() -> int:\n    'The lucky number'\n    return 42\n"
     result = invoke(["-m", "pinference/" + CHAT, "--functions", function, "use the tool"])
