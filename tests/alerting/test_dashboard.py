@@ -98,14 +98,9 @@ def test_dashboard_is_importable_json(dashboard: dict[str, Any]) -> None:
     ]
 
 
-def test_panel_ids_are_unique(panels: list[dict[str, Any]]) -> None:
-    ids = [panel["id"] for panel in panels]
-    assert all(isinstance(i, int) and i > 0 for i in ids)
-    assert len(ids) == len(set(ids))
-
-
-def test_panel_titles_are_unique(panels: list[dict[str, Any]]) -> None:
-    titles = [panel["title"] for panel in panels]
+def test_panel_ids_and_titles_are_unique(panels: list[dict[str, Any]]) -> None:
+    ids, titles = [panel["id"] for panel in panels], [panel["title"] for panel in panels]
+    assert all(isinstance(i, int) and i > 0 for i in ids) and len(ids) == len(set(ids))
     assert all(titles) and len(titles) == len(set(titles))
 
 

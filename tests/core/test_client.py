@@ -127,24 +127,6 @@ def test_list_shapes_and_skipped_entries(wrap):
 
 
 @responses.activate
-def test_headers_with_key_and_team():
-    responses.get(f"{BASE}/models", json={"data": []})
-    client().list_models()
-    sent = responses.calls[0].request.headers
-    assert sent["Authorization"] == f"Bearer {KEY}"
-    assert sent["X-Prime-Team-ID"] == "team-1"
-    assert sent["User-Agent"].startswith("llm-pinference/")
-
-
-@responses.activate
-def test_no_auth_headers_without_key_even_with_team():
-    responses.get(f"{BASE}/models", json={"data": []})
-    client(settings=Settings(team_id="team-1", base_url=BASE)).list_models()
-    sent = responses.calls[0].request.headers
-    assert "Authorization" not in sent and "X-Prime-Team-ID" not in sent
-
-
-@responses.activate
 def test_get_model_quotes_id_and_parses():
     responses.get(
         f"{BASE}/models/myteam/private%20model:v2",

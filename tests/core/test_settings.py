@@ -68,8 +68,19 @@ def test_blank_env_counts_as_unset(isolated_env, monkeypatch):
     assert (s.api_key, s.team_id) == ("cfg-key", "cfg-team")
 
 
+def test_an_llm_key_wins_over_env_and_config(isolated_env):
+    config = {"api_key": "from-config", "team_id": "t1", "inference_url": "http://c/api/"}
+    assert credentials(env={}, config=config) == Settings("from-config", "t1", "http://c/api")
+    env = {"PRIME_API_KEY": "from-env", "PRIME_INFERENCE_URL": "http://e/v1/"}
+    assert credentials(env=env, config=config) == Settings("from-env", "t1", "http://e/v1")
+    assert credentials(" from-llm ", env=env, config=config).api_key == "from-llm"
+    assert credentials("  ", env=env, config=config).api_key == "from-env"  # blank = none
+    write_config(isolated_env, {"api_key": "from-file"})
+    assert credentials().api_key == "from-file"  # env and config default to the real ones
+
+
 def test_team_header_only_with_key():
-    assert Settings(team_id="t1").headers() == {}
+    assert Settings(team_id="t1").team is None and Settings(team_id="t1").headers() == {}
     assert Settings(api_key="k-1234", team_id="t1").headers() == {
         "Authorization": "Bearer k-1234",
         "X-Prime-Team-ID": "t1",

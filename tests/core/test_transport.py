@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import gzip
 import socket
-import threading
 import time
 import tracemalloc
 import zlib
@@ -36,12 +35,6 @@ def failure(base_url: str, **kwargs: int | float) -> PinferenceError:
     return info.value
 
 
-def test_tls_spoken_to_a_plain_http_port_is_a_tls_error(fake: FakePinference) -> None:
-    err = failure(fake.base_url.replace("http://", "https://"), total_timeout=5)
-    assert err.reason is Reason.CONNECTION_ERROR
-    assert "TLS error talking to the API" in str(err)
-
-
 @pytest.mark.parametrize("url", ["api.test/v1", "ftp://api.test/v1", "http:///v1"])
 def test_a_base_url_that_is_no_http_url_says_where_to_look(url: str) -> None:
     err = failure(url)
@@ -49,29 +42,24 @@ def test_a_base_url_that_is_no_http_url_says_where_to_look(url: str) -> None:
     assert str(err) == "connection_error: invalid base URL (check PRIME_INFERENCE_URL)"
 
 
-def test_a_body_that_cannot_be_decoded_is_an_invalid_response() -> None:
-    listener = socket.create_server(("127.0.0.1", 0))
-    body = b"this is not gzip"
-    answer = (
-        b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Encoding: gzip\r\n"
-        b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(body), body)
-    )
-
-    def serve() -> None:
-        conn, _ = listener.accept()
-        with conn:
-            conn.recv(65536)
-            conn.sendall(answer)
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    try:
-        err = failure(f"http://127.0.0.1:{listener.getsockname()[1]}/api/v1", total_timeout=5)
-    finally:
-        thread.join(5)
-        listener.close()
-    assert err.reason is Reason.INVALID_RESPONSE
-    assert str(err) == "invalid_response: the response body cannot be decoded"
+@pytest.mark.parametrize(
+    "answer, said",
+    [
+        (
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Encoding: gzip\r\n"
+            b"Content-Length: 16\r\nConnection: close\r\n\r\nthis is not gzip",
+            "invalid_response: the response body cannot be decoded",
+        ),
+        (b"SSH-2.0-OpenSSH_9.6\r\n\r\n", "invalid_response: the answer is not valid HTTP"),
+    ],
+    ids=["not-gzip", "not-http"],
+)
+def test_an_answer_that_cannot_be_read_is_an_invalid_response(
+    raw_server: RawServer, answer: bytes, said: str
+) -> None:
+    raw_server.answer = answer
+    err = failure(raw_server.base_url, total_timeout=5)
+    assert (err.reason, str(err)) == (Reason.INVALID_RESPONSE, said)
 
 
 def test_a_proxy_that_refuses_says_proxy(

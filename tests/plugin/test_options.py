@@ -51,6 +51,7 @@ def test_options_follow_supported_parameters() -> None:
 def test_llm_models_options_lists_only_those(fake: FakePinference) -> None:
     result = invoke(["models", "--options", "-m", "pinference/deepseek/deepseek-r1-0528"])
     assert result.exit_code == 0, result.output
+    assert "env_var: PRIME_API_KEY" in result.stdout
     for name in ("temperature", "reasoning_effort", "seed"):
         assert f"    {name}:" in result.stdout
     for name in ("frequency_penalty", "logit_bias", "json_object", "image_detail"):

@@ -55,32 +55,19 @@ def chat_bodies(fake: FakePinference) -> list[dict]:
     return [r.json for r in fake.requests_for("chat")]
 
 
-def test_streaming_prompt_with_usage(fake: FakePinference) -> None:
-    result = invoke(["-m", "pinference/" + CHAT, "hello there"])
+@pytest.mark.parametrize("extra", [[], ["--no-stream"]])
+def test_prompt_with_usage(fake: FakePinference, extra: list[str]) -> None:
+    result = invoke(["-m", "pinference/" + CHAT, "hello there", *extra])
     assert result.exit_code == 0, result.output
     assert result.stdout.strip() == REPLY
-    (body,) = chat_bodies(fake)
-    assert body["model"] == CHAT and body["stream"] is True
-    assert body["stream_options"] == {"include_usage": True}
-    log = last_log()
-    assert log["model"] == "pinference/" + CHAT
-    assert (log["input_tokens"], log["output_tokens"]) == (2, len(REPLY.split()))
-
-
-@pytest.mark.parametrize("extra", [[], ["--no-stream"]])
-def test_chat_requests_name_the_plugin(fake: FakePinference, extra: list[str]) -> None:
-    assert invoke(["-m", "pinference/" + CHAT, "hi", *extra]).exit_code == 0
     (chat,) = fake.requests_for("chat")
     assert chat.header("user-agent") == f"llm-pinference/{llm_pinference.__version__}"
-
-
-def test_non_streaming_prompt_with_usage(fake: FakePinference) -> None:
-    result = invoke(["-m", "pinference/" + CHAT, "hello there", "--no-stream"])
-    assert result.exit_code == 0, result.output
-    assert result.stdout.strip() == REPLY
-    (body,) = chat_bodies(fake)
-    assert body.get("stream") is False
+    body = chat.json
+    assert body["model"] == CHAT and body["stream"] is not extra
+    if not extra:
+        assert body["stream_options"] == {"include_usage": True}
     log = last_log()
+    assert log["model"] == "pinference/" + CHAT
     assert (log["input_tokens"], log["output_tokens"]) == (2, len(REPLY.split()))
 
 
@@ -97,31 +84,6 @@ def test_async_prompt(fake: FakePinference, stream: bool) -> None:
     assert (usage.input, usage.output) == (2, len(REPLY.split()))
     (body,) = chat_bodies(fake)
     assert body["model"] == CHAT and bool(body.get("stream")) is stream
-
-
-def test_python_api_sync_prompt(fake: FakePinference) -> None:
-    response = llm.get_model("pinference/" + CHAT).prompt("hello there")
-    assert response.text() == REPLY
-    assert response.usage().input == 2
-
-
-def test_options_reach_the_request(fake: FakePinference) -> None:
-    args = ["-m", "pinference/" + CHAT, "hi", "-o", "temperature", "0.2", "-o", "max_tokens", "50"]
-    assert invoke(args).exit_code == 0
-    (body,) = chat_bodies(fake)
-    assert body["temperature"] == 0.2 and body["max_tokens"] == 50
-
-
-def test_reasoning_effort_for_reasoning_models_only(fake: FakePinference) -> None:
-    result = invoke(["-m", "pinference/" + REASONING, "hi", "-o", "reasoning_effort", "low"])
-    assert result.exit_code == 0, result.output
-    (body,) = chat_bodies(fake)
-    assert body["reasoning_effort"] == "low"
-
-    result = invoke(["-m", "pinference/" + CHAT, "hi", "-o", "reasoning_effort", "low"])
-    assert result.exit_code != 0
-    assert "reasoning_effort" in result.output and "Extra inputs are not permitted" in result.output
-    assert len(chat_bodies(fake)) == 1  # refused before any request
 
 
 def test_tool_call_round_trip(fake: FakePinference) -> None:
@@ -144,10 +106,19 @@ def test_builtin_tool_with_no_stream(fake: FakePinference) -> None:
     assert f"The tool returned: {importlib.metadata.version('llm')}" in result.stdout
 
 
-def test_tools_refused_for_a_model_without_them(fake: FakePinference) -> None:
-    result = invoke(["-m", "pinference/" + REASONING, "-T", "llm_version", "use the tool"])
+@pytest.mark.parametrize(
+    "args, refusal",
+    [
+        (["-T", "llm_version"], "does not support tools"),
+        (["--schema", "a int"], "does not support schemas"),
+    ],
+)
+def test_tools_and_schemas_refused_where_not_supported(
+    fake: FakePinference, args: list[str], refusal: str
+) -> None:
+    result = invoke(["-m", "pinference/" + REASONING, *args, "use it"])
     assert result.exit_code != 0
-    assert "does not support tools" in result.output
+    assert refusal in result.output
     assert chat_bodies(fake) == []
 
 
@@ -157,13 +128,6 @@ def test_schema_where_supported(fake: FakePinference) -> None:
     (body,) = chat_bodies(fake)
     assert body["response_format"]["type"] == "json_schema"
     assert set(json.loads(result.stdout)) == {"name", "age"}
-
-
-def test_schema_refused_where_not_supported(fake: FakePinference) -> None:
-    result = invoke(["-m", "pinference/" + REASONING, "--schema", "name, age int", "a dog"])
-    assert result.exit_code != 0
-    assert "does not support schemas" in result.output
-    assert chat_bodies(fake) == []
 
 
 # API errors in prompts: one line, like llm's own OpenAI models, and still openai errors
