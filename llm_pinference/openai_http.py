@@ -277,6 +277,9 @@ class GuardedClient(openai.DefaultHttpxClient, _Verdicts):
 
     def send(self, request: http_lib.Request, *, stream: bool = False, **kwargs: Any) -> Any:
         self._before(request)
+        # Credentials go to the configured origin only: httpx would carry the team header
+        # (it strips only Authorization) to wherever a redirect points.
+        kwargs["follow_redirects"] = False
         sender = self._inner.send if self._inner is not None else super().send
         try:
             raw = sender(request, stream=True, **kwargs)
@@ -304,6 +307,7 @@ class GuardedAsyncClient(openai.DefaultAsyncHttpxClient, _Verdicts):
 
     async def send(self, request: http_lib.Request, *, stream: bool = False, **kwargs: Any) -> Any:
         self._before(request)
+        kwargs["follow_redirects"] = False  # as GuardedClient.send
         try:
             raw = await super().send(request, stream=True, **kwargs)
         except http_lib.ReadTimeout as exc:

@@ -666,3 +666,33 @@ def test_a_key_outside_latin_1_is_one_line_and_nothing_is_sent(
     assert error.startswith("Error: client_error: PRIME_API_KEY holds a character")
     assert "ключ" not in result.output
     assert fake.requests_for("chat") == []
+
+
+@pytest.mark.parametrize("status", [302, 307])
+def test_a_redirect_is_not_followed_with_the_key_and_the_team(
+    monkeypatch: pytest.MonkeyPatch, status: int
+) -> None:
+    """Prompts stay on the configured origin: openai's default client follows redirects,
+    and httpx strips only Authorization on the way, not X-Prime-Team-ID."""
+    import asyncio
+
+    from tests.core.conftest import RawServer
+
+    errors_as_users_see_them(monkeypatch)
+    monkeypatch.setenv("PRIME_TEAM_ID", "team-7")
+    other, api = RawServer(), RawServer()
+    try:
+        moved = f"http://127.0.0.1:{other.port}/api/v1/chat/completions"
+        api.answer = f"HTTP/1.1 {status} Moved\r\nLocation: {moved}\r\n\r\n".encode()
+        model = llm.get_model("pinference/" + CHAT)  # registered from the fake's list
+        model.api_base = api.base_url
+        with pytest.raises(openai.APIError):
+            model.prompt("hi").text()
+        async_model = llm.get_async_model("pinference/" + CHAT)
+        async_model.api_base = api.base_url
+        with pytest.raises(openai.APIError):
+            asyncio.run(async_model.prompt("hi").text())
+    finally:
+        other.close()
+        api.close()
+    assert len(api.heads) >= 2 and other.heads == []  # nothing reached the other origin
