@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import math
 import re
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -29,6 +30,8 @@ from types import ModuleType
 from typing import Any
 
 import openai
+
+from .core.errors import parse_retry_after
 
 _CANDIDATES = ("httpx2", "httpx")
 
@@ -248,11 +251,16 @@ class _Verdicts:
     def _wrap(
         self, request: http_lib.Request, raw: http_lib.Response, stream: bool
     ) -> http_lib.Response:
-        """The response, its body read (decoded) through an _Answer."""
-        drop = {"content-encoding", "content-length", "transfer-encoding"}
+        """The response, its body read (decoded) through an _Answer, and a Retry-After
+        openai can read: whole seconds, or none (openai 1.x raised on a date past 9999)."""
+        drop = {"content-encoding", "content-length", "transfer-encoding", "retry-after"}
+        headers = [(k, v) for k, v in raw.headers.multi_items() if k.lower() not in drop]
+        seconds = parse_retry_after(raw.headers.get("retry-after"))
+        if seconds is not None:
+            headers.append(("retry-after", str(math.ceil(min(seconds, MAX_COUNT)))))
         return http_lib.Response(
             raw.status_code,
-            headers=[(k, v) for k, v in raw.headers.multi_items() if k.lower() not in drop],
+            headers=headers,
             stream=_Body(raw, _Answer(request, raw, stream)),
             request=request,
             extensions=raw.extensions,
