@@ -23,12 +23,13 @@ def client(fake: FakePinference) -> PinferenceClient:
 
 
 def test_the_probe_measures_an_injected_time_to_first_token(fake: FakePinference) -> None:
-    # Only the lower bound is exact: how close the measure comes is bench_probe_accuracy's.
+    # Only the lower bound holds on any machine (less the microseconds by which the fake's
+    # sleep and the probe's clock differ); how close it comes is bench_probe_accuracy's.
     delay = 0.15
     api = client(fake)
     fake.set_fault("chat", Fault(ttft_delay=delay))
     found = [api.chat_probe(MODEL).ttft for _ in range(3)]
-    assert all(t is not None and delay <= t < delay + TIMEOUT for t in found), found
+    assert all(t is not None and delay - 0.005 <= t < delay + TIMEOUT for t in found), found
 
 
 def test_the_wait_comes_after_the_headers_and_the_role_chunk() -> None:
