@@ -248,6 +248,11 @@ class _Verdicts:
         elif self._final is not None:
             raise self._final
 
+    def _timed_out(self, request: http_lib.Request) -> openai.APITimeoutError:
+        """A read timeout: a verdict, never retried."""
+        self._final = openai.APITimeoutError(request=request)
+        return self._final
+
     def _wrap(
         self, request: http_lib.Request, raw: http_lib.Response, stream: bool
     ) -> http_lib.Response:
@@ -292,8 +297,7 @@ class GuardedClient(openai.DefaultHttpxClient, _Verdicts):
         try:
             raw = sender(request, stream=True, **kwargs)
         except http_lib.ReadTimeout as exc:
-            self._final = openai.APITimeoutError(request=request)
-            raise self._final from exc
+            raise self._timed_out(request) from exc
         try:
             response = self._wrap(request, raw, stream)
             if not stream:
@@ -319,8 +323,7 @@ class GuardedAsyncClient(openai.DefaultAsyncHttpxClient, _Verdicts):
         try:
             raw = await super().send(request, stream=True, **kwargs)
         except http_lib.ReadTimeout as exc:
-            self._final = openai.APITimeoutError(request=request)
-            raise self._final from exc
+            raise self._timed_out(request) from exc
         try:
             response = self._wrap(request, raw, stream)
             if not stream:
